@@ -1,0 +1,373 @@
+/* session: provider connections.
+ *
+ * Two parts, both public:
+ *  - the JSON codec: pure functions from bytes to structs and back (no sockets, no FUSE); used by
+ *    sessions, by the reference provider and by the tests and fuzzers;
+ *  - the session hub: every live provider connection of the gateway, the libwebsockets protocol
+ *    handlers that drive them, and their filesystems.
+ */
+#ifndef WEBFUSE_SESSION_H
+#define WEBFUSE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fusebridge.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * JSON codec ("webfuse-adapter-server" subprotocol)
+ * ----------------------------------------------------------------------------------------------*/
+
+#define CODEC_JSON_SUBPROTOCOL "webfuse-adapter-server"
+
+/* Status codes of the JSON protocol. */
+enum codec_json_status {
+    CODEC_JSON_GOOD = 0,
+    CODEC_JSON_BAD = 1,
+    CODEC_JSON_BAD_NOTIMPLEMENTED = 2,
+    CODEC_JSON_BAD_TIMEOUT = 3,
+    CODEC_JSON_BAD_BUSY = 4,
+    CODEC_JSON_BAD_FORMAT = 5,
+    CODEC_JSON_BAD_NOENTRY = 101,
+    CODEC_JSON_BAD_ACCESS_DENIED = 102,
+};
+
+/* Status code -> negative errno (GOOD -> 0, unknown codes -> -EIO). */
+int codec_json_status_to_errno(int status);
+/* Negative errno -> status code (0 -> GOOD, unmapped -> BAD). */
+int codec_json_errno_to_status(int neg_errno);
+
+enum codec_json_kind {
+    CODEC_JSON_REQUEST,      /* method, params, id */
+    CODEC_JSON_NOTIFICATION, /* method, params, no id */
+    CODEC_JSON_RESULT,       /* result, id */
+    CODEC_JSON_ERROR,        /* error object with integer code, id */
+};
+
+/* One parsed message; owns its parsed tree. */
+struct codec_json_msg;
+
+/* Parses one message. Returns 0 with *out owned by the caller, or -EBADMSG when the bytes are not
+ * a JSON object of one of the four envelope shapes (floats for ids, missing params, ...). */
+int codec_json_parse(const void *data, size_t len, struct codec_json_msg **out);
+void codec_json_msg_free(struct codec_json_msg *msg);
+
+enum codec_json_kind codec_json_msg_kind(const struct codec_json_msg *msg);
+/* The id of a request, result or error; 0 for a notification. */
+int64_t codec_json_msg_id(const struct codec_json_msg *msg);
+/* The method of a request or notification (borrowed from msg), else NULL. */
+const char *codec_json_msg_method(const struct codec_json_msg *msg);
+/* The error code of an error response, else 0. */
+int codec_json_msg_error_status(const struct codec_json_msg *msg);
+
+/* All decoders borrow strings from msg: valid until codec_json_msg_free. They return 0, or
+ * -EBADMSG when the message does not have the expected shape or types. */
+
+/* Gateway side: requests a provider sends. */
+int codec_json_decode_authenticate(const struct codec_json_msg *msg, const char **type,
+                                   const char **username, const char **password);
+int codec_json_decode_add_filesystem(const struct codec_json_msg *msg, const char **name);
+
+/* Gateway side: results of the gateway's own requests. */
+/* lookup/getattr result -> st (st_ino from "inode" when present, else 0; st_mode type from
+ * "type": unknown types are -EBADMSG; st_nlink 1 or 2; uid/gid 0). */
+int codec_json_decode_attr(const struct codec_json_msg *msg, struct stat *st);
+int codec_json_decode_open(const struct codec_json_msg *msg, uint64_t *handle);
+/* Decodes "data" per "format" into buf; -EBADMSG if count differs from the decoded length or the
+ * data does not fit into cap bytes. */
+int codec_json_decode_read(const struct codec_json_msg *msg, void *buf, size_t cap, size_t *len);
+/* Calls fn once per entry in order; stops and returns fn's value when it is negative. */
+typedef int (*codec_json_dirent_fn)(void *user, const char *name, uint64_t ino);
+int codec_json_decode_readdir(const struct codec_json_msg *msg, codec_json_dirent_fn fn,
+                              void *user);
+
+/* Provider side: a request the gateway sent. *fs and req->name are borrowed from msg. RELEASE
+ * comes from the "close" notification. Unknown methods and wrong params are -EBADMSG. */
+int codec_json_decode_request(const struct codec_json_msg *msg, const char **fs,
+                              struct fusebridge_request *req);
+
+/* Encoders write one compact message into buf[0..cap) and set *len (no NUL counted). They return
+ * 0, -ENOBUFS when cap is too small (*len is then the size needed), or -EINVAL when a string is
+ * not valid UTF-8 and so cannot be sent in JSON. */
+
+/* Gateway side. RELEASE encodes the "close" notification (no id). */
+int codec_json_encode_request(char *buf, size_t cap, size_t *len, int64_t id, const char *fs,
+                              const struct fusebridge_request *req);
+int codec_json_encode_result_empty(char *buf, size_t cap, size_t *len, int64_t id);
+int codec_json_encode_add_filesystem_result(char *buf, size_t cap, size_t *len, int64_t id,
+                                            const char *name);
+int codec_json_encode_error(char *buf, size_t cap, size_t *len, int64_t id, int status);
+
+/* Provider side. */
+int codec_json_encode_authenticate(char *buf, size_t cap, size_t *len, int64_t id,
+                                   const char *username, const char *password);
+int codec_json_encode_add_filesystem(char *buf, size_t cap, size_t *len, int64_t id,
+                                     const char *name);
+/* Attributes from st: inode, mode (permission bits), type ("file"/"dir"), size, atime, mtime,
+ * ctime. -EINVAL for a type that is neither a regular file nor a directory. */
+int codec_json_encode_attr_result(char *buf, size_t cap, size_t *len, int64_t id,
+                                  const struct stat *st);
+int codec_json_encode_open_result(char *buf, size_t cap, size_t *len, int64_t id,
+                                  uint64_t handle);
+/* base64 for n > 0, "identity" with empty data for n == 0. */
+int codec_json_encode_read_result(char *buf, size_t cap, size_t *len, int64_t id,
+                                  const void *data, size_t n);
+struct codec_json_dirent {
+    const char *name;
+    uint64_t ino;
+};
+int codec_json_encode_readdir_result(char *buf, size_t cap, size_t *len, int64_t id,
+                                     const struct codec_json_dirent *entries, size_t count);
+
+/* ------------------------------------------------------------------------------------------------
+ * base64 (RFC 4648, with padding), used by the JSON codec
+ * ----------------------------------------------------------------------------------------------*/
+
+/* Bytes needed to encode n bytes (no NUL). */
+size_t base64_encoded_size(size_t n);
+/* Writes base64_encoded_size(n) characters to out. */
+void base64_encode(const void *data, size_t n, char *out);
+/* Strict decode (padding required, no whitespace). Returns decoded length, or -EINVAL for bad
+ * input, -ENOBUFS when it does not fit into cap. */
+long base64_decode(const char *text, size_t n, void *out, size_t cap);
+
+/* ------------------------------------------------------------------------------------------------
+ * Session hub: the gateway's provider connections
+ * ----------------------------------------------------------------------------------------------*/
+
+struct lws_protocols;
+struct session_hub;
+
+struct session_hub_config {
+    const char *mount_root;   /* filesystems mount at <mount_root>/<name> */
+    unsigned timeout_ms;      /* per provider request */
+    size_t max_message;       /* largest message accepted from a provider, bytes */
+};
+
+/* Loop thread. `loop` must outlive the hub. Returns 0 or a negative errno. */
+int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,
+                    struct session_hub **out);
+
+/* The libwebsockets protocols (terminated by a zeroed entry) that serve providers; the first is the
+ * default for connections that ask for no subprotocol. Each protocol's `user` is the hub. */
+const struct lws_protocols *session_hub_protocols(struct session_hub *hub);
+
+/* Loop thread. Starts closing every session: providers get a close frame, mounts are unmounted.
+ * `done` runs once no session is left (possibly before this returns). No new sessions are
+ * accepted afterwards. */
+void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void *arg);
+
+/* Number of live sessions. */
+size_t session_hub_count(const struct session_hub *hub);
+
+/* Frees the hub; only after shutdown's `done`. */
+void session_hub_free(struct session_hub *hub);
+
+/* A filesystem name is 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
+bool session_name_valid(const char *name);
+
+/* ------------------------------------------------------------------------------------------------
+ * webfuse2 codec ("webfuse2" subprotocol)
+ *
+ * The binary protocol of docs/webfuse2-protocol.md, for both sides: the gateway (service) encodes
+ * requests and decodes responses; a provider decodes requests and encodes responses. Pure
+ * functions: no allocation, no global state. Integers are big-endian on the wire; every 64-bit
+ * value is kept whole.
+ *
+ * Decoders borrow: strings and bytes they return point into the caller's message (not
+ * NUL-terminated, possibly containing NUL bytes: reject those before using one as a C string) and
+ * stay valid as long as it does. Fields a message type does not carry are zero. Messages longer
+ * than their fields are accepted (the rest is ignored).
+ *
+ * Encoders write one message into buf[0..cap) and set *len. They return 0, -ENOBUFS when cap is
+ * too small (*len is then the size needed and buf is untouched, so cap 0 with buf NULL asks for the
+ * size), or -EINVAL for a message that cannot be encoded (checked before the size).
+ * ----------------------------------------------------------------------------------------------*/
+
+#define CODEC_WF2_SUBPROTOCOL "webfuse2"
+
+/* Every message starts with u32 id and u8 type. */
+#define CODEC_WF2_HEADER_SIZE 5
+/* A response's type is its request's type with this bit set; 0x80 alone means "unknown request". */
+#define CODEC_WF2_RESPONSE 0x80
+/* The handle that means "no open file". */
+#define CODEC_WF2_HANDLE_NONE UINT64_MAX
+/* rename flags */
+#define CODEC_WF2_RENAME_NOREPLACE 1
+#define CODEC_WF2_RENAME_EXCHANGE 2
+
+/* Request types. A response carries (type | CODEC_WF2_RESPONSE). */
+enum codec_wf2_type {
+    CODEC_WF2_UNKNOWN = 0x00, /* answered by 0x80 */
+    CODEC_WF2_ACCESS = 0x01,
+    CODEC_WF2_GETATTR = 0x02,
+    CODEC_WF2_READLINK = 0x03,
+    CODEC_WF2_SYMLINK = 0x04,
+    CODEC_WF2_LINK = 0x05,
+    CODEC_WF2_RENAME = 0x06,
+    CODEC_WF2_CHMOD = 0x07,
+    CODEC_WF2_CHOWN = 0x08,
+    CODEC_WF2_TRUNCATE = 0x09,
+    CODEC_WF2_FSYNC = 0x0a,
+    CODEC_WF2_OPEN = 0x0b,
+    CODEC_WF2_MKNOD = 0x0c,
+    CODEC_WF2_CREATE = 0x0d,
+    CODEC_WF2_RELEASE = 0x0e,
+    CODEC_WF2_UNLINK = 0x0f,
+    CODEC_WF2_READ = 0x10,
+    CODEC_WF2_WRITE = 0x11,
+    CODEC_WF2_MKDIR = 0x12,
+    CODEC_WF2_READDIR = 0x13,
+    CODEC_WF2_RMDIR = 0x14,
+    CODEC_WF2_STATFS = 0x15,
+    CODEC_WF2_UTIMENS = 0x16,
+    CODEC_WF2_GETCREDS = 0x17,
+};
+
+/* The last request type this codec knows the fields of. */
+#define CODEC_WF2_TYPE_MAX CODEC_WF2_GETCREDS
+
+/* "getattr", ... for a request or response type (with or without the response bit), for logs;
+ * "unknown" for any other value. */
+const char *codec_wf2_type_name(uint8_t type);
+
+/* A string (UTF-8 path, link target, name, credentials) or bytes: pointer and length. */
+struct codec_wf2_str {
+    const char *ptr; /* may be NULL when len is 0 */
+    size_t len;
+};
+
+struct codec_wf2_bytes {
+    const void *ptr; /* may be NULL when len is 0 */
+    size_t len;
+};
+
+struct codec_wf2_timestamp {
+    uint64_t sec;
+    uint32_t nsec; /* may be UTIME_NOW / UTIME_OMIT in utimens */
+};
+
+/* 88 bytes on the wire, in this order. */
+struct codec_wf2_attr {
+    uint64_t inode;
+    uint64_t nlink;
+    uint32_t mode; /* Linux st_mode: type bits and permissions */
+    uint32_t uid;
+    uint32_t gid;
+    uint64_t rdev;
+    uint64_t size;
+    uint64_t blocks;
+    struct codec_wf2_timestamp atime;
+    struct codec_wf2_timestamp mtime;
+    struct codec_wf2_timestamp ctime;
+};
+
+/* 64 bytes on the wire, in this order. */
+struct codec_wf2_statfs {
+    uint64_t bsize;
+    uint64_t frsize;
+    uint64_t blocks;
+    uint64_t bfree;
+    uint64_t bavail;
+    uint64_t files;
+    uint64_t ffree;
+    uint64_t namemax;
+};
+
+/* One request. Each field lists the types that carry it; the others ignore it. */
+struct codec_wf2_request {
+    uint32_t id;
+    uint8_t type;                /* enum codec_wf2_type; decoded: any value (see decode) */
+    struct codec_wf2_str path;   /* all but SYMLINK, GETCREDS; LINK, RENAME: the old path */
+    struct codec_wf2_str path2;  /* LINK, RENAME: the new path; SYMLINK: the link's own path */
+    struct codec_wf2_str target; /* SYMLINK: what the link points to (sent first) */
+    uint32_t mode;               /* CHMOD, MKNOD, CREATE (with type bits); MKDIR (permissions) */
+    uint32_t uid;                /* CHOWN */
+    uint32_t gid;                /* CHOWN */
+    uint64_t rdev;               /* MKNOD */
+    uint64_t size;               /* TRUNCATE: the new length */
+    uint64_t offset;             /* READ, WRITE */
+    uint32_t read_size;          /* READ: bytes asked for */
+    uint64_t handle;             /* TRUNCATE, FSYNC, RELEASE, READ, WRITE, UTIMENS */
+    int32_t flags;               /* OPEN: Linux open(2) flags */
+    uint8_t access_mode;         /* ACCESS: R_OK | W_OK | X_OK, or F_OK */
+    uint8_t rename_flags;        /* RENAME: CODEC_WF2_RENAME_* */
+    bool datasync;               /* FSYNC */
+    struct codec_wf2_bytes data; /* WRITE; unknown types: the whole payload after the header */
+    struct codec_wf2_timestamp atime; /* UTIMENS */
+    struct codec_wf2_timestamp mtime; /* UTIMENS */
+};
+
+/* A validated list of names inside a decoded readdir response. Walk it (or a copy of it, to walk
+ * again) with codec_wf2_names_next; the members are private. Names come as the provider sent
+ * them: "." and "..", empty names and names with '/' or NUL bytes are the caller's to drop. */
+struct codec_wf2_names {
+    const unsigned char *next; /* the next name's length field */
+    uint32_t left;             /* names not walked yet */
+};
+
+/* Sets *name to the next name and returns true, or returns false at the end of the list. */
+bool codec_wf2_names_next(struct codec_wf2_names *names, struct codec_wf2_str *name);
+
+/* One response. `type` is the request type answered (on the wire: type | 0x80); CODEC_WF2_UNKNOWN
+ * is the 0x80 "unknown request" answer, with nothing after the header. */
+struct codec_wf2_response {
+    uint32_t id;
+    uint8_t type;
+    /* 0 = success, negative = -errno (anything after it is absent then), positive = bytes read or
+     * written (READ, WRITE only). GETCREDS has no result on the wire (decoded as 0). */
+    int32_t result;
+    struct codec_wf2_attr attr;       /* GETATTR */
+    uint64_t handle;                  /* OPEN, CREATE */
+    struct codec_wf2_str target;      /* READLINK */
+    struct codec_wf2_bytes data;      /* READ: result bytes (encoding: len must equal result > 0) */
+    struct codec_wf2_statfs statfs;   /* STATFS */
+    struct codec_wf2_str credentials; /* GETCREDS */
+    /* READDIR. Encoding sends names[0..name_count). Decoding leaves names NULL and sets name_count
+     * and name_list. */
+    const struct codec_wf2_str *names;
+    size_t name_count;
+    struct codec_wf2_names name_list;
+};
+
+/* The id and type of any message of at least CODEC_WF2_HEADER_SIZE bytes, whatever its type
+ * (0, or -EBADMSG when shorter). How a receiver finds the pending request of a response, or the id
+ * to answer an undecodable request with. */
+int codec_wf2_decode_header(const void *data, size_t len, uint32_t *id, uint8_t *type);
+
+/* Service side. Encodes req. Types 0x00 and 0x18-0x7f have no known fields: req->data is sent raw
+ * after the header (to probe a provider). -EINVAL for a response type (>= 0x80), a string or data
+ * over UINT32_MAX bytes, or a NULL pointer with a non-zero length. */
+int codec_wf2_encode_request(void *buf, size_t cap, size_t *len,
+                             const struct codec_wf2_request *req);
+
+/* Service side. Decodes the response to a request of type `expected`. `size` is, for READ, the
+ * bytes asked for, and for WRITE, the bytes sent; it is ignored otherwise. Returns:
+ *  0        decoded; resp->result may be a negative errno from the provider;
+ *  -ENOSYS  the provider does not know the request: the message is 0x80, or (expected | 0x80) with
+ *           nothing after the header (resp->id is set, resp->type is CODEC_WF2_UNKNOWN or
+ *           `expected` respectively, resp->result is -ENOSYS);
+ *  -EBADMSG protocol error: shorter than its fields, a string past the end, another response type,
+ *           a positive result other than READ/WRITE, READ data longer than asked for or not
+ *           matching the result, WRITE result above `size`; also any payload answering a type this
+ *           codec does not know. resp->id is set when the header was complete.
+ * -EINVAL when `expected` is a response type (>= 0x80). */
+int codec_wf2_decode_response(const void *data, size_t len, uint8_t expected, uint32_t size,
+                              struct codec_wf2_response *resp);
+
+/* Provider side. Decodes a request. Returns 0; -ENOSYS for a type without known fields (0x00,
+ * 0x18-0xff): answer it with a CODEC_WF2_UNKNOWN response of the same id (req->id and req->type
+ * are set, req->data is the payload); or -EBADMSG when the message is shorter than its fields
+ * (req->id and req->type are set when the header was complete). */
+int codec_wf2_decode_request(const void *data, size_t len, struct codec_wf2_request *req);
+
+/* Provider side. Encodes resp: result, then for result 0 the type's fields (READ: data when result
+ * > 0). CODEC_WF2_UNKNOWN encodes the 5-byte 0x80 answer. -EINVAL for a type above
+ * CODEC_WF2_TYPE_MAX, a positive result other than READ/WRITE, READ data whose length is not the
+ * result, more than UINT32_MAX names, or a string as for codec_wf2_encode_request. */
+int codec_wf2_encode_response(void *buf, size_t cap, size_t *len,
+                              const struct codec_wf2_response *resp);
+
+#endif
