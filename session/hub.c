@@ -1,0 +1,148 @@
+/* The session hub: every provider connection of the gateway, and the libwebsockets protocol
+ * callbacks that route connection events to them. Loop thread only. */
+#include "session_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* libwebsockets hands received data over in pieces of at most this size. */
+#define HUB_RX_BUFFER 65536
+
+bool session_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 64 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool session_hub_name_taken(const struct session_hub *hub, const char *name)
+{
+    for (const struct session *s = hub->sessions; s; s = s->next)
+        for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next)
+            if (strcmp(fs->name, name) == 0)
+                return true;
+    return false;
+}
+
+static void hub_add(struct session_hub *hub, struct session *s)
+{
+    s->next = hub->sessions;
+    if (hub->sessions)
+        hub->sessions->prev = s;
+    hub->sessions = s;
+    hub->count++;
+}
+
+void session_hub_remove(struct session_hub *hub, struct session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hub->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    hub->count--;
+    if (hub->shutting_down && hub->count == 0 && hub->on_empty)
+        hub->on_empty(hub->on_empty_arg);
+}
+
+/* The per-connection user data libwebsockets allocates holds our session pointer. */
+static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
+{
+    struct session **slot = user;
+    const struct lws_protocols *protocol = lws_get_protocol(wsi);
+    struct session_hub *hub = protocol ? protocol->user : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED: {
+        if (hub->shutting_down)
+            return -1;
+        struct session *s = session_open(hub, wsi, &session_protocol_json);
+        if (!s)
+            return -1;
+        hub_add(hub, s);
+        *slot = s;
+        log_info("session %llu: %s connected from %s", (unsigned long long)s->id, protocol->name,
+                 s->remote);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        return *slot ? session_on_receive(*slot, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return *slot ? session_on_writeable(*slot) : -1;
+    case LWS_CALLBACK_CLOSED:
+        if (*slot) {
+            session_on_closed(*slot);
+            *slot = NULL;
+        }
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,
+                    struct session_hub **out)
+{
+    struct session_hub *hub = calloc(1, sizeof(*hub));
+    if (!hub)
+        return -ENOMEM;
+    hub->mount_root = strdup(config->mount_root);
+    if (!hub->mount_root) {
+        free(hub);
+        return -ENOMEM;
+    }
+    hub->loop = loop;
+    hub->config = *config;
+    hub->config.mount_root = hub->mount_root;
+    hub->protocols[0] = (struct lws_protocols){
+        .name = CODEC_JSON_SUBPROTOCOL,
+        .callback = hub_callback,
+        .per_session_data_size = sizeof(struct session *),
+        .rx_buffer_size = HUB_RX_BUFFER,
+        .user = hub,
+    };
+    *out = hub;
+    return 0;
+}
+
+const struct lws_protocols *session_hub_protocols(struct session_hub *hub)
+{
+    return hub->protocols;
+}
+
+size_t session_hub_count(const struct session_hub *hub)
+{
+    return hub->count;
+}
+
+void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void *arg)
+{
+    hub->shutting_down = true;
+    hub->on_empty = done;
+    hub->on_empty_arg = arg;
+    if (hub->count == 0) {
+        done(arg);
+        return;
+    }
+    for (struct session *s = hub->sessions; s; s = s->next)
+        session_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "gateway shutting down");
+}
+
+void session_hub_free(struct session_hub *hub)
+{
+    free(hub->mount_root);
+    free(hub);
+}

@@ -1,0 +1,259 @@
+/* The JSON protocol ("webfuse-adapter-server") on top of a session: the provider's requests
+ * (authenticate, add_filesystem) and the answers to the gateway's requests. */
+#include "session_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* The largest answer to one of the provider's own requests. */
+#define JSON_CONTROL_MAX 512
+
+static bool json_expects_answer(enum fusebridge_kind kind)
+{
+    return kind != FUSEBRIDGE_RELEASE; /* "close" is a notification */
+}
+
+static int json_encode(struct session *s, const struct filesystem *fs, uint32_t id,
+                       const struct fusebridge_request *req, size_t *len)
+{
+    return codec_json_encode_request((char *)s->tx + LWS_PRE, s->tx_cap, len, id, fs->name, req);
+}
+
+/* ---- answering the provider -------------------------------------------------------------------
+ */
+
+static void json_send_error(struct session *s, int64_t id, int status)
+{
+    char buf[JSON_CONTROL_MAX];
+    size_t len;
+    if (codec_json_encode_error(buf, sizeof(buf), &len, id, status) == 0 &&
+        session_send_control(s, buf, len) != 0)
+        session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
+}
+
+static void json_send_empty_result(struct session *s, int64_t id)
+{
+    char buf[JSON_CONTROL_MAX];
+    size_t len;
+    if (codec_json_encode_result_empty(buf, sizeof(buf), &len, id) == 0 &&
+        session_send_control(s, buf, len) != 0)
+        session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
+}
+
+static void json_on_attached(struct session *s, struct filesystem *fs, int status)
+{
+    if (!s->wsi)
+        return;
+    if (status != 0) {
+        json_send_error(s, fs->reply_id, CODEC_JSON_BAD);
+        return;
+    }
+    char buf[JSON_CONTROL_MAX];
+    size_t len;
+    if (codec_json_encode_add_filesystem_result(buf, sizeof(buf), &len, fs->reply_id, fs->name) ==
+            0 &&
+        session_send_control(s, buf, len) != 0)
+        session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
+}
+
+static int attach_error_status(int error)
+{
+    switch (error) {
+    case -EINVAL:
+        return CODEC_JSON_BAD_FORMAT;
+    case -EMFILE:
+        return CODEC_JSON_BAD_BUSY;
+    default:
+        return CODEC_JSON_BAD;
+    }
+}
+
+static void json_add_filesystem(struct session *s, const struct codec_json_msg *msg)
+{
+    int64_t id = codec_json_msg_id(msg);
+    const char *name;
+    if (codec_json_decode_add_filesystem(msg, &name) != 0) {
+        json_send_error(s, id, CODEC_JSON_BAD_FORMAT);
+        return;
+    }
+    int error;
+    if (session_attach(s, name, id, &error))
+        return; /* answered in json_on_attached */
+    log_warn("session %llu: refused filesystem \"%.64s\" (remote %s): %s",
+             (unsigned long long)s->id, name, s->remote, strerror(-error));
+    json_send_error(s, id, attach_error_status(error));
+}
+
+static void json_authenticate(struct session *s, const struct codec_json_msg *msg)
+{
+    int64_t id = codec_json_msg_id(msg);
+    const char *type, *username, *password;
+    if (codec_json_decode_authenticate(msg, &type, &username, &password) != 0) {
+        json_send_error(s, id, CODEC_JSON_BAD_FORMAT);
+        return;
+    }
+    /* No authentication is configured: every session is authenticated from the start. */
+    json_send_empty_result(s, id);
+}
+
+static void json_on_request(struct session *s, const struct codec_json_msg *msg)
+{
+    const char *method = codec_json_msg_method(msg);
+    if (strcmp(method, "add_filesystem") == 0) {
+        json_add_filesystem(s, msg);
+    } else if (strcmp(method, "authenticate") == 0) {
+        json_authenticate(s, msg);
+    } else {
+        log_warn("session %llu: unknown method \"%.32s\"", (unsigned long long)s->id, method);
+        json_send_error(s, codec_json_msg_id(msg), CODEC_JSON_BAD_NOTIMPLEMENTED);
+    }
+}
+
+/* ---- answers to the gateway's requests --------------------------------------------------------
+ */
+
+/* Attributes come without owner: files belong to whoever runs the gateway. */
+static void attr_own(struct stat *st)
+{
+    st->st_uid = geteuid();
+    st->st_gid = getegid();
+}
+
+static void json_answer_entry(struct fusebridge_op *op, const struct codec_json_msg *msg)
+{
+    struct stat st;
+    /* Inode 1 is the root; another entry claiming it would make a directory loop. */
+    if (codec_json_decode_attr(msg, &st) != 0 || st.st_ino <= FUSEBRIDGE_ROOT_INODE) {
+        fusebridge_reply_error(op, -EIO);
+        return;
+    }
+    attr_own(&st);
+    fusebridge_reply_entry(op, &st);
+}
+
+static void json_answer_attr(struct fusebridge_op *op, const struct codec_json_msg *msg)
+{
+    struct stat st;
+    if (codec_json_decode_attr(msg, &st) != 0) {
+        fusebridge_reply_error(op, -EIO);
+        return;
+    }
+    attr_own(&st);
+    fusebridge_reply_attr(op, &st);
+}
+
+static int dirent_add(void *user, const char *name, uint64_t ino)
+{
+    if (ino == 0)
+        return 0; /* readdir(3) callers take inode 0 as a deleted entry */
+    int rc = fusebridge_readdir_add(user, name, ino, 0);
+    return rc == -EINVAL ? 0 : rc; /* a name that cannot be an entry is left out */
+}
+
+static void json_answer_readdir(struct fusebridge_op *op, const struct codec_json_msg *msg)
+{
+    if (codec_json_decode_readdir(msg, dirent_add, op) != 0) {
+        fusebridge_reply_error(op, -EIO);
+        return;
+    }
+    fusebridge_readdir_done(op);
+}
+
+static void json_answer_open(struct fusebridge_op *op, const struct codec_json_msg *msg)
+{
+    uint64_t handle;
+    if (codec_json_decode_open(msg, &handle) != 0)
+        fusebridge_reply_error(op, -EIO);
+    else
+        fusebridge_reply_open(op, handle);
+}
+
+static void json_answer_read(struct session *s, struct fusebridge_op *op,
+                             const struct codec_json_msg *msg)
+{
+    uint32_t size = fusebridge_op_request(op)->size;
+    size_t len;
+    if (session_scratch_reserve(s, size) != 0 ||
+        codec_json_decode_read(msg, s->scratch, size, &len) != 0) {
+        fusebridge_reply_error(op, -EIO);
+        return;
+    }
+    fusebridge_reply_data(op, s->scratch, len);
+}
+
+static void json_on_answer(struct session *s, const struct codec_json_msg *msg)
+{
+    struct fusebridge_op *op;
+    struct filesystem *fs;
+    int64_t id = codec_json_msg_id(msg);
+    if (session_take_pending(s, id, &op, &fs) != 0) {
+        log_debug("session %llu: dropping answer with unknown id %lld", (unsigned long long)s->id,
+                  (long long)id);
+        return;
+    }
+    if (codec_json_msg_kind(msg) == CODEC_JSON_ERROR) {
+        int error = codec_json_status_to_errno(codec_json_msg_error_status(msg));
+        /* An error that says GOOD is still an error: never let it reach the kernel as success. */
+        fusebridge_reply_error(op, error != 0 ? error : -EIO);
+        return;
+    }
+    switch (fusebridge_op_request(op)->kind) {
+    case FUSEBRIDGE_LOOKUP:
+        json_answer_entry(op, msg);
+        break;
+    case FUSEBRIDGE_GETATTR:
+        json_answer_attr(op, msg);
+        break;
+    case FUSEBRIDGE_READDIR:
+        json_answer_readdir(op, msg);
+        break;
+    case FUSEBRIDGE_OPEN:
+        json_answer_open(op, msg);
+        break;
+    case FUSEBRIDGE_READ:
+        json_answer_read(s, op, msg);
+        break;
+    case FUSEBRIDGE_RELEASE:
+        fusebridge_reply_error(op, 0);
+        break;
+    }
+}
+
+static int json_on_message(struct session *s, const char *data, size_t len)
+{
+    struct codec_json_msg *msg;
+    if (codec_json_parse(data, len, &msg) != 0) {
+        /* Without an id nothing can be answered; a provider that sends garbage is broken. */
+        log_warn("session %llu: malformed message from %s", (unsigned long long)s->id, s->remote);
+        static const char reason[] = "malformed JSON message";
+        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -EBADMSG;
+    }
+    switch (codec_json_msg_kind(msg)) {
+    case CODEC_JSON_REQUEST:
+        json_on_request(s, msg);
+        break;
+    case CODEC_JSON_NOTIFICATION:
+        log_debug("session %llu: ignoring notification \"%.32s\"", (unsigned long long)s->id,
+                  codec_json_msg_method(msg));
+        break;
+    case CODEC_JSON_RESULT:
+    case CODEC_JSON_ERROR:
+        json_on_answer(s, msg);
+        break;
+    }
+    codec_json_msg_free(msg);
+    return 0;
+}
+
+const struct session_protocol session_protocol_json = {
+    .encode = json_encode,
+    .expects_answer = json_expects_answer,
+    .on_message = json_on_message,
+    .on_attached = json_on_attached,
+    .write_mode = LWS_WRITE_TEXT,
+};

@@ -1,0 +1,479 @@
+/* One provider connection: its filesystems, its requests in flight and its outgoing messages.
+ *
+ * Everything here runs on the loop thread. A session is owned by the hub; it lives while its
+ * connection is open or any of its mounts still exists, and is freed in one place:
+ * session_release, once both are gone.
+ */
+#include "session_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void session_release(struct session *s);
+static void session_free(uv_handle_t *handle);
+static void filesystem_detach(struct filesystem *fs);
+
+/* ---- requests in flight -----------------------------------------------------------------------
+ */
+
+static struct pending *pending_slot(struct session *s, uint32_t id)
+{
+    return &s->pending[id % SESSION_MAX_PENDING];
+}
+
+static bool pending_has_room(const struct session *s)
+{
+    return s->pending_count < SESSION_MAX_PENDING;
+}
+
+static void pending_tick(uv_timer_t *timer);
+
+/* Returns the new request's id; the caller checked pending_has_room. */
+static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fusebridge_op *op)
+{
+    uint32_t id;
+    do {
+        id = ++s->next_request_id;
+        if (id == 0) /* 0 marks a free slot and is never sent */
+            id = ++s->next_request_id;
+    } while (pending_slot(s, id)->id != 0);
+
+    struct pending *p = pending_slot(s, id);
+    p->id = id;
+    p->op = op;
+    p->fs = fs;
+    p->deadline = uv_now(s->hub->loop) + s->hub->config.timeout_ms;
+    if (s->pending_count++ == 0)
+        uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
+    return id;
+}
+
+static struct fusebridge_op *pending_remove(struct session *s, struct pending *p)
+{
+    struct fusebridge_op *op = p->op;
+    memset(p, 0, sizeof(*p));
+    if (--s->pending_count == 0)
+        uv_timer_stop(&s->tick);
+    if (s->wsi)
+        lws_callback_on_writable(s->wsi); /* a slot is free: queued ops may go now */
+    return op;
+}
+
+int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
+                         struct filesystem **fs)
+{
+    if (!s->pending || id <= 0 || id > UINT32_MAX)
+        return -ENOENT;
+    struct pending *p = pending_slot(s, (uint32_t)id);
+    if (p->id != (uint32_t)id)
+        return -ENOENT;
+    *fs = p->fs;
+    *op = pending_remove(s, p);
+    return 0;
+}
+
+/* Fails the pending requests of `fs` (of every filesystem when NULL) with `error`. */
+static void pending_fail(struct session *s, const struct filesystem *fs, int error)
+{
+    for (size_t i = 0; s->pending && i < SESSION_MAX_PENDING && s->pending_count > 0; i++) {
+        struct pending *p = &s->pending[i];
+        if (p->id != 0 && (!fs || p->fs == fs))
+            fusebridge_reply_error(pending_remove(s, p), error);
+    }
+}
+
+static void pending_tick(uv_timer_t *timer)
+{
+    struct session *s = container_of(timer, struct session, tick);
+    uint64_t now = uv_now(s->hub->loop);
+    for (size_t i = 0; i < SESSION_MAX_PENDING && s->pending_count > 0; i++) {
+        struct pending *p = &s->pending[i];
+        if (p->id != 0 && p->deadline <= now) {
+            log_warn("session %llu: request %u to %s timed out", (unsigned long long)s->id, p->id,
+                     p->fs->name);
+            /* The slot is freed, so a late answer finds no request and is dropped. */
+            fusebridge_reply_error(pending_remove(s, p), -EIO);
+        }
+    }
+}
+
+/* ---- buffers ----------------------------------------------------------------------------------
+ */
+
+static int buffer_reserve(void **buf, size_t *cap, size_t need, size_t headroom, size_t max)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > max)
+        return -EMSGSIZE;
+    size_t next = *cap ? *cap : 4096;
+    while (next < need)
+        next *= 2;
+    if (next > max)
+        next = max;
+    void *grown = realloc(*buf, headroom + next);
+    if (!grown)
+        return -ENOMEM;
+    *buf = grown;
+    *cap = next;
+    return 0;
+}
+
+int session_tx_reserve(struct session *s, size_t need)
+{
+    return buffer_reserve((void **)&s->tx, &s->tx_cap, need, LWS_PRE, s->hub->config.max_message);
+}
+
+int session_scratch_reserve(struct session *s, size_t need)
+{
+    return buffer_reserve((void **)&s->scratch, &s->scratch_cap, need, 0,
+                          s->hub->config.max_message);
+}
+
+/* ---- messages to the provider -----------------------------------------------------------------
+ */
+
+int session_send_control(struct session *s, const char *data, size_t len)
+{
+    if (!s->wsi)
+        return -ENOTCONN;
+    if (s->control_count >= SESSION_MAX_CONTROL)
+        return -ENOBUFS;
+    struct control_msg *msg = malloc(sizeof(*msg) + LWS_PRE + len);
+    if (!msg)
+        return -ENOMEM;
+    msg->next = NULL;
+    msg->len = len;
+    memcpy(msg->data + LWS_PRE, data, len);
+    if (s->control_tail)
+        s->control_tail->next = msg;
+    else
+        s->control_head = msg;
+    s->control_tail = msg;
+    s->control_count++;
+    lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+static int control_write_one(struct session *s)
+{
+    struct control_msg *msg = s->control_head;
+    s->control_head = msg->next;
+    if (!s->control_head)
+        s->control_tail = NULL;
+    s->control_count--;
+    int rc = lws_write(s->wsi, msg->data + LWS_PRE, msg->len, s->protocol->write_mode);
+    free(msg);
+    return rc < 0 ? -EPIPE : 0;
+}
+
+static void control_free_all(struct session *s)
+{
+    while (s->control_head) {
+        struct control_msg *next = s->control_head->next;
+        free(s->control_head);
+        s->control_head = next;
+    }
+    s->control_tail = NULL;
+    s->control_count = 0;
+}
+
+/* Next op to send, round robin over the mounted filesystems. */
+static struct fusebridge_op *next_op(struct session *s, struct filesystem **owner)
+{
+    for (size_t n = 0; n < s->filesystem_count; n++) {
+        struct filesystem *fs = s->cursor ? s->cursor : s->filesystems;
+        s->cursor = fs->next;
+        if (fs->state != FS_MOUNTED || !fs->ready)
+            continue;
+        struct fusebridge_op *op = fusebridge_mount_pop(fs->mount);
+        if (op) {
+            *owner = fs;
+            return op;
+        }
+        fs->ready = false;
+    }
+    return NULL;
+}
+
+static bool work_left(const struct session *s)
+{
+    if (s->control_head)
+        return true;
+    if (!pending_has_room(s))
+        return false;
+    for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next)
+        if (fs->state == FS_MOUNTED && fs->ready)
+            return true;
+    return false;
+}
+
+static int encode_op(struct session *s, const struct filesystem *fs, uint32_t id,
+                     const struct fusebridge_request *req, size_t *len)
+{
+    int rc = s->protocol->encode(s, fs, id, req, len);
+    if (rc == -ENOBUFS) {
+        rc = session_tx_reserve(s, *len);
+        if (rc == 0)
+            rc = s->protocol->encode(s, fs, id, req, len);
+    }
+    return rc;
+}
+
+/* Sends one op. An op that cannot be encoded is answered at once and nothing is written. */
+static int op_write(struct session *s, struct filesystem *fs, struct fusebridge_op *op)
+{
+    const struct fusebridge_request *req = fusebridge_op_request(op);
+    bool answered = s->protocol->expects_answer(req->kind);
+    uint32_t id = answered ? pending_add(s, fs, op) : 0;
+    size_t len = 0;
+    int rc = encode_op(s, fs, id, req, &len);
+    if (rc != 0) {
+        log_debug("session %llu: cannot encode request for %s: %s", (unsigned long long)s->id,
+                  fs->name, strerror(-rc));
+        if (answered) {
+            struct filesystem *ignored;
+            session_take_pending(s, id, &op, &ignored);
+        }
+        /* A name JSON cannot carry does not exist for the provider. */
+        fusebridge_reply_error(op, rc == -EINVAL ? -ENOENT : -EIO);
+        return 0;
+    }
+    if (!answered)
+        fusebridge_reply_error(op, 0);
+    if (lws_write(s->wsi, s->tx + LWS_PRE, len, s->protocol->write_mode) < 0)
+        return -EPIPE; /* the connection closes; pending requests fail in session_on_closed */
+    return 0;
+}
+
+int session_on_writeable(struct session *s)
+{
+    if (s->closing) {
+        lws_close_reason(s->wsi, s->close_status, (unsigned char *)s->close_reason,
+                         strlen(s->close_reason));
+        return -1;
+    }
+    int rc = 0;
+    struct filesystem *fs;
+    struct fusebridge_op *op;
+    if (s->control_head)
+        rc = control_write_one(s);
+    else if (pending_has_room(s) && (op = next_op(s, &fs)))
+        rc = op_write(s, fs, op);
+    if (rc != 0)
+        return -1;
+    /* One write per callback, as libwebsockets wants; ask again while work is left. */
+    if (work_left(s))
+        lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+void session_close(struct session *s, enum lws_close_status status, const char *reason)
+{
+    if (!s->wsi || s->closing)
+        return;
+    log_info("session %llu: closing connection: %s", (unsigned long long)s->id, reason);
+    s->closing = true;
+    s->close_status = status;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    lws_callback_on_writable(s->wsi);
+}
+
+/* ---- messages from the provider ---------------------------------------------------------------
+ */
+
+int session_on_receive(struct session *s, const void *in, size_t len)
+{
+    size_t max = s->hub->config.max_message;
+    if (s->rx_len + len > max) {
+        char reason[64];
+        snprintf(reason, sizeof(reason), "message larger than %zu bytes", max);
+        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                         strlen(reason));
+        log_warn("session %llu: %s", (unsigned long long)s->id, reason);
+        return -1;
+    }
+    if (buffer_reserve((void **)&s->rx, &s->rx_cap, s->rx_len + len + 1, 0, max + 1) != 0)
+        return -1;
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len += len;
+    if (!lws_is_final_fragment(s->wsi) || lws_remaining_packet_payload(s->wsi) > 0)
+        return 0;
+
+    size_t total = s->rx_len;
+    s->rx_len = 0;
+    s->rx[total] = '\0';
+    return s->protocol->on_message(s, s->rx, total) == 0 ? 0 : -1;
+}
+
+/* ---- filesystems ------------------------------------------------------------------------------
+ */
+
+static void fs_on_mounted(struct fusebridge_mount *mount, int status, void *user)
+{
+    (void)mount;
+    struct filesystem *fs = user;
+    struct session *s = fs->session;
+    if (status == 0) {
+        fs->state = FS_MOUNTED;
+        log_info("session %llu: attached %s at %s (remote %s)", (unsigned long long)s->id, fs->name,
+                 fs->mountpoint, s->remote);
+    }
+    s->protocol->on_attached(s, fs, status);
+}
+
+static void fs_on_ready(struct fusebridge_mount *mount, void *user)
+{
+    (void)mount;
+    struct filesystem *fs = user;
+    fs->ready = true;
+    if (fs->session->wsi && pending_has_room(fs->session))
+        lws_callback_on_writable(fs->session->wsi);
+}
+
+static void fs_unlink(struct session *s, struct filesystem *fs)
+{
+    for (struct filesystem **it = &s->filesystems; *it; it = &(*it)->next) {
+        if (*it == fs) {
+            *it = fs->next;
+            break;
+        }
+    }
+    if (s->cursor == fs)
+        s->cursor = fs->next;
+    s->filesystem_count--;
+}
+
+static void fs_on_closed(struct fusebridge_mount *mount, void *user)
+{
+    (void)mount;
+    struct filesystem *fs = user;
+    struct session *s = fs->session;
+    if (fs->state == FS_MOUNTED)
+        pending_fail(s, fs, -EIO); /* gone by hand: nothing may wait for it */
+    log_info("session %llu: detached %s", (unsigned long long)s->id, fs->name);
+    fs_unlink(s, fs);
+    free(fs);
+    if (!s->wsi && !s->filesystems)
+        session_release(s);
+}
+
+static const struct fusebridge_callbacks fs_callbacks = {
+    .on_mounted = fs_on_mounted,
+    .on_ready = fs_on_ready,
+    .on_closed = fs_on_closed,
+};
+
+struct filesystem *session_attach(struct session *s, const char *name, int64_t reply_id, int *error)
+{
+    struct session_hub *hub = s->hub;
+    *error = 0;
+    if (!session_name_valid(name))
+        *error = -EINVAL;
+    else if (hub->shutting_down || s->closing)
+        *error = -ESHUTDOWN;
+    else if (s->filesystem_count >= SESSION_MAX_FILESYSTEMS)
+        *error = -EMFILE;
+    else if (session_hub_name_taken(hub, name))
+        *error = -EEXIST;
+    if (*error)
+        return NULL;
+
+    struct filesystem *fs = calloc(1, sizeof(*fs) + strlen(name) + 1);
+    if (!fs) {
+        *error = -ENOMEM;
+        return NULL;
+    }
+    strcpy(fs->name, name);
+    fs->session = s;
+    fs->reply_id = reply_id;
+    snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s/%s", hub->mount_root, name);
+    struct fusebridge_options options = {
+        .mountpoint = fs->mountpoint,
+        .fsname = name,
+        .read_only = true,
+    };
+    int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
+    if (rc != 0) {
+        free(fs);
+        *error = rc;
+        return NULL;
+    }
+    fs->next = s->filesystems;
+    s->filesystems = fs;
+    s->filesystem_count++;
+    return fs;
+}
+
+/* Fails what waits for `fs` and unmounts it; fs_on_closed frees it. */
+static void filesystem_detach(struct filesystem *fs)
+{
+    if (fs->state == FS_CLOSING)
+        return;
+    fs->state = FS_CLOSING;
+    pending_fail(fs->session, fs, -EIO);
+    fusebridge_mount_close(fs->mount);
+}
+
+/* ---- the session's life -----------------------------------------------------------------------
+ */
+
+struct session *session_open(struct session_hub *hub, struct lws *wsi,
+                             const struct session_protocol *protocol)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->pending = calloc(SESSION_MAX_PENDING, sizeof(*s->pending));
+    if (!s->pending || uv_timer_init(hub->loop, &s->tick) != 0) {
+        free(s->pending);
+        free(s);
+        return NULL;
+    }
+    s->hub = hub;
+    s->wsi = wsi;
+    s->protocol = protocol;
+    s->id = ++hub->next_session_id;
+    /* The encoders always get a buffer, so a first too-small attempt reports the size needed. */
+    if (session_tx_reserve(s, 4096) != 0) {
+        uv_close((uv_handle_t *)&s->tick, session_free);
+        return NULL;
+    }
+    lws_get_peer_simple(wsi, s->remote, sizeof(s->remote));
+    return s;
+}
+
+void session_on_closed(struct session *s)
+{
+    log_info("session %llu: connection from %s closed", (unsigned long long)s->id, s->remote);
+    s->wsi = NULL;
+    control_free_all(s);
+    pending_fail(s, NULL, -EIO);
+    if (!s->filesystems) {
+        session_release(s);
+        return;
+    }
+    for (struct filesystem *fs = s->filesystems; fs; fs = fs->next)
+        filesystem_detach(fs);
+}
+
+static void session_free(uv_handle_t *handle)
+{
+    struct session *s = container_of(handle, struct session, tick);
+    free(s->pending);
+    free(s->tx);
+    free(s->rx);
+    free(s->scratch);
+    free(s);
+}
+
+/* The connection and every mount are gone: the one place a session ends. */
+static void session_release(struct session *s)
+{
+    session_hub_remove(s->hub, s);
+    uv_close((uv_handle_t *)&s->tick, session_free);
+}

@@ -1,0 +1,144 @@
+/* Private to session/: the structures shared by the hub, the generic session and the protocol
+ * handlers. Nothing outside session/ includes this. */
+#ifndef WEBFUSE_SESSION_INTERNAL_H
+#define WEBFUSE_SESSION_INTERNAL_H
+
+#include <libwebsockets.h>
+
+#include "session.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Requests one session may have in flight to its provider. Further kernel requests wait in their
+ * mount's queue until a slot frees up: that is the backpressure towards the kernel. */
+#define SESSION_MAX_PENDING 256
+/* Filesystems one session may attach. */
+#define SESSION_MAX_FILESYSTEMS 64
+/* Messages for the provider (answers to its own requests) waiting to be written. */
+#define SESSION_MAX_CONTROL 64
+/* How often pending requests are checked against their deadline. */
+#define SESSION_TICK_MS 100
+
+struct session;
+
+enum filesystem_state { FS_MOUNTING, FS_MOUNTED, FS_CLOSING };
+
+struct filesystem {
+    struct filesystem *next;
+    struct session *session;
+    struct fusebridge_mount *mount; /* owned by fusebridge; valid until on_closed */
+    enum filesystem_state state;
+    bool ready;       /* its mount has queued ops that were not popped yet */
+    int64_t reply_id; /* JSON: the add_filesystem request to answer once mounted */
+    char mountpoint[4096];
+    char name[];
+};
+
+/* What differs between the wire protocols. */
+struct session_protocol {
+    /* Encodes `req` with request id `id` into s->tx (after LWS_PRE) and sets *len. Returns 0,
+     * -ENOBUFS with *len = bytes needed, or another negative errno to fail the op with. */
+    int (*encode)(struct session *s, const struct filesystem *fs, uint32_t id,
+                  const struct fusebridge_request *req, size_t *len);
+    /* Whether the provider answers this kind of request (JSON's close is a notification). */
+    bool (*expects_answer)(enum fusebridge_kind kind);
+    /* A whole message from the provider. Returns 0, or a negative errno to close the
+     * connection (the handler sets the close reason first). */
+    int (*on_message)(struct session *s, const char *data, size_t len);
+    /* A mount attempt of `fs` ended with `status` (0 or a negative errno). */
+    void (*on_attached)(struct session *s, struct filesystem *fs, int status);
+    enum lws_write_protocol write_mode;
+};
+
+struct pending {
+    uint32_t id; /* 0 = free slot */
+    struct fusebridge_op *op;
+    struct filesystem *fs;
+    uint64_t deadline; /* uv_now() in ms */
+};
+
+struct control_msg {
+    struct control_msg *next;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE bytes of headroom, then the message */
+};
+
+struct session {
+    struct session *prev;
+    struct session *next;
+    struct session_hub *hub;
+    const struct session_protocol *protocol;
+    struct lws *wsi; /* NULL once the connection is closed */
+    uv_timer_t tick; /* deadlines of pending requests */
+    uint64_t id;
+    char remote[64];
+
+    struct filesystem *filesystems;
+    size_t filesystem_count;
+    struct filesystem *cursor; /* round robin over filesystems when sending */
+
+    struct pending *pending; /* SESSION_MAX_PENDING slots, allocated on first use */
+    size_t pending_count;
+    uint32_t next_request_id;
+
+    struct control_msg *control_head;
+    struct control_msg *control_tail;
+    size_t control_count;
+
+    unsigned char *tx; /* LWS_PRE headroom + tx_cap bytes */
+    size_t tx_cap;
+    char *rx; /* a message being reassembled from fragments */
+    size_t rx_len;
+    size_t rx_cap;
+    unsigned char *scratch; /* decoded read data */
+    size_t scratch_cap;
+
+    bool closing; /* a close frame is due at the next writeable callback */
+    enum lws_close_status close_status;
+    char close_reason[124];
+};
+
+struct session_hub {
+    uv_loop_t *loop;
+    struct session_hub_config config;
+    char *mount_root;
+    struct lws_protocols protocols[2];
+    struct session *sessions;
+    size_t count;
+    uint64_t next_session_id;
+    bool shutting_down;
+    void (*on_empty)(void *arg);
+    void *on_empty_arg;
+};
+
+extern const struct session_protocol session_protocol_json;
+
+/* session.c */
+struct session *session_open(struct session_hub *hub, struct lws *wsi,
+                             const struct session_protocol *protocol);
+void session_on_closed(struct session *s);
+int session_on_receive(struct session *s, const void *in, size_t len);
+int session_on_writeable(struct session *s);
+/* Closes the connection with a close frame at the next chance. */
+void session_close(struct session *s, enum lws_close_status status, const char *reason);
+/* Queues a message for the provider; takes nothing (copies data). Returns 0 or negative errno. */
+int session_send_control(struct session *s, const char *data, size_t len);
+/* Makes s->tx hold at least `need` bytes; -EMSGSIZE past the configured maximum. */
+int session_tx_reserve(struct session *s, size_t need);
+/* Takes the pending request `id`: its op and filesystem; -ENOENT when no such request waits. */
+int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
+                         struct filesystem **fs);
+/* Makes s->scratch hold at least `need` bytes. */
+int session_scratch_reserve(struct session *s, size_t need);
+
+/* Attaches a filesystem: validates the name, reserves it and starts mounting. `reply_id` is kept
+ * for the protocol. Returns the filesystem, or NULL with *error set (-EINVAL bad name, -EEXIST
+ * taken, -EMFILE too many, -ESHUTDOWN, -ENOMEM). Completion: protocol's on_attached. */
+struct filesystem *session_attach(struct session *s, const char *name, int64_t reply_id,
+                                  int *error);
+
+/* hub.c */
+bool session_hub_name_taken(const struct session_hub *hub, const char *name);
+void session_hub_remove(struct session_hub *hub, struct session *s);
+
+#endif
