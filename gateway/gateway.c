@@ -1,0 +1,227 @@
+/* webfused's process: one libuv loop, libwebsockets running on it as a foreign loop, the session
+ * hub for providers, signals and the orderly shutdown. */
+#include "gateway.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "session.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* How long providers get to close and mounts to go before the loop is stopped anyway. */
+#define GATEWAY_SHUTDOWN_GRACE_MS 5000
+
+struct gateway {
+    uv_loop_t loop;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    uv_timer_t grace;
+    struct lws_context *lws;
+    struct session_hub *hub;
+    bool stopping;
+};
+
+/* ---- start-up (before the loop runs, so blocking calls are fine) ------------------------------
+ */
+
+static int mkdir_parents(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* Mounts of ours left under the mount root by a crashed daemon would block new mounts of the same
+ * names and answer every access with ENOTCONN: detach them. */
+static void unmount_stale(const char *mount_root)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return;
+    char line[4096];
+    size_t root_len = strlen(mount_root);
+    while (fgets(line, sizeof(line), f)) {
+        char path[PATH_MAX], fstype[64];
+        /* id parent major:minor root mountpoint options [optional fields] - fstype ... */
+        const char *dash = strstr(line, " - ");
+        if (!dash || sscanf(line, "%*u %*u %*s %*s %4095s", path) != 1 ||
+            sscanf(dash, " - %63s", fstype) != 1)
+            continue;
+        if (strcmp(fstype, "fuse.webfuse") != 0 || strncmp(path, mount_root, root_len) != 0 ||
+            path[root_len] != '/')
+            continue;
+        if (umount2(path, MNT_DETACH) == 0) {
+            log_warn("detached stale mount %s", path);
+            rmdir(path);
+        } else {
+            log_warn("cannot detach stale mount %s: %s", path, strerror(errno));
+        }
+    }
+    fclose(f);
+}
+
+static void lws_log_line(int level, const char *line)
+{
+    size_t len = strlen(line);
+    while (len > 0 && line[len - 1] == '\n')
+        len--;
+    log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG, "libwebsockets: %.*s", (int)len,
+              line);
+}
+
+static int lws_start(struct gateway *gw, const struct gateway_options *opt)
+{
+    void *foreign_loops[] = {&gw->loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = opt->port;
+    info.iface = opt->bind;
+    info.protocols = session_hub_protocols(gw->hub);
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = foreign_loops;
+    info.gid = (gid_t)-1;
+    info.uid = (uid_t)-1;
+
+    lws_set_log_level(opt->log_level >= LOG_LEVEL_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
+                      lws_log_line);
+    gw->lws = lws_create_context(&info);
+    if (!gw->lws) {
+        log_error("cannot listen on %s:%d (is the port in use or the address wrong?)", opt->bind,
+                  opt->port);
+        return -EADDRINUSE;
+    }
+    return 0;
+}
+
+/* ---- shutdown ---------------------------------------------------------------------------------
+ */
+
+static void gateway_finish(struct gateway *gw)
+{
+    uv_timer_stop(&gw->grace);
+    uv_close((uv_handle_t *)&gw->grace, NULL);
+    if (gw->lws) {
+        /* libwebsockets closes its own handles; the loop runs until they are gone. */
+        lws_context_destroy(gw->lws);
+        gw->lws = NULL;
+    }
+}
+
+static void on_sessions_gone(void *arg)
+{
+    struct gateway *gw = arg;
+    log_info("all sessions closed");
+    gateway_finish(gw);
+}
+
+static void on_grace_expired(uv_timer_t *timer)
+{
+    struct gateway *gw = container_of(timer, struct gateway, grace);
+    log_error("shutdown took longer than %d ms; %zu session(s) left, stopping anyway",
+              GATEWAY_SHUTDOWN_GRACE_MS, session_hub_count(gw->hub));
+    uv_stop(&gw->loop);
+}
+
+static void on_signal(uv_signal_t *signal, int signum)
+{
+    struct gateway *gw = signal->data;
+    if (gw->stopping)
+        return;
+    gw->stopping = true;
+    log_info("%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uv_close((uv_handle_t *)&gw->sigint, NULL);
+    uv_close((uv_handle_t *)&gw->sigterm, NULL);
+    uv_timer_start(&gw->grace, on_grace_expired, GATEWAY_SHUTDOWN_GRACE_MS, 0);
+    session_hub_shutdown(gw->hub, on_sessions_gone, gw);
+}
+
+static int signals_start(struct gateway *gw)
+{
+    gw->sigint.data = gw;
+    gw->sigterm.data = gw;
+    int rc = uv_signal_init(&gw->loop, &gw->sigint);
+    if (rc == 0)
+        rc = uv_signal_init(&gw->loop, &gw->sigterm);
+    if (rc == 0)
+        rc = uv_signal_start(&gw->sigint, on_signal, SIGINT);
+    if (rc == 0)
+        rc = uv_signal_start(&gw->sigterm, on_signal, SIGTERM);
+    return rc;
+}
+
+/* ---- run --------------------------------------------------------------------------------------
+ */
+
+static int prepare_mount_root(const char *mount_root)
+{
+    int rc = mkdir_parents(mount_root);
+    if (rc != 0) {
+        log_error("cannot create mount root %s: %s", mount_root, strerror(-rc));
+        return rc;
+    }
+    unmount_stale(mount_root);
+    return 0;
+}
+
+int gateway_run(const struct gateway_options *opt)
+{
+    struct gateway gw;
+    memset(&gw, 0, sizeof(gw));
+    signal(SIGPIPE, SIG_IGN);
+    if (prepare_mount_root(opt->mount_root) != 0)
+        return EXIT_FAILURE;
+    if (uv_loop_init(&gw.loop) != 0 || uv_timer_init(&gw.loop, &gw.grace) != 0 ||
+        signals_start(&gw) != 0) {
+        log_error("cannot set up the event loop");
+        return EXIT_FAILURE;
+    }
+    struct session_hub_config hub_config = {
+        .mount_root = opt->mount_root,
+        .timeout_ms = opt->timeout_sec * 1000,
+        .max_message = opt->max_message,
+    };
+    int status = EXIT_FAILURE;
+    if (session_hub_new(&gw.loop, &hub_config, &gw.hub) != 0)
+        goto out;
+    if (lws_start(&gw, opt) != 0)
+        goto out_hub;
+
+    log_info("listening on ws://%s:%d/, mounting under %s", opt->bind, opt->port, opt->mount_root);
+    uv_run(&gw.loop, UV_RUN_DEFAULT);
+    status = EXIT_SUCCESS;
+
+out_hub:
+    if (!gw.stopping) {
+        uv_close((uv_handle_t *)&gw.sigint, NULL);
+        uv_close((uv_handle_t *)&gw.sigterm, NULL);
+        gateway_finish(&gw);
+    }
+    uv_run(&gw.loop, UV_RUN_NOWAIT); /* let close callbacks run */
+    session_hub_free(gw.hub);
+out:
+    if (uv_loop_close(&gw.loop) != 0)
+        log_debug("event loop closed with handles left");
+    log_info("exiting with status %d", status);
+    return status;
+}

@@ -1,0 +1,26 @@
+/* gateway: process start-up, options, the libuv loop with libwebsockets on it, signals and the
+ * orderly shutdown of webfused. */
+#ifndef WEBFUSE_GATEWAY_H
+#define WEBFUSE_GATEWAY_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+struct gateway_options {
+    int port;               /* provider websocket port */
+    const char *bind;       /* address to listen on */
+    const char *mount_root; /* filesystems mount below this directory */
+    unsigned timeout_sec;   /* per provider request */
+    size_t max_message;     /* bytes */
+    enum log_level log_level;
+};
+
+/* Fills `opt` from argv. Returns 0 to run, 1 when --help or --version was printed, or -EINVAL
+ * after printing what is wrong to stderr. */
+int gateway_options_parse(int argc, char **argv, struct gateway_options *opt);
+
+/* Runs the daemon until SIGINT or SIGTERM. Returns the process exit status. */
+int gateway_run(const struct gateway_options *opt);
+
+#endif
