@@ -1,0 +1,204 @@
+/* webfuse-provider: command line. Exit status 2 for bad arguments, else what provider_run says. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "provider.h"
+
+#define PROGRAM "webfuse-provider"
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "Usage: " PROGRAM " --url ws://HOST[:PORT][/PATH] --fs NAME=DIR [--fs NAME=DIR ...]\n"
+    "                        [--protocol json] [--reconnect] [--log-level LEVEL]\n"
+    "\n"
+    "Exports local directories read-only to a webfuse gateway (webfused) over one websocket\n"
+    "connection. The gateway mounts each exported directory as its own filesystem NAME.\n"
+    "\n"
+    "  -u, --url URL          gateway to connect to, ws://HOST[:PORT][/PATH]; PORT defaults to\n"
+    "                         80, PATH to /. An IPv6 address goes in brackets: ws://[::1]:8080/.\n"
+    "                         wss:// (TLS) is not supported yet.\n"
+    "  -f, --fs NAME=DIR      export directory DIR as filesystem NAME (1-64 characters of\n"
+    "                         A-Z a-z 0-9 . _ -, not . or ..). Repeat for more, up to 64.\n"
+    "                         Regular files and directories below DIR are exported; symbolic\n"
+    "                         links, devices, FIFOs and sockets are left out, and nothing\n"
+    "                         outside DIR can be reached. Writes are refused.\n"
+    "  -p, --protocol NAME    wire protocol; \"json\" (the webfuse-adapter-server JSON protocol)\n"
+    "                         is the only one so far and the default.\n"
+    "  -r, --reconnect        when the connection fails or drops, retry after 0.5 s, doubling\n"
+    "                         up to 30 s (back to 0.5 s once a connection attached a\n"
+    "                         filesystem), and attach every filesystem again. Without it the\n"
+    "                         provider exits when the connection fails or ends.\n"
+    "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go to stderr.\n"
+    "  -h, --help             show this help and exit.\n"
+    "\n"
+    "SIGINT (Ctrl-C) or SIGTERM closes the connection cleanly and exits; a second one exits at\n"
+    "once. If the gateway refuses a filesystem (name in use, bad name), the error is logged and\n"
+    "the others are still served.\n"
+    "\n"
+    "Exit status: 0 after a clean stop; 1 when the connection could not be made or ended (without\n"
+    "--reconnect), or when the gateway refused a filesystem; 2 for bad arguments.\n";
+
+struct cli {
+    const char *url;
+    const char *protocol;
+    bool reconnect;
+    enum log_level log_level;
+    struct provider_export_spec exports[PROVIDER_MAX_EXPORTS];
+    char *names[PROVIDER_MAX_EXPORTS]; /* owned copies; exports[i].name points here */
+    size_t export_count;
+};
+
+static void cli_free(struct cli *cli)
+{
+    for (size_t i = 0; i < cli->export_count; i++)
+        free(cli->names[i]);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, PROGRAM ": ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '" PROGRAM " --help' for more information.\n");
+    return -EINVAL;
+}
+
+static int cli_check_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        fprintf(stderr, PROGRAM ": cannot export %s: %s\n", dir, strerror(errno));
+        return -EINVAL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, PROGRAM ": cannot export %s: not a directory\n", dir);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Adds one --fs NAME=DIR. */
+static int cli_add_export(struct cli *cli, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || eq[1] == '\0')
+        return usage_error("--fs needs NAME=DIR, got '%s'", arg);
+    if (cli->export_count == PROVIDER_MAX_EXPORTS)
+        return usage_error("too many --fs options (at most %s)", "64");
+    char *name = strndup(arg, (size_t)(eq - arg));
+    if (!name)
+        return -ENOMEM;
+    cli->names[cli->export_count] = name; /* owned by cli from here on */
+    cli->exports[cli->export_count].name = name;
+    cli->exports[cli->export_count].dir = eq + 1;
+    cli->export_count++;
+    if (!provider_fs_name_valid(name))
+        return usage_error("bad filesystem name '%s': use 1-64 characters of A-Z a-z 0-9 . _ - "
+                           "(not . or ..)",
+                           name);
+    for (size_t i = 0; i + 1 < cli->export_count; i++)
+        if (strcmp(cli->exports[i].name, name) == 0)
+            return usage_error("filesystem name '%s' given twice", name);
+    return cli_check_dir(eq + 1);
+}
+
+static int cli_check(const struct cli *cli)
+{
+    if (!cli->url)
+        return usage_error("%s", "missing --url");
+    if (cli->export_count == 0)
+        return usage_error("%s", "missing --fs NAME=DIR");
+    struct provider_url url;
+    int rc = provider_url_parse(cli->url, &url);
+    if (rc == -EPROTONOSUPPORT)
+        return usage_error("unsupported url '%s': only ws:// is supported", cli->url);
+    if (rc < 0)
+        return usage_error("bad url '%s': expected ws://HOST[:PORT][/PATH]", cli->url);
+    if (!provider_protocol_known(cli->protocol))
+        return usage_error("unknown protocol '%s': the only one is json", cli->protocol);
+    return 0;
+}
+
+static const struct option long_options[] = {
+    {"url", required_argument, NULL, 'u'},
+    {"fs", required_argument, NULL, 'f'},
+    {"protocol", required_argument, NULL, 'p'},
+    {"reconnect", no_argument, NULL, 'r'},
+    {"log-level", required_argument, NULL, 'l'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Returns 0, 1 when --help was shown, or a negative errno after printing why. */
+static int cli_parse(struct cli *cli, int argc, char **argv)
+{
+    opterr = 0; /* our own messages, below */
+    int c;
+    while ((c = getopt_long(argc, argv, ":u:f:p:rl:h", long_options, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'u':
+            cli->url = optarg;
+            break;
+        case 'f':
+            rc = cli_add_export(cli, optarg);
+            break;
+        case 'p':
+            cli->protocol = optarg;
+            break;
+        case 'r':
+            cli->reconnect = true;
+            break;
+        case 'l':
+            if (log_parse_level(optarg, &cli->log_level) < 0)
+                rc = usage_error("bad log level '%s': use error, warn, info or debug", optarg);
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 1;
+        case ':':
+            return usage_error("option %s needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option %s", argv[optind - 1]);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    return cli_check(cli);
+}
+
+int main(int argc, char **argv)
+{
+    log_set_program(PROGRAM);
+    struct cli cli = {.protocol = "json", .log_level = LOG_LEVEL_INFO};
+    int rc = cli_parse(&cli, argc, argv);
+    if (rc != 0) {
+        cli_free(&cli);
+        return rc > 0 ? EXIT_SUCCESS : EXIT_USAGE;
+    }
+    log_set_level(cli.log_level);
+
+    struct provider_options options = {
+        .url = cli.url,
+        .protocol = cli.protocol,
+        .exports = cli.exports,
+        .export_count = cli.export_count,
+        .reconnect = cli.reconnect,
+    };
+    struct provider *provider;
+    rc = provider_new(&options, &provider);
+    if (rc < 0) {
+        cli_free(&cli);
+        return rc == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
+    }
+    int status = provider_run(provider);
+    provider_free(provider);
+    cli_free(&cli);
+    return status;
+}

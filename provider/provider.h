@@ -1,0 +1,72 @@
+/* provider: the reference webfuse provider.
+ *
+ * Exports local directories read-only to a webfuse gateway over one websocket client connection.
+ * Three layers live in provider.c, each knowing only the one below it:
+ *  - export: one exported directory; the inode table (stable provider inode numbers), open file
+ *    handles and the file system calls. It knows no protocol and no socket.
+ *  - protocol: turns wire messages into export calls and export answers into wire messages (the
+ *    JSON protocol today; webfuse2 is meant to be added beside it as a second entry of the
+ *    protocol table).
+ *  - connection: the libwebsockets client, reassembly of incoming messages, the bounded outgoing
+ *    queue, reconnecting with backoff, signals.
+ * main.c parses the command line and calls what this header names.
+ */
+#ifndef WEBFUSE_PROVIDER_H
+#define WEBFUSE_PROVIDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Most --fs options one provider takes. */
+#define PROVIDER_MAX_EXPORTS 64
+
+/* A parsed ws:// URL. Strings point into `buffer`. */
+struct provider_url {
+    char buffer[1024];
+    const char *host; /* without brackets for an IPv6 literal */
+    int port;         /* 80 when the URL names none */
+    const char *path; /* starts with '/'; "/" when the URL names none */
+};
+
+/* Parses "ws://HOST[:PORT][/PATH]". Returns 0, -EPROTONOSUPPORT for another scheme (wss://
+ * included: not supported yet), -EINVAL for a malformed URL, -ENAMETOOLONG when it is longer
+ * than the buffer. */
+int provider_url_parse(const char *text, struct provider_url *url);
+
+/* True when `name` is a --protocol value this build speaks ("json"). */
+bool provider_protocol_known(const char *name);
+
+/* A filesystem name as the gateway accepts it: 1-64 characters of [A-Za-z0-9._-], not "." or
+ * "..". */
+bool provider_fs_name_valid(const char *name);
+
+struct provider_export_spec {
+    const char *name; /* filesystem name sent to the gateway */
+    const char *dir;  /* local directory to export */
+};
+
+struct provider_options {
+    const char *url;      /* as given on the command line; must parse with provider_url_parse */
+    const char *protocol; /* a name provider_protocol_known accepts */
+    const struct provider_export_spec *exports;
+    size_t export_count; /* 1..PROVIDER_MAX_EXPORTS, names unique */
+    bool reconnect;      /* retry with backoff instead of exiting when the connection ends */
+};
+
+struct provider;
+
+/* Opens every exported directory. Strings in `options` are borrowed and must outlive the
+ * provider. Returns 0 with *out owned by the caller, or a negative errno after logging why
+ * (-ENOTDIR, -EACCES, -ENOENT for a directory that cannot be exported; -EINVAL for bad options;
+ * -ENOMEM). */
+int provider_new(const struct provider_options *options, struct provider **out);
+
+/* Connects and serves until SIGINT/SIGTERM or, without reconnect, until the connection ends.
+ * Installs handlers for SIGINT and SIGTERM for its duration. Returns the process exit status:
+ * 0 after a clean stop, 1 when the connection failed or ended on its own or when the gateway
+ * refused a filesystem. */
+int provider_run(struct provider *provider);
+
+void provider_free(struct provider *provider);
+
+#endif
