@@ -6,13 +6,10 @@
  * thread pool. Everything else (popping ops, replying, the mount's state machine) runs on the loop
  * thread.
  */
-#define FUSE_USE_VERSION 314
-
-#include "fusebridge.h"
+#include "fusebridge_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,119 +18,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fuse_lowlevel.h>
-
 #include "log.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-/* How long the kernel may cache names and attributes. Providers cannot tell us when a file
- * changes, so this bounds how stale a listing can be; one second keeps `ls -l` and repeated stat
- * calls from each costing a network round trip. */
-#define FUSEBRIDGE_CACHE_SECONDS 1.0
-
-/* A directory entry's name as the kernel accepts it (NAME_MAX). */
-#define FUSEBRIDGE_NAME_MAX 255
 
 extern char **environ;
 
-/* An open directory: the whole listing, asked from the provider once per opendir and then served
- * in pieces as the kernel asks for them (offsets are byte offsets into `buf`). */
-struct dir_listing {
-    bool loaded;
-    char *buf;
-    size_t size;
-    size_t cap;
-};
-
-struct fusebridge_op {
-    struct fusebridge_op *next; /* in the mount's queue */
-    fuse_req_t req;
-    struct fusebridge_request request;
-    struct dir_listing *listing; /* READDIR */
-    size_t readdir_size;         /* READDIR: bytes the kernel asked for */
-    off_t readdir_offset;        /* READDIR: where the kernel is in the listing */
-    char name[];                 /* LOOKUP: the entry name, owned here */
-};
-
-enum mount_state { MOUNT_MOUNTING, MOUNT_MOUNTED, MOUNT_UNMOUNTING, MOUNT_GONE };
-
-struct fusebridge_mount {
-    uv_loop_t *loop;
-    uv_async_t wakeup; /* worker -> loop: ops queued, mounted, exited */
-    uv_thread_t worker;
-    uv_work_t unmount_work;
-    struct fusebridge_callbacks callbacks;
-    void *user;
-    char *mountpoint;
-    char *fsname;
-    bool read_only;
-
-    /* Loop thread only. */
-    enum mount_state state;
-    bool close_requested;
-    bool unmount_running;
-    bool finishing;
-
-    /* Shared with the worker, under `lock`. */
-    uv_mutex_t lock;
-    struct fusebridge_op *head;
-    struct fusebridge_op *tail;
-    bool closing;       /* new kernel requests fail with EIO */
-    bool mount_done;    /* the worker's mount attempt has ended ... */
-    int mount_status;   /* ... with this status */
-    bool mount_seen;    /* the loop thread has acted on mount_done */
-    bool worker_exited; /* the worker has torn the FUSE session down and ends */
-
-    struct fuse_session *session; /* worker thread only */
-};
-
-static void op_free(struct fusebridge_op *op)
+void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front)
 {
-    free(op);
-}
-
-/* ---- the worker side: kernel requests ------------------------------------------------------ */
-
-static struct fusebridge_mount *mount_of(fuse_req_t req)
-{
-    return fuse_req_userdata(req);
-}
-
-static struct fusebridge_op *op_new(fuse_req_t req, enum fusebridge_kind kind, fuse_ino_t ino,
-                                    const char *name)
-{
-    size_t name_len = name ? strlen(name) + 1 : 0;
-    struct fusebridge_op *op = calloc(1, sizeof(*op) + name_len);
-    if (!op) {
-        fuse_reply_err(req, ENOMEM);
-        return NULL;
-    }
-    op->req = req;
-    op->request.kind = kind;
-    op->request.ino = ino;
-    if (name) {
-        memcpy(op->name, name, name_len);
-        op->request.name = op->name;
-    }
-    return op;
-}
-
-/* Worker thread. Hands the op to the loop thread, or fails it when the mount is closing. */
-static void op_submit(struct fusebridge_op *op)
-{
-    struct fusebridge_mount *mount = mount_of(op->req);
     bool wake = false;
-
     uv_mutex_lock(&mount->lock);
     bool closing = mount->closing;
     if (!closing) {
         wake = mount->head == NULL;
-        if (mount->tail)
-            mount->tail->next = op;
-        else
+        if (front) {
+            *op_next(op) = mount->head;
             mount->head = op;
-        mount->tail = op;
+            if (!mount->tail)
+                mount->tail = op;
+        } else {
+            *op_next(op) = NULL;
+            if (mount->tail)
+                *op_next(mount->tail) = op;
+            else
+                mount->head = op;
+            mount->tail = op;
+        }
     }
     uv_mutex_unlock(&mount->lock);
 
@@ -142,133 +50,6 @@ static void op_submit(struct fusebridge_op *op)
     else if (wake)
         uv_async_send(&mount->wakeup);
 }
-
-static void bridge_init(void *userdata, struct fuse_conn_info *conn)
-{
-    (void)userdata;
-    /* Several reads in flight per file is what keeps a remote provider busy. */
-    if (conn->capable & FUSE_CAP_ASYNC_READ)
-        conn->want |= FUSE_CAP_ASYNC_READ;
-}
-
-static void bridge_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-    struct fusebridge_op *op = op_new(req, FUSEBRIDGE_LOOKUP, parent, name);
-    if (op)
-        op_submit(op);
-}
-
-static void bridge_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
-{
-    /* The provider's inode numbers are used as they are: there is no table to shrink. */
-    (void)ino;
-    (void)nlookup;
-    fuse_reply_none(req);
-}
-
-static void bridge_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    (void)fi;
-    struct fusebridge_op *op = op_new(req, FUSEBRIDGE_GETATTR, ino, NULL);
-    if (op)
-        op_submit(op);
-}
-
-static void bridge_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    struct fusebridge_op *op = op_new(req, FUSEBRIDGE_OPEN, ino, NULL);
-    if (op) {
-        op->request.flags = fi->flags;
-        op_submit(op);
-    }
-}
-
-static void bridge_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                        struct fuse_file_info *fi)
-{
-    struct fusebridge_op *op = op_new(req, FUSEBRIDGE_READ, ino, NULL);
-    if (op) {
-        op->request.fh = fi->fh;
-        op->request.offset = (uint64_t)off;
-        op->request.size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
-        op_submit(op);
-    }
-}
-
-static void bridge_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    struct fusebridge_op *op = op_new(req, FUSEBRIDGE_RELEASE, ino, NULL);
-    if (op) {
-        op->request.fh = fi->fh;
-        op->request.flags = fi->flags;
-        op_submit(op);
-    }
-}
-
-static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    (void)ino;
-    struct dir_listing *listing = calloc(1, sizeof(*listing));
-    if (!listing) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    fi->fh = (uintptr_t)listing;
-    if (fuse_reply_open(req, fi) != 0)
-        free(listing); /* the kernel will not send releasedir for a failed open */
-}
-
-static void listing_reply(fuse_req_t req, const struct dir_listing *listing, size_t size,
-                          off_t offset)
-{
-    if (offset < 0 || (size_t)offset >= listing->size) {
-        fuse_reply_buf(req, NULL, 0);
-        return;
-    }
-    size_t left = listing->size - (size_t)offset;
-    /* A cut through an entry is fine: the kernel stops at the last whole one and asks again from
-     * that entry's offset. */
-    fuse_reply_buf(req, listing->buf + offset, left < size ? left : size);
-}
-
-static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                           struct fuse_file_info *fi)
-{
-    struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
-    if (listing->loaded) {
-        listing_reply(req, listing, size, off);
-        return;
-    }
-    struct fusebridge_op *op = op_new(req, FUSEBRIDGE_READDIR, ino, NULL);
-    if (op) {
-        op->listing = listing;
-        op->readdir_size = size;
-        op->readdir_offset = off;
-        op_submit(op);
-    }
-}
-
-static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    (void)ino;
-    struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
-    free(listing->buf);
-    free(listing);
-    fuse_reply_err(req, 0);
-}
-
-static const struct fuse_lowlevel_ops bridge_ops = {
-    .init = bridge_init,
-    .lookup = bridge_lookup,
-    .forget = bridge_forget,
-    .getattr = bridge_getattr,
-    .open = bridge_open,
-    .read = bridge_read,
-    .release = bridge_release,
-    .opendir = bridge_opendir,
-    .readdir = bridge_readdir,
-    .releasedir = bridge_releasedir,
-};
 
 /* ---- the worker thread ----------------------------------------------------------------------- */
 
@@ -287,7 +68,9 @@ static int session_create(struct fusebridge_mount *mount)
     char *argv[] = {"webfused", "-o", options, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
-    mount->session = fuse_session_new(&args, &bridge_ops, sizeof(bridge_ops), mount);
+    const struct fuse_lowlevel_ops *ops =
+        mount->path_based ? &fusebridge_path_ops : &fusebridge_ops;
+    mount->session = fuse_session_new(&args, ops, sizeof(*ops), mount);
     if (!mount->session)
         return -EINVAL;
     if (fuse_session_mount(mount->session, mount->mountpoint) != 0) {
@@ -406,6 +189,8 @@ static void unmount_done(uv_work_t *work, int status)
 
 static void mount_release(struct fusebridge_mount *mount)
 {
+    if (mount->path_based)
+        inode_table_destroy(&mount->inodes);
     uv_mutex_destroy(&mount->lock);
     free(mount->mountpoint);
     free(mount->fsname);
@@ -502,6 +287,12 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     int rc = -ENOMEM;
     if (!mount->mountpoint || !mount->fsname)
         goto fail;
+    if (options->path_based) {
+        rc = inode_table_init(&mount->inodes);
+        if (rc != 0)
+            goto fail;
+        mount->path_based = true;
+    }
     rc = uv_mutex_init(&mount->lock);
     if (rc != 0)
         goto fail;
@@ -521,6 +312,8 @@ fail_async:
 fail_mutex:
     uv_mutex_destroy(&mount->lock);
 fail:
+    if (mount->path_based)
+        inode_table_destroy(&mount->inodes);
     free(mount->mountpoint);
     free(mount->fsname);
     free(mount);
@@ -536,7 +329,7 @@ void fusebridge_mount_close(struct fusebridge_mount *mount)
     uv_mutex_unlock(&mount->lock);
 
     while (queued) {
-        struct fusebridge_op *next = queued->next;
+        struct fusebridge_op *next = *op_next(queued);
         fusebridge_reply_error(queued, -EIO);
         queued = next;
     }
@@ -552,126 +345,11 @@ struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount)
     uv_mutex_lock(&mount->lock);
     struct fusebridge_op *op = mount->head;
     if (op) {
-        mount->head = op->next;
+        mount->head = *op_next(op);
         if (!mount->head)
             mount->tail = NULL;
-        op->next = NULL;
+        *op_next(op) = NULL;
     }
     uv_mutex_unlock(&mount->lock);
     return op;
-}
-
-const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_op *op)
-{
-    return &op->request;
-}
-
-/* ---- replies (any thread; the session calls them from the loop thread) ------------------------
- */
-
-void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno)
-{
-    if (op->listing)
-        op->listing->size = 0; /* a failed listing is asked again from scratch next time */
-    fuse_reply_err(op->req, -neg_errno);
-    op_free(op);
-}
-
-static void attr_complete(struct stat *st)
-{
-    if (st->st_blksize == 0)
-        st->st_blksize = 4096;
-}
-
-void fusebridge_reply_entry(struct fusebridge_op *op, const struct stat *st)
-{
-    struct fuse_entry_param entry = {0};
-    entry.ino = st->st_ino;
-    entry.attr = *st;
-    attr_complete(&entry.attr);
-    entry.attr_timeout = FUSEBRIDGE_CACHE_SECONDS;
-    entry.entry_timeout = FUSEBRIDGE_CACHE_SECONDS;
-    fuse_reply_entry(op->req, &entry);
-    op_free(op);
-}
-
-void fusebridge_reply_attr(struct fusebridge_op *op, const struct stat *st)
-{
-    struct stat attr = *st;
-    attr_complete(&attr);
-    attr.st_ino = op->request.ino;
-    fuse_reply_attr(op->req, &attr, FUSEBRIDGE_CACHE_SECONDS);
-    op_free(op);
-}
-
-void fusebridge_reply_open(struct fusebridge_op *op, uint64_t fh)
-{
-    struct fuse_file_info fi = {0};
-    fi.fh = fh;
-    fi.flags = op->request.flags;
-    fuse_reply_open(op->req, &fi);
-    op_free(op);
-}
-
-void fusebridge_reply_data(struct fusebridge_op *op, const void *data, size_t len)
-{
-    fuse_reply_buf(op->req, data, len);
-    op_free(op);
-}
-
-static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name, uint64_t ino,
-                       uint32_t mode)
-{
-    struct stat st = {.st_ino = ino, .st_mode = mode};
-    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
-    if (listing->size + need > listing->cap) {
-        size_t cap = listing->cap ? listing->cap * 2 : 4096;
-        while (cap < listing->size + need)
-            cap *= 2;
-        char *buf = realloc(listing->buf, cap);
-        if (!buf)
-            return -ENOMEM;
-        listing->buf = buf;
-        listing->cap = cap;
-    }
-    /* Each entry's offset is where the next one starts, so any offset resumes cleanly. */
-    fuse_add_direntry(req, listing->buf + listing->size, need, name, &st,
-                      (off_t)(listing->size + need));
-    listing->size += need;
-    return 0;
-}
-
-static bool dirent_name_valid(const char *name)
-{
-    size_t len = strlen(name);
-    return len > 0 && len <= FUSEBRIDGE_NAME_MAX && !strchr(name, '/');
-}
-
-int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t ino, uint32_t mode)
-{
-    struct dir_listing *listing = op->listing;
-    if (listing->size == 0) {
-        int rc = listing_add(op->req, listing, ".", op->request.ino, S_IFDIR);
-        if (rc == 0)
-            rc = listing_add(op->req, listing, "..", op->request.ino, S_IFDIR);
-        if (rc != 0)
-            return rc;
-    }
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return 0;
-    if (!dirent_name_valid(name))
-        return -EINVAL;
-    return listing_add(op->req, listing, name, ino, mode & S_IFMT);
-}
-
-void fusebridge_readdir_done(struct fusebridge_op *op)
-{
-    struct dir_listing *listing = op->listing;
-    if (listing->size == 0 && fusebridge_readdir_add(op, ".", 0, 0) != 0) {
-        fusebridge_reply_error(op, -ENOMEM);
-        return;
-    }
-    listing->loaded = true;
-    listing_reply(op->req, listing, op->readdir_size, op->readdir_offset);
-    op_free(op);
 }

@@ -3,7 +3,8 @@
  * A mount runs its own worker thread that reads kernel requests from /dev/fuse. Each request that
  * needs the provider becomes a `struct fusebridge_op` and is queued for the loop thread; the worker
  * never waits for the answer. The owner (a session) pops ops on the loop thread when it can send
- * them, and completes each with exactly one fusebridge_reply_* call, from the loop thread.
+ * them, and completes each with fusebridge_op_answer, fusebridge_readdir_done or
+ * fusebridge_reply_error, from the loop thread.
  *
  * This header deliberately includes no FUSE header: codecs and the provider use the request types
  * below without linking libfuse.
@@ -15,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -24,24 +27,69 @@ struct fusebridge_op;
 /* The root directory's inode, as the kernel and the JSON protocol number it. */
 #define FUSEBRIDGE_ROOT_INODE 1
 
+/* The inode number FUSE_UNKNOWN_INO: what a listing shows for a name nobody looked up yet. */
+#define FUSEBRIDGE_UNKNOWN_INODE 0xffffffffu
+
+/* One provider request. Path-based mounts send `path` (and `path2`); inode-based mounts send
+ * `ino` (and `name`). Fields a kind does not use are zero. */
 enum fusebridge_kind {
-    FUSEBRIDGE_LOOKUP,  /* ino = parent directory, name = entry */
-    FUSEBRIDGE_GETATTR, /* ino */
-    FUSEBRIDGE_READDIR, /* ino = directory; answered with fusebridge_readdir_add + _done */
-    FUSEBRIDGE_OPEN,    /* ino, flags */
-    FUSEBRIDGE_READ,    /* ino, fh, offset, size */
-    FUSEBRIDGE_RELEASE, /* ino, fh, flags */
+    FUSEBRIDGE_LOOKUP,   /* ino = parent directory, name = entry; path-based: GETATTR of path */
+    FUSEBRIDGE_GETATTR,  /* ino / path */
+    FUSEBRIDGE_READDIR,  /* ino / path; answered with fusebridge_readdir_add + _done */
+    FUSEBRIDGE_OPEN,     /* flags; answer: fh */
+    FUSEBRIDGE_READ,     /* fh, offset, size; answer: data */
+    FUSEBRIDGE_RELEASE,  /* fh, flags */
+    FUSEBRIDGE_ACCESS,   /* mask */
+    FUSEBRIDGE_READLINK, /* answer: data = target */
+    FUSEBRIDGE_SYMLINK,  /* target, path2 = the link */
+    FUSEBRIDGE_LINK,     /* path = existing, path2 = new */
+    FUSEBRIDGE_RENAME,   /* path = old, path2 = new, rename_flags */
+    FUSEBRIDGE_CHMOD,    /* mode */
+    FUSEBRIDGE_CHOWN,    /* uid, gid */
+    FUSEBRIDGE_TRUNCATE, /* length, fh */
+    FUSEBRIDGE_FSYNC,    /* datasync, fh */
+    FUSEBRIDGE_MKNOD,    /* mode (with type bits), rdev */
+    FUSEBRIDGE_CREATE,   /* mode (with type bits); answer: fh */
+    FUSEBRIDGE_UNLINK,
+    FUSEBRIDGE_WRITE,   /* data, size, offset, fh; answer: written */
+    FUSEBRIDGE_MKDIR,   /* mode (permission bits only) */
+    FUSEBRIDGE_RMDIR,
+    FUSEBRIDGE_STATFS,  /* answer: statfs */
+    FUSEBRIDGE_UTIMENS, /* atime, mtime (tv_nsec may be UTIME_NOW / UTIME_OMIT), fh */
 };
 
-/* What one kernel request asks, in terms a provider understands. */
+/* A file handle value meaning "no open file". */
+#define FUSEBRIDGE_NO_HANDLE UINT64_MAX
+
 struct fusebridge_request {
     enum fusebridge_kind kind;
-    uint64_t ino;     /* the provider's inode number */
-    const char *name; /* LOOKUP only: entry name, NUL-terminated, owned by the op */
-    uint64_t fh;      /* READ, RELEASE: the provider's file handle */
-    uint64_t offset;  /* READ */
-    uint32_t size;    /* READ: bytes asked for */
-    int32_t flags;    /* OPEN, RELEASE: open(2) flags as the kernel gave them */
+    uint64_t ino;          /* inode-based: the provider's inode number */
+    const char *name;      /* inode-based LOOKUP: entry name */
+    const char *path;      /* path-based: absolute within the filesystem ("/", "/dir/file") */
+    const char *path2;     /* path-based LINK, RENAME: the new path; SYMLINK: the link */
+    const char *target;    /* SYMLINK: what the link points to */
+    uint64_t fh;           /* READ, WRITE, RELEASE, FSYNC, TRUNCATE, UTIMENS */
+    uint64_t offset;       /* READ, WRITE */
+    uint64_t length;       /* TRUNCATE: the new size */
+    uint32_t size;         /* READ: bytes asked for; WRITE: bytes in data */
+    const void *data;      /* WRITE */
+    int32_t flags;         /* OPEN, RELEASE: open(2) flags as the kernel gave them */
+    uint32_t mode;         /* CHMOD, MKNOD, CREATE, MKDIR */
+    uint32_t uid, gid;     /* CHOWN: (uint32_t)-1 leaves one unchanged */
+    uint64_t rdev;         /* MKNOD */
+    int mask;              /* ACCESS: R_OK | W_OK | X_OK, or F_OK */
+    unsigned rename_flags; /* RENAME: RENAME_NOREPLACE 1, RENAME_EXCHANGE 2 */
+    bool datasync;         /* FSYNC */
+    struct timespec atime, mtime; /* UTIMENS */
+};
+
+/* A provider's successful answer to the current request of an op. */
+struct fusebridge_answer {
+    struct stat attr;      /* LOOKUP, GETATTR: inode-based mounts take st_ino as the inode */
+    uint64_t fh;           /* OPEN, CREATE */
+    const void *data;      /* READ: bytes; READLINK: the target (not NUL-terminated) */
+    size_t len;            /* READ, READLINK: bytes in data; WRITE: bytes written */
+    struct statvfs statfs; /* STATFS */
 };
 
 struct fusebridge_callbacks {
@@ -60,6 +108,9 @@ struct fusebridge_options {
     const char *mountpoint; /* directory to create and mount on (copied) */
     const char *fsname;     /* shown in /proc/mounts as webfuse:<fsname> (copied) */
     bool read_only;
+    /* The provider names files by path (webfuse2), not by inode (JSON): the bridge keeps the
+     * inode table, and every kernel request the provider can serve is forwarded. */
+    bool path_based;
 };
 
 /* Starts mounting on a worker thread; returns at once. On success *out is the mount, owned by the
@@ -79,12 +130,14 @@ struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount);
 /* Borrowed view of what the op asks; valid until the op is replied to. */
 const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_op *op);
 
-/* Replies. Each frees the op; exactly one per op. */
-void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno); /* 0 = success, no data */
-void fusebridge_reply_entry(struct fusebridge_op *op, const struct stat *st);
-void fusebridge_reply_attr(struct fusebridge_op *op, const struct stat *st);
-void fusebridge_reply_open(struct fusebridge_op *op, uint64_t fh);
-void fusebridge_reply_data(struct fusebridge_op *op, const void *data, size_t len);
+/* Completes the op's current request with the provider's successful answer. Some kernel requests
+ * take several provider requests (create is CREATE then GETATTR): then the op is queued again in
+ * its mount, in front, and 1 is returned; the caller gives it up until it pops it again. Otherwise
+ * the kernel gets its reply, the op is freed and 0 is returned. */
+int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answer *answer);
+
+/* Fails the op with a negative errno (0 = success without data); frees it. */
+void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno);
 
 /* READDIR: add the provider's entries one by one, then finish. "." and ".." from the provider are
  * dropped (the bridge adds its own); names that cannot be a directory entry (empty, containing

@@ -57,6 +57,30 @@ void session_hub_remove(struct session_hub *hub, struct session *s)
         hub->on_empty(hub->on_empty_arg);
 }
 
+static int hub_on_established(struct session_hub *hub, struct lws *wsi,
+                              const struct lws_protocols *protocol, struct session **slot)
+{
+    if (hub->shutting_down)
+        return -1;
+    /* libwebsockets hands back its own copy of the protocol table: compare names. */
+    bool webfuse2 = strcmp(protocol->name, CODEC_WF2_SUBPROTOCOL) == 0;
+    struct session *s =
+        session_open(hub, wsi, webfuse2 ? &session_protocol_webfuse2 : &session_protocol_json);
+    if (!s)
+        return -1;
+    hub_add(hub, s);
+    *slot = s;
+    log_info("session %llu: %s connected from %s", (unsigned long long)s->id, protocol->name,
+             s->remote);
+    if (webfuse2) {
+        char uri[512];
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
+            uri[0] = '\0';
+        session_webfuse2_start(s, uri);
+    }
+    return 0;
+}
+
 /* The per-connection user data libwebsockets allocates holds our session pointer. */
 static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
@@ -66,18 +90,8 @@ static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     struct session_hub *hub = protocol ? protocol->user : NULL;
 
     switch (reason) {
-    case LWS_CALLBACK_ESTABLISHED: {
-        if (hub->shutting_down)
-            return -1;
-        struct session *s = session_open(hub, wsi, &session_protocol_json);
-        if (!s)
-            return -1;
-        hub_add(hub, s);
-        *slot = s;
-        log_info("session %llu: %s connected from %s", (unsigned long long)s->id, protocol->name,
-                 s->remote);
-        return 0;
-    }
+    case LWS_CALLBACK_ESTABLISHED:
+        return hub_on_established(hub, wsi, protocol, slot);
     case LWS_CALLBACK_RECEIVE:
         return *slot ? session_on_receive(*slot, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -114,6 +128,8 @@ int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,
         .rx_buffer_size = HUB_RX_BUFFER,
         .user = hub,
     };
+    hub->protocols[1] = hub->protocols[0];
+    hub->protocols[1].name = CODEC_WF2_SUBPROTOCOL;
     *out = hub;
     return 0;
 }

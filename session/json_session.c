@@ -124,25 +124,26 @@ static void attr_own(struct stat *st)
 
 static void json_answer_entry(struct fusebridge_op *op, const struct codec_json_msg *msg)
 {
-    struct stat st;
+    struct fusebridge_answer answer = {0};
     /* Inode 1 is the root; another entry claiming it would make a directory loop. */
-    if (codec_json_decode_attr(msg, &st) != 0 || st.st_ino <= FUSEBRIDGE_ROOT_INODE) {
+    if (codec_json_decode_attr(msg, &answer.attr) != 0 ||
+        answer.attr.st_ino <= FUSEBRIDGE_ROOT_INODE) {
         fusebridge_reply_error(op, -EIO);
         return;
     }
-    attr_own(&st);
-    fusebridge_reply_entry(op, &st);
+    attr_own(&answer.attr);
+    fusebridge_op_answer(op, &answer);
 }
 
 static void json_answer_attr(struct fusebridge_op *op, const struct codec_json_msg *msg)
 {
-    struct stat st;
-    if (codec_json_decode_attr(msg, &st) != 0) {
+    struct fusebridge_answer answer = {0};
+    if (codec_json_decode_attr(msg, &answer.attr) != 0) {
         fusebridge_reply_error(op, -EIO);
         return;
     }
-    attr_own(&st);
-    fusebridge_reply_attr(op, &st);
+    attr_own(&answer.attr);
+    fusebridge_op_answer(op, &answer);
 }
 
 static int dirent_add(void *user, const char *name, uint64_t ino)
@@ -164,24 +165,25 @@ static void json_answer_readdir(struct fusebridge_op *op, const struct codec_jso
 
 static void json_answer_open(struct fusebridge_op *op, const struct codec_json_msg *msg)
 {
-    uint64_t handle;
-    if (codec_json_decode_open(msg, &handle) != 0)
+    struct fusebridge_answer answer = {0};
+    if (codec_json_decode_open(msg, &answer.fh) != 0)
         fusebridge_reply_error(op, -EIO);
     else
-        fusebridge_reply_open(op, handle);
+        fusebridge_op_answer(op, &answer);
 }
 
 static void json_answer_read(struct session *s, struct fusebridge_op *op,
                              const struct codec_json_msg *msg)
 {
     uint32_t size = fusebridge_op_request(op)->size;
-    size_t len;
+    struct fusebridge_answer answer = {0};
     if (session_scratch_reserve(s, size) != 0 ||
-        codec_json_decode_read(msg, s->scratch, size, &len) != 0) {
+        codec_json_decode_read(msg, s->scratch, size, &answer.len) != 0) {
         fusebridge_reply_error(op, -EIO);
         return;
     }
-    fusebridge_reply_data(op, s->scratch, len);
+    answer.data = s->scratch;
+    fusebridge_op_answer(op, &answer);
 }
 
 static void json_on_answer(struct session *s, const struct codec_json_msg *msg)
@@ -216,8 +218,8 @@ static void json_on_answer(struct session *s, const struct codec_json_msg *msg)
     case FUSEBRIDGE_READ:
         json_answer_read(s, op, msg);
         break;
-    case FUSEBRIDGE_RELEASE:
-        fusebridge_reply_error(op, 0);
+    default: /* RELEASE is a notification; nothing else is ever sent over JSON */
+        fusebridge_reply_error(op, -EIO);
         break;
     }
 }

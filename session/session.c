@@ -395,7 +395,8 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
     struct fusebridge_options options = {
         .mountpoint = fs->mountpoint,
         .fsname = name,
-        .read_only = true,
+        .read_only = !s->protocol->path_based,
+        .path_based = s->protocol->path_based,
     };
     int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
     if (rc != 0) {

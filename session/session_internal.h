@@ -48,6 +48,9 @@ struct session_protocol {
     /* A mount attempt of `fs` ended with `status` (0 or a negative errno). */
     void (*on_attached)(struct session *s, struct filesystem *fs, int status);
     enum lws_write_protocol write_mode;
+    /* Files are named by path and every operation is forwarded (webfuse2); otherwise by inode,
+     * read-only (JSON). */
+    bool path_based;
 };
 
 struct pending {
@@ -102,7 +105,7 @@ struct session_hub {
     uv_loop_t *loop;
     struct session_hub_config config;
     char *mount_root;
-    struct lws_protocols protocols[2];
+    struct lws_protocols protocols[3];
     struct session *sessions;
     size_t count;
     uint64_t next_session_id;
@@ -112,6 +115,10 @@ struct session_hub {
 };
 
 extern const struct session_protocol session_protocol_json;
+extern const struct session_protocol session_protocol_webfuse2;
+
+/* webfuse2_session.c: attaches the connection's filesystem, named after the URL path `uri`. */
+void session_webfuse2_start(struct session *s, const char *uri);
 
 /* session.c */
 struct session *session_open(struct session_hub *hub, struct lws *wsi,

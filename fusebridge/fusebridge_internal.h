@@ -1,0 +1,108 @@
+/* Private to fusebridge/: the inode table of path-based mounts. */
+#ifndef WEBFUSE_FUSEBRIDGE_INTERNAL_H
+#define WEBFUSE_FUSEBRIDGE_INTERNAL_H
+
+#define FUSE_USE_VERSION 314
+
+#include <limits.h>
+
+#include <fuse_lowlevel.h>
+
+#include "fusebridge.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define FUSEBRIDGE_RENAME_NOREPLACE 1u
+#define FUSEBRIDGE_RENAME_EXCHANGE 2u
+
+struct inode_node;
+struct inode_slot;
+
+struct inode_table {
+    uv_mutex_t lock;
+    struct inode_slot *slots; /* indexed by inode number */
+    size_t nslots;
+    size_t slot_cap;
+    uint64_t *free_inos; /* numbers to reuse, each with a new generation */
+    size_t nfree;
+    size_t free_cap;
+    struct inode_node **buckets; /* name index: (parent, name) -> node */
+    size_t nbuckets;
+    size_t count; /* nodes besides the root */
+};
+
+int inode_table_init(struct inode_table *t);
+void inode_table_destroy(struct inode_table *t);
+
+/* Writes the path of `ino` into out[PATH_MAX], with "/name" appended when name is not NULL.
+ * -ESTALE for an unknown inode, -ENAMETOOLONG past PATH_MAX. */
+int inode_table_path(struct inode_table *t, uint64_t ino, const char *name, char *out);
+
+/* The kernel now knows (parent, name): returns its inode (made on first sight) and generation, and
+ * counts one lookup. */
+int inode_table_remember(struct inode_table *t, uint64_t parent, const char *name, uint64_t *ino,
+                         uint64_t *generation);
+
+/* The inode of (parent, name) if the kernel knows it, else 0. */
+uint64_t inode_table_find(struct inode_table *t, uint64_t parent, const char *name);
+
+void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup);
+
+/* (parent, name) was removed on the provider. */
+void inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name);
+
+/* (parent, name) was renamed to (newparent, newname) on the provider; paths below follow. */
+void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
+                        uint64_t newparent, const char *newname, unsigned flags);
+
+size_t inode_table_count(struct inode_table *t);
+
+/* ---- mounts (fusebridge.c) ---- */
+
+enum mount_state { MOUNT_MOUNTING, MOUNT_MOUNTED, MOUNT_UNMOUNTING, MOUNT_GONE };
+
+struct fusebridge_mount {
+    uv_loop_t *loop;
+    uv_async_t wakeup; /* worker -> loop: ops queued, mounted, exited */
+    uv_thread_t worker;
+    uv_work_t unmount_work;
+    struct fusebridge_callbacks callbacks;
+    void *user;
+    char *mountpoint;
+    char *fsname;
+    bool read_only;
+    bool path_based;
+    struct inode_table inodes; /* path-based mounts only */
+
+    /* Loop thread only. */
+    enum mount_state state;
+    bool close_requested;
+    bool unmount_running;
+    bool finishing;
+
+    /* Shared with the worker, under `lock`. */
+    uv_mutex_t lock;
+    struct fusebridge_op *head;
+    struct fusebridge_op *tail;
+    bool closing;       /* new kernel requests fail with EIO */
+    bool mount_done;    /* the worker's mount attempt has ended ... */
+    int mount_status;   /* ... with this status */
+    bool mount_seen;    /* the loop thread has acted on mount_done */
+    bool worker_exited; /* the worker has torn the FUSE session down and ends */
+
+    struct fuse_session *session; /* worker thread only */
+};
+
+/* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
+ * fails it with EIO when the mount is closing. Any thread. */
+void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
+
+/* ---- operations (ops.c) ---- */
+
+extern const struct fuse_lowlevel_ops fusebridge_ops;      /* inode-based, read-only */
+extern const struct fuse_lowlevel_ops fusebridge_path_ops; /* path-based, every operation */
+
+/* The queue link of an op. */
+struct fusebridge_op **op_next(struct fusebridge_op *op);
+
+#endif

@@ -1,0 +1,369 @@
+/* The inode table of a path-based mount: kernel inode numbers <-> (parent, name) nodes.
+ *
+ * A node knows its parent and its name, so its path is built by walking up, and renaming a
+ * directory moves every path below it at once. The kernel's lookup count keeps a node alive, and so
+ * does every child that refers to it. Inode numbers of freed nodes are reused with a new
+ * generation, so the kernel never confuses a new file with an old one.
+ *
+ * Every function takes the table's lock: worker threads build paths while the loop thread records
+ * answers.
+ */
+#include "fusebridge_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct inode_node {
+    uint64_t ino;
+    struct inode_node *parent; /* NULL only for the root */
+    char *name;
+    uint64_t nlookup;
+    uint64_t children;
+    bool unlinked;                /* no longer reachable by name; its last path is kept */
+    struct inode_node *hash_next; /* in the name index, unless unlinked */
+};
+
+struct inode_slot {
+    struct inode_node *node;
+    uint64_t generation;
+};
+
+#define INODE_BUCKETS_MIN 1024
+
+static uint64_t name_hash(uint64_t parent, const char *name)
+{
+    uint64_t h = 1469598103934665603ull ^ parent;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static struct inode_node **bucket_of(struct inode_table *t, uint64_t parent, const char *name)
+{
+    return &t->buckets[name_hash(parent, name) & (t->nbuckets - 1)];
+}
+
+static struct inode_node *node_find(struct inode_table *t, uint64_t parent, const char *name)
+{
+    for (struct inode_node *n = *bucket_of(t, parent, name); n; n = n->hash_next)
+        if (n->parent && n->parent->ino == parent && strcmp(n->name, name) == 0)
+            return n;
+    return NULL;
+}
+
+static void index_remove(struct inode_table *t, struct inode_node *node)
+{
+    struct inode_node **it = bucket_of(t, node->parent->ino, node->name);
+    for (; *it; it = &(*it)->hash_next) {
+        if (*it == node) {
+            *it = node->hash_next;
+            node->hash_next = NULL;
+            return;
+        }
+    }
+}
+
+static void index_insert(struct inode_table *t, struct inode_node *node)
+{
+    struct inode_node **bucket = bucket_of(t, node->parent->ino, node->name);
+    node->hash_next = *bucket;
+    *bucket = node;
+}
+
+/* Doubles the name index when it is full; a failed resize only costs speed. */
+static void index_grow(struct inode_table *t)
+{
+    if (t->count < t->nbuckets)
+        return;
+    size_t nbuckets = t->nbuckets * 2;
+    struct inode_node **buckets = calloc(nbuckets, sizeof(*buckets));
+    if (!buckets)
+        return;
+    struct inode_node **old = t->buckets;
+    size_t old_n = t->nbuckets;
+    t->buckets = buckets;
+    t->nbuckets = nbuckets;
+    for (size_t i = 0; i < old_n; i++) {
+        for (struct inode_node *n = old[i], *next; n; n = next) {
+            next = n->hash_next;
+            index_insert(t, n);
+        }
+    }
+    free(old);
+}
+
+static int slot_take(struct inode_table *t, uint64_t *ino)
+{
+    if (t->nfree > 0) {
+        *ino = t->free_inos[--t->nfree];
+        return 0;
+    }
+    if (t->nslots == t->slot_cap) {
+        size_t cap = t->slot_cap * 2;
+        struct inode_slot *slots = realloc(t->slots, cap * sizeof(*slots));
+        if (!slots)
+            return -ENOMEM;
+        memset(slots + t->slot_cap, 0, (cap - t->slot_cap) * sizeof(*slots));
+        t->slots = slots;
+        t->slot_cap = cap;
+    }
+    *ino = t->nslots++;
+    return 0;
+}
+
+static void slot_give_back(struct inode_table *t, uint64_t ino)
+{
+    t->slots[ino].node = NULL;
+    if (t->nfree == t->free_cap) {
+        size_t cap = t->free_cap ? t->free_cap * 2 : 256;
+        uint64_t *grown = realloc(t->free_inos, cap * sizeof(*grown));
+        if (!grown)
+            return; /* the number is simply never reused */
+        t->free_inos = grown;
+        t->free_cap = cap;
+    }
+    t->free_inos[t->nfree++] = ino;
+}
+
+static struct inode_node *node_get(struct inode_table *t, uint64_t ino)
+{
+    return ino < t->nslots ? t->slots[ino].node : NULL;
+}
+
+/* Frees nodes nobody refers to any more, walking up through parents that become free too. */
+static void node_release_if_unused(struct inode_table *t, struct inode_node *node)
+{
+    while (node && node->parent && node->nlookup == 0 && node->children == 0) {
+        struct inode_node *parent = node->parent;
+        if (!node->unlinked)
+            index_remove(t, node);
+        t->count--;
+        slot_give_back(t, node->ino);
+        free(node->name);
+        free(node);
+        parent->children--;
+        node = parent;
+    }
+}
+
+int inode_table_init(struct inode_table *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->nbuckets = INODE_BUCKETS_MIN;
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    t->slot_cap = 1024;
+    t->slots = calloc(t->slot_cap, sizeof(*t->slots));
+    struct inode_node *root = calloc(1, sizeof(*root));
+    if (!t->buckets || !t->slots || !root || uv_mutex_init(&t->lock) != 0) {
+        free(t->buckets);
+        free(t->slots);
+        free(root);
+        return -ENOMEM;
+    }
+    /* Slot 0 is never an inode; slot 1 is the root, which the kernel never forgets. */
+    root->ino = FUSEBRIDGE_ROOT_INODE;
+    root->nlookup = 1;
+    t->slots[FUSEBRIDGE_ROOT_INODE].node = root;
+    t->slots[FUSEBRIDGE_ROOT_INODE].generation = 1;
+    t->nslots = FUSEBRIDGE_ROOT_INODE + 1;
+    return 0;
+}
+
+void inode_table_destroy(struct inode_table *t)
+{
+    for (size_t i = 0; i < t->nslots; i++) {
+        if (t->slots[i].node) {
+            free(t->slots[i].node->name);
+            free(t->slots[i].node);
+        }
+    }
+    free(t->slots);
+    free(t->buckets);
+    free(t->free_inos);
+    uv_mutex_destroy(&t->lock);
+}
+
+/* Writes the path of `node` (then "/name" when name is given) into out[PATH_MAX]. */
+static int node_path(const struct inode_node *node, const char *name, char *out)
+{
+    char *end = out + PATH_MAX;
+    char *p = end - 1;
+    *p = '\0';
+    if (name) {
+        size_t len = strlen(name);
+        if ((size_t)(p - out) < len + 1)
+            return -ENAMETOOLONG;
+        p -= len;
+        memcpy(p, name, len);
+        *--p = '/';
+    }
+    for (; node->parent; node = node->parent) {
+        size_t len = strlen(node->name);
+        if ((size_t)(p - out) < len + 1)
+            return -ENAMETOOLONG;
+        p -= len;
+        memcpy(p, node->name, len);
+        *--p = '/';
+    }
+    if (*p == '\0')
+        *--p = '/'; /* the root itself */
+    memmove(out, p, (size_t)(end - p));
+    return 0;
+}
+
+int inode_table_path(struct inode_table *t, uint64_t ino, const char *name, char *out)
+{
+    uv_mutex_lock(&t->lock);
+    const struct inode_node *node = node_get(t, ino);
+    int rc = node ? node_path(node, name, out) : -ESTALE;
+    uv_mutex_unlock(&t->lock);
+    return rc;
+}
+
+static int node_create(struct inode_table *t, struct inode_node *parent, const char *name,
+                       struct inode_node **out)
+{
+    struct inode_node *node = calloc(1, sizeof(*node));
+    char *copy = strdup(name);
+    uint64_t ino;
+    if (!node || !copy || slot_take(t, &ino) != 0) {
+        free(node);
+        free(copy);
+        return -ENOMEM;
+    }
+    node->ino = ino;
+    node->parent = parent;
+    node->name = copy;
+    parent->children++;
+    t->slots[ino].node = node;
+    t->slots[ino].generation++;
+    t->count++;
+    index_insert(t, node);
+    index_grow(t);
+    *out = node;
+    return 0;
+}
+
+int inode_table_remember(struct inode_table *t, uint64_t parent, const char *name, uint64_t *ino,
+                         uint64_t *generation)
+{
+    uv_mutex_lock(&t->lock);
+    int rc = 0;
+    struct inode_node *dir = node_get(t, parent);
+    struct inode_node *node = dir ? node_find(t, parent, name) : NULL;
+    if (!dir)
+        rc = -ESTALE;
+    else if (!node)
+        rc = node_create(t, dir, name, &node);
+    if (rc == 0) {
+        node->nlookup++;
+        *ino = node->ino;
+        *generation = t->slots[node->ino].generation;
+    }
+    uv_mutex_unlock(&t->lock);
+    return rc;
+}
+
+uint64_t inode_table_find(struct inode_table *t, uint64_t parent, const char *name)
+{
+    uv_mutex_lock(&t->lock);
+    const struct inode_node *node = node_find(t, parent, name);
+    uint64_t ino = node ? node->ino : 0;
+    uv_mutex_unlock(&t->lock);
+    return ino;
+}
+
+void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    if (node && node->parent) {
+        node->nlookup = nlookup < node->nlookup ? node->nlookup - nlookup : 0;
+        node_release_if_unused(t, node);
+    }
+    uv_mutex_unlock(&t->lock);
+}
+
+static void node_unlink(struct inode_table *t, struct inode_node *node)
+{
+    if (node->unlinked)
+        return;
+    index_remove(t, node);
+    node->unlinked = true;
+    node_release_if_unused(t, node);
+}
+
+void inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_find(t, parent, name);
+    if (node)
+        node_unlink(t, node);
+    uv_mutex_unlock(&t->lock);
+}
+
+/* Moves `node` to (dir, name); the caller removed any node there. */
+static int node_move(struct inode_table *t, struct inode_node *node, struct inode_node *dir,
+                     const char *name)
+{
+    char *copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    index_remove(t, node);
+    struct inode_node *old_parent = node->parent;
+    free(node->name);
+    node->name = copy;
+    node->parent = dir;
+    dir->children++;
+    index_insert(t, node);
+    old_parent->children--;
+    node_release_if_unused(t, old_parent);
+    return 0;
+}
+
+static void nodes_exchange(struct inode_table *t, struct inode_node *a, struct inode_node *b)
+{
+    index_remove(t, a);
+    index_remove(t, b);
+    struct inode_node *parent = a->parent;
+    char *name = a->name;
+    a->parent = b->parent;
+    a->name = b->name;
+    b->parent = parent;
+    b->name = name;
+    index_insert(t, a);
+    index_insert(t, b);
+}
+
+void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
+                        uint64_t newparent, const char *newname, unsigned flags)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_find(t, parent, name);
+    struct inode_node *target = node_find(t, newparent, newname);
+    struct inode_node *dir = node_get(t, newparent);
+    if (flags & FUSEBRIDGE_RENAME_EXCHANGE) {
+        if (node && target)
+            nodes_exchange(t, node, target);
+        else if (node) /* the other side was never looked up: ours moves, the unknown one is new */
+            node_unlink(t, node);
+        else if (target)
+            node_unlink(t, target);
+    } else {
+        if (target && target != node)
+            node_unlink(t, target);
+        /* On failure the node is forgotten by name; a later lookup makes a fresh one. */
+        if (node && dir && node_move(t, node, dir, newname) != 0)
+            node_unlink(t, node);
+    }
+    uv_mutex_unlock(&t->lock);
+}
+
+size_t inode_table_count(struct inode_table *t)
+{
+    uv_mutex_lock(&t->lock);
+    size_t count = t->count;
+    uv_mutex_unlock(&t->lock);
+    return count;
+}

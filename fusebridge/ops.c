@@ -1,0 +1,822 @@
+/* Kernel requests -> operations -> kernel replies.
+ *
+ * Handlers run on the mount's worker thread and never wait: they answer at once (forget, flush,
+ * opendir, a loaded directory listing) or build an op of one or more provider requests ("steps")
+ * and queue it. Answers arrive on the loop thread through fusebridge_op_answer, which either
+ * queues the next step or replies to the kernel.
+ */
+#include "fusebridge_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long the kernel may cache names and attributes. Providers cannot tell us when a file
+ * changes, so this bounds how stale a listing can be; one second keeps `ls -l` and repeated stat
+ * calls from each costing a network round trip. */
+#define FUSEBRIDGE_CACHE_SECONDS 1.0
+
+/* A directory entry's name as the kernel accepts it (NAME_MAX). */
+#define FUSEBRIDGE_NAME_MAX 255
+
+/* Setattr can take chmod, chown, truncate, utimens, then getattr. */
+#define OP_MAX_STEPS 5
+
+/* What the kernel is waiting for. */
+enum op_reply {
+    REPLY_STATUS,   /* fuse_reply_err(0) */
+    REPLY_ENTRY,    /* fuse_reply_entry for (entry_parent, entry_name) */
+    REPLY_ATTR,     /* fuse_reply_attr */
+    REPLY_OPEN,     /* fuse_reply_open with the handle */
+    REPLY_CREATE,   /* fuse_reply_create: entry + handle */
+    REPLY_DATA,     /* fuse_reply_buf */
+    REPLY_WRITE,    /* fuse_reply_write */
+    REPLY_READLINK, /* fuse_reply_readlink */
+    REPLY_STATFS,   /* fuse_reply_statfs */
+    REPLY_READDIR,  /* a slice of the loaded listing */
+};
+
+/* What to record in the inode table once the provider said yes. */
+enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
+
+/* An open directory: the whole listing, asked from the provider once per opendir and then served
+ * in pieces as the kernel asks for them (offsets are byte offsets into `buf`). */
+struct dir_listing {
+    bool loaded;
+    char *buf;
+    size_t size;
+    size_t cap;
+};
+
+struct fusebridge_op {
+    struct fusebridge_op *next; /* in the mount's queue */
+    struct fusebridge_mount *mount;
+    fuse_req_t req;
+    enum op_reply reply;
+    enum op_effect effect;
+    struct fusebridge_request steps[OP_MAX_STEPS];
+    unsigned nsteps;
+    unsigned step;
+    uint64_t fh;         /* from OPEN / CREATE, for the final reply */
+    int open_flags;      /* OPEN / CREATE: the kernel's flags, echoed in the reply */
+    uint64_t entry_parent; /* REPLY_ENTRY / CREATE, EFFECT_*: the entry's directory ... */
+    char *entry_name;      /* ... and name (owned) */
+    uint64_t new_parent;   /* EFFECT_RENAME */
+    char *new_name;        /* EFFECT_RENAME (owned) */
+    unsigned rename_flags;
+    struct dir_listing *listing; /* READDIR */
+    size_t readdir_size;         /* READDIR: bytes the kernel asked for */
+    off_t readdir_offset;        /* READDIR: where the kernel is in the listing */
+    char *owned[4];              /* strings and data the steps point into */
+};
+
+struct fusebridge_op **op_next(struct fusebridge_op *op)
+{
+    return &op->next;
+}
+
+static void op_free(struct fusebridge_op *op)
+{
+    for (size_t i = 0; i < sizeof(op->owned) / sizeof(op->owned[0]); i++)
+        free(op->owned[i]);
+    free(op->entry_name);
+    free(op->new_name);
+    free(op);
+}
+
+/* Keeps a copy of `len` bytes in the op (NUL-terminated); NULL when out of memory. */
+static const char *op_keep(struct fusebridge_op *op, const void *bytes, size_t len)
+{
+    for (size_t i = 0; i < sizeof(op->owned) / sizeof(op->owned[0]); i++) {
+        if (op->owned[i])
+            continue;
+        op->owned[i] = malloc(len + 1);
+        if (!op->owned[i])
+            return NULL;
+        memcpy(op->owned[i], bytes, len);
+        op->owned[i][len] = '\0';
+        return op->owned[i];
+    }
+    return NULL;
+}
+
+static const char *op_keep_string(struct fusebridge_op *op, const char *s)
+{
+    return op_keep(op, s, strlen(s));
+}
+
+/* ---- building ops (worker thread) ---------------------------------------------------------------
+ */
+
+static struct fusebridge_mount *mount_of(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static struct fusebridge_op *op_new(fuse_req_t req, enum op_reply reply)
+{
+    struct fusebridge_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        fuse_reply_err(req, ENOMEM);
+        return NULL;
+    }
+    op->req = req;
+    op->mount = mount_of(req);
+    op->reply = reply;
+    return op;
+}
+
+static struct fusebridge_request *op_step(struct fusebridge_op *op, enum fusebridge_kind kind,
+                                          fuse_ino_t ino)
+{
+    struct fusebridge_request *step = &op->steps[op->nsteps++];
+    step->kind = kind;
+    step->ino = ino;
+    step->fh = FUSEBRIDGE_NO_HANDLE;
+    return step;
+}
+
+/* The path of ino (with "/name" when name is given), kept in the op. */
+static int op_path(struct fusebridge_op *op, fuse_ino_t ino, const char *name, const char **out)
+{
+    char path[PATH_MAX];
+    int rc = inode_table_path(&op->mount->inodes, ino, name, path);
+    if (rc != 0)
+        return rc;
+    *out = op_keep_string(op, path);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int op_entry(struct fusebridge_op *op, fuse_ino_t parent, const char *name)
+{
+    if (strlen(name) > FUSEBRIDGE_NAME_MAX)
+        return -ENAMETOOLONG;
+    op->entry_parent = parent;
+    op->entry_name = strdup(name);
+    return op->entry_name ? 0 : -ENOMEM;
+}
+
+/* Queues a fully built op, or fails it with `rc` when building went wrong. */
+static void op_submit_or_fail(struct fusebridge_op *op, int rc)
+{
+    if (rc != 0) {
+        fuse_reply_err(op->req, -rc);
+        op_free(op);
+        return;
+    }
+    mount_submit(op->mount, op, false);
+}
+
+/* The usual shape: one request on the path of ino (or of parent/name), then maybe a getattr. */
+static void forward_path(fuse_req_t req, enum op_reply reply, enum fusebridge_kind kind,
+                         fuse_ino_t ino, const char *name, bool then_getattr,
+                         struct fusebridge_request **out)
+{
+    struct fusebridge_op *op = op_new(req, reply);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, kind, ino);
+    int rc = op_path(op, ino, name, &step->path);
+    if (rc == 0 && name && (reply == REPLY_ENTRY || reply == REPLY_CREATE))
+        rc = op_entry(op, ino, name);
+    if (rc == 0 && then_getattr)
+        op_step(op, FUSEBRIDGE_GETATTR, ino)->path = step->path;
+    if (out)
+        *out = rc == 0 ? step : NULL;
+    if (rc != 0 || !out)
+        op_submit_or_fail(op, rc);
+}
+
+/* ---- kernel request handlers ---------------------------------------------------------------- */
+
+static void bridge_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct fusebridge_mount *mount = userdata;
+    /* Several reads in flight per file is what keeps a remote provider busy. */
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    /* open(O_TRUNC) then arrives as one open instead of open plus a truncating setattr. */
+    if (mount->path_based && (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC))
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static void bridge_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    if (mount_of(req)->path_based) {
+        forward_path(req, REPLY_ENTRY, FUSEBRIDGE_GETATTR, parent, name, false, NULL);
+        return;
+    }
+    struct fusebridge_op *op = op_new(req, REPLY_ENTRY);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_LOOKUP, parent);
+    step->name = op_keep_string(op, name);
+    op_submit_or_fail(op, step->name ? 0 : -ENOMEM);
+}
+
+static void bridge_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    struct fusebridge_mount *mount = mount_of(req);
+    /* Inode-based providers' numbers are used as they are: there is no table to shrink. */
+    if (mount->path_based)
+        inode_table_forget(&mount->inodes, ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void bridge_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    struct fusebridge_mount *mount = mount_of(req);
+    for (size_t i = 0; mount->path_based && i < count; i++)
+        inode_table_forget(&mount->inodes, forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void bridge_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    if (mount_of(req)->path_based) {
+        forward_path(req, REPLY_ATTR, FUSEBRIDGE_GETATTR, ino, NULL, false, NULL);
+        return;
+    }
+    struct fusebridge_op *op = op_new(req, REPLY_ATTR);
+    if (op) {
+        op_step(op, FUSEBRIDGE_GETATTR, ino);
+        op_submit_or_fail(op, 0);
+    }
+}
+
+static uint64_t handle_of(const struct fuse_file_info *fi)
+{
+    return fi ? fi->fh : FUSEBRIDGE_NO_HANDLE;
+}
+
+static struct timespec utime_of(int to_set, int set_flag, int now_flag, struct timespec value)
+{
+    if (to_set & now_flag)
+        return (struct timespec){.tv_nsec = UTIME_NOW};
+    if (to_set & set_flag)
+        return value;
+    return (struct timespec){.tv_nsec = UTIME_OMIT};
+}
+
+/* One kernel setattr becomes the provider requests it needs, then a getattr for the reply. */
+static void bridge_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                           struct fuse_file_info *fi)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_ATTR);
+    if (!op)
+        return;
+    const char *path;
+    int rc = op_path(op, ino, NULL, &path);
+    if (rc == 0 && (to_set & FUSE_SET_ATTR_MODE))
+        op_step(op, FUSEBRIDGE_CHMOD, ino)->mode = attr->st_mode;
+    if (rc == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+        struct fusebridge_request *step = op_step(op, FUSEBRIDGE_CHOWN, ino);
+        step->uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uint32_t)-1;
+        step->gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (uint32_t)-1;
+    }
+    if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+        struct fusebridge_request *step = op_step(op, FUSEBRIDGE_TRUNCATE, ino);
+        step->length = (uint64_t)attr->st_size;
+        step->fh = handle_of(fi);
+    }
+    if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                              FUSE_SET_ATTR_MTIME_NOW))) {
+        struct fusebridge_request *step = op_step(op, FUSEBRIDGE_UTIMENS, ino);
+        step->atime = utime_of(to_set, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr->st_atim);
+        step->mtime = utime_of(to_set, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr->st_mtim);
+        step->fh = handle_of(fi);
+    }
+    if (rc == 0) {
+        op_step(op, FUSEBRIDGE_GETATTR, ino);
+        for (unsigned i = 0; i < op->nsteps; i++)
+            op->steps[i].path = path;
+    }
+    op_submit_or_fail(op, rc);
+}
+
+static void bridge_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    forward_path(req, REPLY_READLINK, FUSEBRIDGE_READLINK, ino, NULL, false, NULL);
+}
+
+static void bridge_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                         dev_t rdev)
+{
+    struct fusebridge_request *step;
+    forward_path(req, REPLY_ENTRY, FUSEBRIDGE_MKNOD, parent, name, true, &step);
+    if (!step)
+        return;
+    step->mode = mode;
+    step->rdev = rdev;
+    mount_submit(mount_of(req), container_of(step, struct fusebridge_op, steps[0]), false);
+}
+
+static void bridge_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    struct fusebridge_request *step;
+    forward_path(req, REPLY_ENTRY, FUSEBRIDGE_MKDIR, parent, name, true, &step);
+    if (!step)
+        return;
+    step->mode = mode & 07777; /* the protocol's mkdir carries permission bits only */
+    mount_submit(mount_of(req), container_of(step, struct fusebridge_op, steps[0]), false);
+}
+
+static void forward_removal(fuse_req_t req, enum fusebridge_kind kind, fuse_ino_t parent,
+                            const char *name)
+{
+    struct fusebridge_request *step;
+    forward_path(req, REPLY_STATUS, kind, parent, name, false, &step);
+    if (!step)
+        return;
+    struct fusebridge_op *op = container_of(step, struct fusebridge_op, steps[0]);
+    op->effect = EFFECT_UNLINK;
+    op_submit_or_fail(op, op_entry(op, parent, name));
+}
+
+static void bridge_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    forward_removal(req, FUSEBRIDGE_UNLINK, parent, name);
+}
+
+static void bridge_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    forward_removal(req, FUSEBRIDGE_RMDIR, parent, name);
+}
+
+static void bridge_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_ENTRY);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_SYMLINK, parent);
+    int rc = op_path(op, parent, name, &step->path2);
+    if (rc == 0)
+        rc = op_entry(op, parent, name);
+    if (rc == 0 && !(step->target = op_keep_string(op, link)))
+        rc = -ENOMEM;
+    if (rc == 0)
+        op_step(op, FUSEBRIDGE_GETATTR, parent)->path = step->path2;
+    op_submit_or_fail(op, rc);
+}
+
+static void bridge_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                          const char *newname, unsigned int flags)
+{
+    if (flags & ~(FUSEBRIDGE_RENAME_NOREPLACE | FUSEBRIDGE_RENAME_EXCHANGE)) {
+        fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: not something a provider can do */
+        return;
+    }
+    struct fusebridge_op *op = op_new(req, REPLY_STATUS);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_RENAME, parent);
+    step->rename_flags = flags;
+    int rc = op_path(op, parent, name, &step->path);
+    if (rc == 0)
+        rc = op_path(op, newparent, newname, &step->path2);
+    if (rc == 0)
+        rc = op_entry(op, parent, name);
+    op->effect = EFFECT_RENAME;
+    op->new_parent = newparent;
+    op->rename_flags = flags;
+    if (rc == 0 && !(op->new_name = strdup(newname)))
+        rc = -ENOMEM;
+    op_submit_or_fail(op, rc);
+}
+
+static void bridge_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_ENTRY);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_LINK, ino);
+    int rc = op_path(op, ino, NULL, &step->path);
+    if (rc == 0)
+        rc = op_path(op, newparent, newname, &step->path2);
+    if (rc == 0)
+        rc = op_entry(op, newparent, newname);
+    if (rc == 0)
+        op_step(op, FUSEBRIDGE_GETATTR, newparent)->path = step->path2;
+    op_submit_or_fail(op, rc);
+}
+
+static void bridge_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_OPEN);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_OPEN, ino);
+    step->flags = fi->flags;
+    op->open_flags = fi->flags;
+    op_submit_or_fail(op, op->mount->path_based ? op_path(op, ino, NULL, &step->path) : 0);
+}
+
+static void bridge_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_DATA);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_READ, ino);
+    step->fh = fi->fh;
+    step->offset = (uint64_t)off;
+    step->size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+    op_submit_or_fail(op, op->mount->path_based ? op_path(op, ino, NULL, &step->path) : 0);
+}
+
+static void bridge_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                         struct fuse_file_info *fi)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_WRITE);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_WRITE, ino);
+    step->fh = fi->fh;
+    step->offset = (uint64_t)off;
+    step->size = (uint32_t)size; /* the kernel's writes are at most max_write (1 MiB) */
+    int rc = op_path(op, ino, NULL, &step->path);
+    /* The kernel's buffer is gone once this handler returns. */
+    if (rc == 0 && !(step->data = op_keep(op, buf, size)))
+        rc = -ENOMEM;
+    op_submit_or_fail(op, rc);
+}
+
+static void bridge_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)fi;
+    fuse_reply_err(req, 0); /* writes are not buffered here: nothing to flush */
+}
+
+static void bridge_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fusebridge_op *op = op_new(req, REPLY_STATUS);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_RELEASE, ino);
+    step->fh = fi->fh;
+    step->flags = fi->flags;
+    op_submit_or_fail(op, op->mount->path_based ? op_path(op, ino, NULL, &step->path) : 0);
+}
+
+static void bridge_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    struct fusebridge_request *step;
+    forward_path(req, REPLY_STATUS, FUSEBRIDGE_FSYNC, ino, NULL, false, &step);
+    if (!step)
+        return;
+    step->datasync = datasync != 0;
+    step->fh = fi->fh;
+    mount_submit(mount_of(req), container_of(step, struct fusebridge_op, steps[0]), false);
+}
+
+static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct dir_listing *listing = calloc(1, sizeof(*listing));
+    if (!listing) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fi->fh = (uintptr_t)listing;
+    if (fuse_reply_open(req, fi) != 0)
+        free(listing); /* the kernel will not send releasedir for a failed open */
+}
+
+static void listing_reply(fuse_req_t req, const struct dir_listing *listing, size_t size,
+                          off_t offset)
+{
+    if (offset < 0 || (size_t)offset >= listing->size) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    size_t left = listing->size - (size_t)offset;
+    /* A cut through an entry is fine: the kernel stops at the last whole one and asks again from
+     * that entry's offset. */
+    fuse_reply_buf(req, listing->buf + offset, left < size ? left : size);
+}
+
+static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
+    if (listing->loaded) {
+        listing_reply(req, listing, size, off);
+        return;
+    }
+    struct fusebridge_op *op = op_new(req, REPLY_READDIR);
+    if (!op)
+        return;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_READDIR, ino);
+    op->listing = listing;
+    op->readdir_size = size;
+    op->readdir_offset = off;
+    op_submit_or_fail(op, op->mount->path_based ? op_path(op, ino, NULL, &step->path) : 0);
+}
+
+static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
+    free(listing->buf);
+    free(listing);
+    fuse_reply_err(req, 0);
+}
+
+static void bridge_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+                            struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)datasync;
+    (void)fi;
+    fuse_reply_err(req, 0); /* the protocol has no directory sync; the provider's own is used */
+}
+
+static void bridge_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    forward_path(req, REPLY_STATFS, FUSEBRIDGE_STATFS, ino, NULL, false, NULL);
+}
+
+static void bridge_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+    struct fusebridge_request *step;
+    forward_path(req, REPLY_STATUS, FUSEBRIDGE_ACCESS, ino, NULL, false, &step);
+    if (!step)
+        return;
+    step->mask = mask;
+    mount_submit(mount_of(req), container_of(step, struct fusebridge_op, steps[0]), false);
+}
+
+static void bridge_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                          struct fuse_file_info *fi)
+{
+    struct fusebridge_request *step;
+    forward_path(req, REPLY_CREATE, FUSEBRIDGE_CREATE, parent, name, true, &step);
+    if (!step)
+        return;
+    struct fusebridge_op *op = container_of(step, struct fusebridge_op, steps[0]);
+    step->mode = mode;
+    op->open_flags = fi->flags;
+    mount_submit(op->mount, op, false);
+}
+
+/* Inode-based (JSON) providers can only read: the table leaves every other request to libfuse's
+ * default answer (ENOSYS), and the read-only mount stops writes before they get here. */
+const struct fuse_lowlevel_ops fusebridge_ops = {
+    .init = bridge_init,
+    .lookup = bridge_lookup,
+    .forget = bridge_forget,
+    .forget_multi = bridge_forget_multi,
+    .getattr = bridge_getattr,
+    .open = bridge_open,
+    .read = bridge_read,
+    .release = bridge_release,
+    .opendir = bridge_opendir,
+    .readdir = bridge_readdir,
+    .releasedir = bridge_releasedir,
+};
+
+const struct fuse_lowlevel_ops fusebridge_path_ops = {
+    .init = bridge_init,
+    .lookup = bridge_lookup,
+    .forget = bridge_forget,
+    .forget_multi = bridge_forget_multi,
+    .getattr = bridge_getattr,
+    .setattr = bridge_setattr,
+    .readlink = bridge_readlink,
+    .mknod = bridge_mknod,
+    .mkdir = bridge_mkdir,
+    .unlink = bridge_unlink,
+    .rmdir = bridge_rmdir,
+    .symlink = bridge_symlink,
+    .rename = bridge_rename,
+    .link = bridge_link,
+    .open = bridge_open,
+    .read = bridge_read,
+    .write = bridge_write,
+    .flush = bridge_flush,
+    .release = bridge_release,
+    .fsync = bridge_fsync,
+    .opendir = bridge_opendir,
+    .readdir = bridge_readdir,
+    .releasedir = bridge_releasedir,
+    .fsyncdir = bridge_fsyncdir,
+    .statfs = bridge_statfs,
+    .access = bridge_access,
+    .create = bridge_create,
+};
+
+/* ---- answers (loop thread) ------------------------------------------------------------------ */
+
+const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_op *op)
+{
+    return &op->steps[op->step];
+}
+
+void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno)
+{
+    if (op->listing)
+        op->listing->size = 0; /* a failed listing is asked again from scratch next time */
+    fuse_reply_err(op->req, -neg_errno);
+    op_free(op);
+}
+
+static void attr_complete(struct stat *st)
+{
+    if (st->st_blksize == 0)
+        st->st_blksize = 4096;
+}
+
+/* Fills `entry` for the kernel; path-based mounts count the lookup in the inode table. */
+static int entry_make(struct fusebridge_op *op, const struct stat *attr,
+                      struct fuse_entry_param *entry)
+{
+    memset(entry, 0, sizeof(*entry));
+    entry->attr = *attr;
+    attr_complete(&entry->attr);
+    entry->attr_timeout = FUSEBRIDGE_CACHE_SECONDS;
+    entry->entry_timeout = FUSEBRIDGE_CACHE_SECONDS;
+    if (!op->mount->path_based) {
+        entry->ino = attr->st_ino;
+        return 0;
+    }
+    uint64_t ino, generation;
+    int rc = inode_table_remember(&op->mount->inodes, op->entry_parent, op->entry_name, &ino,
+                                  &generation);
+    entry->ino = ino;
+    entry->generation = generation;
+    entry->attr.st_ino = ino;
+    return rc;
+}
+
+/* The kernel did not take the entry (the request was interrupted): undo its lookup count. */
+static void entry_unwind(struct fusebridge_op *op, const struct fuse_entry_param *entry, int rc)
+{
+    if (rc != 0 && op->mount->path_based)
+        inode_table_forget(&op->mount->inodes, entry->ino, 1);
+}
+
+static void reply_entry(struct fusebridge_op *op, const struct stat *attr)
+{
+    struct fuse_entry_param entry;
+    int rc = entry_make(op, attr, &entry);
+    if (rc != 0) {
+        fuse_reply_err(op->req, -rc);
+        return;
+    }
+    if (op->reply == REPLY_CREATE) {
+        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
+        entry_unwind(op, &entry, fuse_reply_create(op->req, &entry, &fi));
+    } else {
+        entry_unwind(op, &entry, fuse_reply_entry(op->req, &entry));
+    }
+}
+
+static void reply_attr(struct fusebridge_op *op, const struct stat *attr)
+{
+    struct stat st = *attr;
+    attr_complete(&st);
+    st.st_ino = op->steps[0].ino;
+    fuse_reply_attr(op->req, &st, FUSEBRIDGE_CACHE_SECONDS);
+}
+
+static void reply_readlink(struct fusebridge_op *op, const struct fusebridge_answer *answer)
+{
+    char target[PATH_MAX];
+    if (answer->len == 0 || answer->len >= sizeof(target) ||
+        memchr(answer->data, '\0', answer->len)) {
+        fuse_reply_err(op->req, EIO);
+        return;
+    }
+    memcpy(target, answer->data, answer->len);
+    target[answer->len] = '\0';
+    fuse_reply_readlink(op->req, target);
+}
+
+static void apply_effect(struct fusebridge_op *op)
+{
+    struct inode_table *inodes = &op->mount->inodes;
+    if (!op->mount->path_based)
+        return;
+    if (op->effect == EFFECT_UNLINK)
+        inode_table_unlink(inodes, op->entry_parent, op->entry_name);
+    else if (op->effect == EFFECT_RENAME)
+        inode_table_rename(inodes, op->entry_parent, op->entry_name, op->new_parent, op->new_name,
+                           op->rename_flags);
+}
+
+static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *answer)
+{
+    switch (op->reply) {
+    case REPLY_STATUS:
+        apply_effect(op);
+        fuse_reply_err(op->req, 0);
+        break;
+    case REPLY_ENTRY:
+    case REPLY_CREATE:
+        reply_entry(op, &answer->attr);
+        break;
+    case REPLY_ATTR:
+        reply_attr(op, &answer->attr);
+        break;
+    case REPLY_OPEN: {
+        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
+        fuse_reply_open(op->req, &fi);
+        break;
+    }
+    case REPLY_DATA:
+        fuse_reply_buf(op->req, answer->data, answer->len);
+        break;
+    case REPLY_WRITE:
+        fuse_reply_write(op->req, answer->len);
+        break;
+    case REPLY_READLINK:
+        reply_readlink(op, answer);
+        break;
+    case REPLY_STATFS:
+        fuse_reply_statfs(op->req, &answer->statfs);
+        break;
+    case REPLY_READDIR:
+        fuse_reply_err(op->req, EIO); /* listings are answered with fusebridge_readdir_done */
+        break;
+    }
+}
+
+int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answer *answer)
+{
+    enum fusebridge_kind kind = op->steps[op->step].kind;
+    if (kind == FUSEBRIDGE_OPEN || kind == FUSEBRIDGE_CREATE)
+        op->fh = answer->fh;
+    if (++op->step < op->nsteps) {
+        mount_submit(op->mount, op, true);
+        return 1;
+    }
+    op_reply(op, answer);
+    op_free(op);
+    return 0;
+}
+
+static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name,
+                       uint64_t ino, uint32_t mode)
+{
+    struct stat st = {.st_ino = ino, .st_mode = mode};
+    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+    if (listing->size + need > listing->cap) {
+        size_t cap = listing->cap ? listing->cap * 2 : 4096;
+        while (cap < listing->size + need)
+            cap *= 2;
+        char *buf = realloc(listing->buf, cap);
+        if (!buf)
+            return -ENOMEM;
+        listing->buf = buf;
+        listing->cap = cap;
+    }
+    /* Each entry's offset is where the next one starts, so any offset resumes cleanly. */
+    fuse_add_direntry(req, listing->buf + listing->size, need, name, &st,
+                      (off_t)(listing->size + need));
+    listing->size += need;
+    return 0;
+}
+
+static bool dirent_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    return len > 0 && len <= FUSEBRIDGE_NAME_MAX && !strchr(name, '/');
+}
+
+int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t ino, uint32_t mode)
+{
+    struct dir_listing *listing = op->listing;
+    uint64_t dir = op->steps[0].ino;
+    if (listing->size == 0) {
+        int rc = listing_add(op->req, listing, ".", dir, S_IFDIR);
+        if (rc == 0)
+            rc = listing_add(op->req, listing, "..", dir, S_IFDIR);
+        if (rc != 0)
+            return rc;
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return 0;
+    if (!dirent_name_valid(name))
+        return -EINVAL;
+    if (op->mount->path_based) {
+        ino = inode_table_find(&op->mount->inodes, dir, name);
+        if (ino == 0)
+            ino = FUSEBRIDGE_UNKNOWN_INODE;
+    }
+    return listing_add(op->req, listing, name, ino, mode & S_IFMT);
+}
+
+void fusebridge_readdir_done(struct fusebridge_op *op)
+{
+    struct dir_listing *listing = op->listing;
+    if (listing->size == 0 && fusebridge_readdir_add(op, ".", 0, 0) != 0) {
+        fusebridge_reply_error(op, -ENOMEM);
+        return;
+    }
+    listing->loaded = true;
+    listing_reply(op->req, listing, op->readdir_size, op->readdir_offset);
+    op_free(op);
+}

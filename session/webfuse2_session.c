@@ -1,0 +1,254 @@
+/* The webfuse2 protocol on top of a session: one path-based, writable filesystem per connection,
+ * named by the last segment of the URL path. The gateway sends every request; the provider only
+ * answers. */
+#include "session_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+/* The largest errno a reply to the kernel may carry; anything else from a provider is EIO. */
+#define WF2_ERRNO_MAX 4095
+
+static const uint8_t wf2_type_of[] = {
+    [FUSEBRIDGE_LOOKUP] = CODEC_WF2_GETATTR, /* path-based mounts never send LOOKUP */
+    [FUSEBRIDGE_GETATTR] = CODEC_WF2_GETATTR,   [FUSEBRIDGE_READDIR] = CODEC_WF2_READDIR,
+    [FUSEBRIDGE_OPEN] = CODEC_WF2_OPEN,         [FUSEBRIDGE_READ] = CODEC_WF2_READ,
+    [FUSEBRIDGE_RELEASE] = CODEC_WF2_RELEASE,   [FUSEBRIDGE_ACCESS] = CODEC_WF2_ACCESS,
+    [FUSEBRIDGE_READLINK] = CODEC_WF2_READLINK, [FUSEBRIDGE_SYMLINK] = CODEC_WF2_SYMLINK,
+    [FUSEBRIDGE_LINK] = CODEC_WF2_LINK,         [FUSEBRIDGE_RENAME] = CODEC_WF2_RENAME,
+    [FUSEBRIDGE_CHMOD] = CODEC_WF2_CHMOD,       [FUSEBRIDGE_CHOWN] = CODEC_WF2_CHOWN,
+    [FUSEBRIDGE_TRUNCATE] = CODEC_WF2_TRUNCATE, [FUSEBRIDGE_FSYNC] = CODEC_WF2_FSYNC,
+    [FUSEBRIDGE_MKNOD] = CODEC_WF2_MKNOD,       [FUSEBRIDGE_CREATE] = CODEC_WF2_CREATE,
+    [FUSEBRIDGE_UNLINK] = CODEC_WF2_UNLINK,     [FUSEBRIDGE_WRITE] = CODEC_WF2_WRITE,
+    [FUSEBRIDGE_MKDIR] = CODEC_WF2_MKDIR,       [FUSEBRIDGE_RMDIR] = CODEC_WF2_RMDIR,
+    [FUSEBRIDGE_STATFS] = CODEC_WF2_STATFS,     [FUSEBRIDGE_UTIMENS] = CODEC_WF2_UTIMENS,
+};
+
+static bool wf2_expects_answer(enum fusebridge_kind kind)
+{
+    (void)kind;
+    return true; /* every webfuse2 request gets exactly one response */
+}
+
+static struct codec_wf2_str str_of(const char *s)
+{
+    return (struct codec_wf2_str){.ptr = s, .len = s ? strlen(s) : 0};
+}
+
+static struct codec_wf2_timestamp timestamp_of(struct timespec ts)
+{
+    return (struct codec_wf2_timestamp){.sec = (uint64_t)ts.tv_sec, .nsec = (uint32_t)ts.tv_nsec};
+}
+
+static int wf2_encode(struct session *s, const struct filesystem *fs, uint32_t id,
+                      const struct fusebridge_request *req, size_t *len)
+{
+    (void)fs;
+    struct codec_wf2_request msg = {
+        .id = id,
+        .type = wf2_type_of[req->kind],
+        .path = str_of(req->path),
+        .path2 = str_of(req->path2),
+        .target = str_of(req->target),
+        .mode = req->mode,
+        .uid = req->uid,
+        .gid = req->gid,
+        .rdev = req->rdev,
+        .size = req->length,
+        .offset = req->offset,
+        .read_size = req->size,
+        .handle = req->fh,
+        .flags = req->flags,
+        .access_mode = (uint8_t)req->mask,
+        .rename_flags = (uint8_t)req->rename_flags,
+        .datasync = req->datasync,
+        .data = {.ptr = req->data, .len = req->kind == FUSEBRIDGE_WRITE ? req->size : 0},
+        .atime = timestamp_of(req->atime),
+        .mtime = timestamp_of(req->mtime),
+    };
+    return codec_wf2_encode_request(s->tx + LWS_PRE, s->tx_cap, len, &msg);
+}
+
+/* ---- answers ---------------------------------------------------------------------------------- */
+
+static void attr_to_stat(const struct codec_wf2_attr *a, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = a->inode;
+    st->st_nlink = a->nlink;
+    st->st_mode = a->mode;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+    st->st_rdev = a->rdev;
+    st->st_size = (off_t)a->size;
+    st->st_blocks = (blkcnt_t)a->blocks;
+    st->st_atim = (struct timespec){(time_t)a->atime.sec, a->atime.nsec};
+    st->st_mtim = (struct timespec){(time_t)a->mtime.sec, a->mtime.nsec};
+    st->st_ctim = (struct timespec){(time_t)a->ctime.sec, a->ctime.nsec};
+}
+
+static void statfs_to_statvfs(const struct codec_wf2_statfs *f, struct statvfs *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->f_bsize = f->bsize;
+    st->f_frsize = f->frsize;
+    st->f_blocks = f->blocks;
+    st->f_bfree = f->bfree;
+    st->f_bavail = f->bavail;
+    st->f_files = f->files;
+    st->f_ffree = f->ffree;
+    st->f_namemax = f->namemax;
+}
+
+static void wf2_answer_readdir(struct fusebridge_op *op, struct codec_wf2_response *resp)
+{
+    struct codec_wf2_str name;
+    char buf[256];
+    while (codec_wf2_names_next(&resp->name_list, &name)) {
+        /* A name the kernel cannot take (too long, NUL inside) is left out of the listing. */
+        if (name.len >= sizeof(buf) || memchr(name.ptr, '\0', name.len))
+            continue;
+        memcpy(buf, name.ptr, name.len);
+        buf[name.len] = '\0';
+        if (fusebridge_readdir_add(op, buf, 0, 0) == -ENOMEM) {
+            fusebridge_reply_error(op, -ENOMEM);
+            return;
+        }
+    }
+    fusebridge_readdir_done(op);
+}
+
+static void wf2_answer(struct fusebridge_op *op, struct codec_wf2_response *resp)
+{
+    struct fusebridge_answer answer = {0};
+    switch (fusebridge_op_request(op)->kind) {
+    case FUSEBRIDGE_READDIR:
+        wf2_answer_readdir(op, resp);
+        return;
+    case FUSEBRIDGE_LOOKUP:
+    case FUSEBRIDGE_GETATTR:
+        attr_to_stat(&resp->attr, &answer.attr);
+        break;
+    case FUSEBRIDGE_OPEN:
+    case FUSEBRIDGE_CREATE:
+        answer.fh = resp->handle;
+        break;
+    case FUSEBRIDGE_READ:
+        answer.data = resp->data.ptr;
+        answer.len = resp->data.len;
+        break;
+    case FUSEBRIDGE_WRITE:
+        answer.len = (size_t)resp->result;
+        break;
+    case FUSEBRIDGE_READLINK:
+        answer.data = resp->target.ptr;
+        answer.len = resp->target.len;
+        break;
+    case FUSEBRIDGE_STATFS:
+        statfs_to_statvfs(&resp->statfs, &answer.statfs);
+        break;
+    default:
+        break;
+    }
+    fusebridge_op_answer(op, &answer);
+}
+
+static uint32_t expected_size(const struct fusebridge_request *req)
+{
+    return req->kind == FUSEBRIDGE_READ || req->kind == FUSEBRIDGE_WRITE ? req->size : 0;
+}
+
+static int wf2_on_message(struct session *s, const char *data, size_t len)
+{
+    uint32_t id;
+    uint8_t type;
+    if (codec_wf2_decode_header(data, len, &id, &type) != 0) {
+        log_warn("session %llu: message of %zu bytes is too short", (unsigned long long)s->id,
+                 len);
+        return 0;
+    }
+    struct fusebridge_op *op;
+    struct filesystem *fs;
+    if (session_take_pending(s, id, &op, &fs) != 0) {
+        /* Also unsolicited credentials: only asked-for ones count. */
+        log_debug("session %llu: dropping response %u of type 0x%02x: no such request",
+                  (unsigned long long)s->id, id, type);
+        return 0;
+    }
+    const struct fusebridge_request *req = fusebridge_op_request(op);
+    struct codec_wf2_response resp;
+    int rc = codec_wf2_decode_response(data, len, wf2_type_of[req->kind], expected_size(req),
+                                       &resp);
+    if (rc == -ENOSYS) {
+        fusebridge_reply_error(op, -ENOSYS);
+    } else if (rc != 0) {
+        log_warn("session %llu: malformed %s response %u from %s", (unsigned long long)s->id,
+                 codec_wf2_type_name(type), id, s->remote);
+        fusebridge_reply_error(op, -EIO);
+    } else if (resp.result < 0) {
+        bool sane = resp.result >= -WF2_ERRNO_MAX;
+        fusebridge_reply_error(op, sane ? resp.result : -EIO);
+    } else {
+        wf2_answer(op, &resp);
+    }
+    return 0;
+}
+
+static void wf2_on_attached(struct session *s, struct filesystem *fs, int status)
+{
+    if (status == 0)
+        return;
+    char reason[96];
+    snprintf(reason, sizeof(reason), "cannot mount %s: %s", fs->name, strerror(-status));
+    session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, reason);
+}
+
+/* The filesystem's name: the URL path's last segment, or fs-<session id> for "/". */
+static void name_from_uri(const struct session *s, const char *uri, char *name, size_t size)
+{
+    size_t len = strlen(uri);
+    while (len > 0 && uri[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && uri[start - 1] != '/')
+        start--;
+    if (len == start)
+        snprintf(name, size, "fs-%llu", (unsigned long long)s->id);
+    else
+        snprintf(name, size, "%.*s", (int)(len - start), uri + start);
+}
+
+void session_webfuse2_start(struct session *s, const char *uri)
+{
+    char name[256];
+    name_from_uri(s, uri, name, sizeof(name));
+    int error;
+    if (session_attach(s, name, 0, &error))
+        return;
+    char reason[120];
+    switch (error) {
+    case -EINVAL:
+        snprintf(reason, sizeof(reason), "invalid filesystem name \"%.64s\"", name);
+        break;
+    case -EEXIST:
+        snprintf(reason, sizeof(reason), "filesystem name \"%.64s\" is taken", name);
+        break;
+    default:
+        snprintf(reason, sizeof(reason), "cannot attach \"%.64s\": %s", name, strerror(-error));
+        break;
+    }
+    log_warn("session %llu: %s (remote %s)", (unsigned long long)s->id, reason, s->remote);
+    session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);
+}
+
+const struct session_protocol session_protocol_webfuse2 = {
+    .encode = wf2_encode,
+    .expects_answer = wf2_expects_answer,
+    .on_message = wf2_on_message,
+    .on_attached = wf2_on_attached,
+    .write_mode = LWS_WRITE_BINARY,
+    .path_based = true,
+};
