@@ -40,6 +40,8 @@ extern char **environ;
 /* An open directory: the whole listing, asked from the provider once per opendir and then served
  * in pieces as the kernel asks for them (offsets are byte offsets into `buf`). */
 struct dir_listing {
+    struct dir_listing *prev; /* in the mount's open listings (worker thread only) */
+    struct dir_listing *next;
     bool loaded;
     char *buf;
     size_t size;
@@ -86,6 +88,9 @@ struct fusebridge_mount {
     bool worker_exited; /* the worker has torn the FUSE session down and ends */
 
     struct fuse_session *session; /* worker thread only */
+    /* Open directories, freed at teardown when an aborted connection never sends releasedir.
+     * Worker thread only. */
+    struct dir_listing *listings;
 };
 
 static void op_free(struct fusebridge_op *op)
@@ -213,9 +218,28 @@ static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    struct fusebridge_mount *mount = mount_of(req); /* the reply frees req */
     fi->fh = (uintptr_t)listing;
-    if (fuse_reply_open(req, fi) != 0)
+    if (fuse_reply_open(req, fi) != 0) {
         free(listing); /* the kernel will not send releasedir for a failed open */
+        return;
+    }
+    listing->next = mount->listings;
+    if (mount->listings)
+        mount->listings->prev = listing;
+    mount->listings = listing;
+}
+
+static void listing_free(struct fusebridge_mount *mount, struct dir_listing *listing)
+{
+    if (listing->prev)
+        listing->prev->next = listing->next;
+    else
+        mount->listings = listing->next;
+    if (listing->next)
+        listing->next->prev = listing->prev;
+    free(listing->buf);
+    free(listing);
 }
 
 static void listing_reply(fuse_req_t req, const struct dir_listing *listing, size_t size,
@@ -251,9 +275,7 @@ static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
-    free(listing->buf);
-    free(listing);
+    listing_free(mount_of(req), (struct dir_listing *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 
@@ -288,11 +310,14 @@ static int session_create(struct fusebridge_mount *mount)
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
     mount->session = fuse_session_new(&args, &bridge_ops, sizeof(bridge_ops), mount);
+    fuse_opt_free_args(&args);
     if (!mount->session)
         return -EINVAL;
     if (fuse_session_mount(mount->session, mount->mountpoint) != 0) {
         fuse_session_destroy(mount->session);
         mount->session = NULL;
+        while (mount->listings)
+            listing_free(mount, mount->listings);
         return -EIO;
     }
     return 0;
@@ -325,6 +350,8 @@ static void worker_main(void *arg)
         fuse_session_unmount(mount->session);
         fuse_session_destroy(mount->session);
         mount->session = NULL;
+        while (mount->listings)
+            listing_free(mount, mount->listings);
         rmdir(mount->mountpoint);
     }
     worker_post(mount, false, 0);

@@ -33,6 +33,7 @@ struct gateway {
     struct lws_context *lws;
     struct session_hub *hub;
     bool stopping;
+    bool forced; /* the grace period ran out */
 };
 
 /* ---- start-up (before the loop runs, so blocking calls are fine) ------------------------------
@@ -104,6 +105,8 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
     info.protocols = session_hub_protocols(gw->hub);
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
+    /* Cleared by libwebsockets once the context is wholly destroyed (see gateway_run). */
+    info.pcontext = &gw->lws;
     /* Socket reads go through this buffer: 4 KiB (the default) costs a loop turn per 4 KiB of a
      * large read answer. */
     info.pt_serv_buf_size = GATEWAY_SOCKET_BUFFER;
@@ -130,11 +133,9 @@ static void gateway_finish(struct gateway *gw)
     uv_close((uv_handle_t *)&gw->grace, NULL);
     uv_close((uv_handle_t *)&gw->sigint, NULL);
     uv_close((uv_handle_t *)&gw->sigterm, NULL);
-    if (gw->lws) {
-        /* libwebsockets closes its own handles; the loop runs until they are gone. */
+    /* libwebsockets closes its own handles; the loop runs until they are gone. */
+    if (gw->lws)
         lws_context_destroy(gw->lws);
-        gw->lws = NULL;
-    }
 }
 
 static void on_sessions_gone(void *arg)
@@ -149,6 +150,7 @@ static void on_grace_expired(uv_timer_t *timer)
     struct gateway *gw = container_of(timer, struct gateway, grace);
     log_error("shutdown took longer than %d ms; %zu session(s) left, stopping anyway",
               GATEWAY_SHUTDOWN_GRACE_MS, session_hub_count(gw->hub));
+    gw->forced = true;
     uv_stop(&gw->loop);
 }
 
@@ -237,7 +239,15 @@ int gateway_run(const struct gateway_options *opt)
 out_hub:
     if (!uv_is_closing((uv_handle_t *)&gw.grace))
         gateway_finish(&gw);
-    uv_run(&gw.loop, UV_RUN_NOWAIT); /* let close callbacks run */
+    /* Let close callbacks run; after a forced stop, something may never close. */
+    uv_run_mode drain = gw.forced ? UV_RUN_NOWAIT : UV_RUN_DEFAULT;
+    uv_run(&gw.loop, drain);
+    /* With a foreign loop, destruction ends in a second call once the loop has closed the
+     * context's handles. */
+    if (gw.lws) {
+        lws_context_destroy(gw.lws);
+        uv_run(&gw.loop, drain);
+    }
     session_hub_free(gw.hub);
 out:
     if (uv_loop_close(&gw.loop) != 0)
