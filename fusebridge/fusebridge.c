@@ -71,11 +71,13 @@ static int session_create(struct fusebridge_mount *mount)
     const struct fuse_lowlevel_ops *ops =
         mount->path_based ? &fusebridge_path_ops : &fusebridge_ops;
     mount->session = fuse_session_new(&args, ops, sizeof(*ops), mount);
+    fuse_opt_free_args(&args);
     if (!mount->session)
         return -EINVAL;
     if (fuse_session_mount(mount->session, mount->mountpoint) != 0) {
         fuse_session_destroy(mount->session);
         mount->session = NULL;
+        listings_free_all(mount);
         return -EIO;
     }
     return 0;
@@ -108,6 +110,7 @@ static void worker_main(void *arg)
         fuse_session_unmount(mount->session);
         fuse_session_destroy(mount->session);
         mount->session = NULL;
+        listings_free_all(mount);
         rmdir(mount->mountpoint);
     }
     worker_post(mount, false, 0);

@@ -17,6 +17,7 @@
 
 struct inode_node;
 struct inode_slot;
+struct dir_listing;
 
 struct inode_table {
     uv_mutex_t lock;
@@ -91,6 +92,9 @@ struct fusebridge_mount {
     bool worker_exited; /* the worker has torn the FUSE session down and ends */
 
     struct fuse_session *session; /* worker thread only */
+    /* Open directories, freed at teardown when an aborted connection never sends releasedir.
+     * Worker thread only. */
+    struct dir_listing *listings;
 };
 
 /* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
@@ -101,6 +105,9 @@ void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool
 
 extern const struct fuse_lowlevel_ops fusebridge_ops;      /* inode-based, read-only */
 extern const struct fuse_lowlevel_ops fusebridge_path_ops; /* path-based, every operation */
+
+/* Worker thread, after the FUSE session ended: frees listings no releasedir came for. */
+void listings_free_all(struct fusebridge_mount *mount);
 
 /* The queue link of an op. */
 struct fusebridge_op **op_next(struct fusebridge_op *op);

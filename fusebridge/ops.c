@@ -43,6 +43,8 @@ enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
 /* An open directory: the whole listing, asked from the provider once per opendir and then served
  * in pieces as the kernel asks for them (offsets are byte offsets into `buf`). */
 struct dir_listing {
+    struct dir_listing *prev; /* in the mount's open listings (worker thread only) */
+    struct dir_listing *next;
     bool loaded;
     char *buf;
     size_t size;
@@ -480,9 +482,34 @@ static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    struct fusebridge_mount *mount = mount_of(req); /* the reply frees req */
     fi->fh = (uintptr_t)listing;
-    if (fuse_reply_open(req, fi) != 0)
+    if (fuse_reply_open(req, fi) != 0) {
         free(listing); /* the kernel will not send releasedir for a failed open */
+        return;
+    }
+    listing->next = mount->listings;
+    if (mount->listings)
+        mount->listings->prev = listing;
+    mount->listings = listing;
+}
+
+static void listing_free(struct fusebridge_mount *mount, struct dir_listing *listing)
+{
+    if (listing->prev)
+        listing->prev->next = listing->next;
+    else
+        mount->listings = listing->next;
+    if (listing->next)
+        listing->next->prev = listing->prev;
+    free(listing->buf);
+    free(listing);
+}
+
+void listings_free_all(struct fusebridge_mount *mount)
+{
+    while (mount->listings)
+        listing_free(mount, mount->listings);
 }
 
 static void listing_reply(fuse_req_t req, const struct dir_listing *listing, size_t size,
@@ -519,9 +546,7 @@ static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
-    free(listing->buf);
-    free(listing);
+    listing_free(mount_of(req), (struct dir_listing *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <libwebsockets.h>
 #include <uv.h>
@@ -20,6 +21,9 @@
 
 /* How long providers get to close and mounts to go before the loop is stopped anyway. */
 #define GATEWAY_SHUTDOWN_GRACE_MS 5000
+#define GATEWAY_SOCKET_BUFFER (256 * 1024)
+#define FUSECTL_DIR "/sys/fs/fuse/connections"
+#define FUSECTL_SUPER_MAGIC 0x65735543
 
 struct gateway {
     uv_loop_t loop;
@@ -29,6 +33,7 @@ struct gateway {
     struct lws_context *lws;
     struct session_hub *hub;
     bool stopping;
+    bool forced; /* the grace period ran out */
 };
 
 /* ---- start-up (before the loop runs, so blocking calls are fine) ------------------------------
@@ -100,6 +105,11 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
     info.protocols = session_hub_protocols(gw->hub);
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
+    /* Cleared by libwebsockets once the context is wholly destroyed (see gateway_run). */
+    info.pcontext = &gw->lws;
+    /* Socket reads go through this buffer: 4 KiB (the default) costs a loop turn per 4 KiB of a
+     * large read answer. */
+    info.pt_serv_buf_size = GATEWAY_SOCKET_BUFFER;
     info.gid = (gid_t)-1;
     info.uid = (uid_t)-1;
 
@@ -121,11 +131,11 @@ static void gateway_finish(struct gateway *gw)
 {
     uv_timer_stop(&gw->grace);
     uv_close((uv_handle_t *)&gw->grace, NULL);
-    if (gw->lws) {
-        /* libwebsockets closes its own handles; the loop runs until they are gone. */
+    uv_close((uv_handle_t *)&gw->sigint, NULL);
+    uv_close((uv_handle_t *)&gw->sigterm, NULL);
+    /* libwebsockets closes its own handles; the loop runs until they are gone. */
+    if (gw->lws)
         lws_context_destroy(gw->lws);
-        gw->lws = NULL;
-    }
 }
 
 static void on_sessions_gone(void *arg)
@@ -140,6 +150,7 @@ static void on_grace_expired(uv_timer_t *timer)
     struct gateway *gw = container_of(timer, struct gateway, grace);
     log_error("shutdown took longer than %d ms; %zu session(s) left, stopping anyway",
               GATEWAY_SHUTDOWN_GRACE_MS, session_hub_count(gw->hub));
+    gw->forced = true;
     uv_stop(&gw->loop);
 }
 
@@ -150,8 +161,7 @@ static void on_signal(uv_signal_t *signal, int signum)
         return;
     gw->stopping = true;
     log_info("%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    uv_close((uv_handle_t *)&gw->sigint, NULL);
-    uv_close((uv_handle_t *)&gw->sigterm, NULL);
+    /* The handlers stay until the end: a second signal must not kill us halfway. */
     uv_timer_start(&gw->grace, on_grace_expired, GATEWAY_SHUTDOWN_GRACE_MS, 0);
     session_hub_shutdown(gw->hub, on_sessions_gone, gw);
 }
@@ -173,6 +183,20 @@ static int signals_start(struct gateway *gw)
 /* ---- run --------------------------------------------------------------------------------------
  */
 
+/* Aborting a FUSE connection (to end a mount that a process still holds open) needs fusectl.
+ * systemd mounts it at boot; on devices without systemd we do it ourselves when we can. */
+static void fusectl_mount(void)
+{
+    struct stat st;
+    if (stat(FUSECTL_DIR, &st) != 0)
+        return; /* no FUSE in this kernel, or no sysfs */
+    struct statfs fs;
+    if (statfs(FUSECTL_DIR, &fs) == 0 && fs.f_type == FUSECTL_SUPER_MAGIC)
+        return;
+    if (mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL) != 0)
+        log_debug("cannot mount fusectl at %s: %s", FUSECTL_DIR, strerror(errno));
+}
+
 static int prepare_mount_root(const char *mount_root)
 {
     int rc = mkdir_parents(mount_root);
@@ -181,6 +205,7 @@ static int prepare_mount_root(const char *mount_root)
         return rc;
     }
     unmount_stale(mount_root);
+    fusectl_mount();
     return 0;
 }
 
@@ -212,12 +237,17 @@ int gateway_run(const struct gateway_options *opt)
     status = EXIT_SUCCESS;
 
 out_hub:
-    if (!gw.stopping) {
-        uv_close((uv_handle_t *)&gw.sigint, NULL);
-        uv_close((uv_handle_t *)&gw.sigterm, NULL);
+    if (!uv_is_closing((uv_handle_t *)&gw.grace))
         gateway_finish(&gw);
+    /* Let close callbacks run; after a forced stop, something may never close. */
+    uv_run_mode drain = gw.forced ? UV_RUN_NOWAIT : UV_RUN_DEFAULT;
+    uv_run(&gw.loop, drain);
+    /* With a foreign loop, destruction ends in a second call once the loop has closed the
+     * context's handles. */
+    if (gw.lws) {
+        lws_context_destroy(gw.lws);
+        uv_run(&gw.loop, drain);
     }
-    uv_run(&gw.loop, UV_RUN_NOWAIT); /* let close callbacks run */
     session_hub_free(gw.hub);
 out:
     if (uv_loop_close(&gw.loop) != 0)

@@ -250,11 +250,26 @@ static int op_write(struct session *s, struct filesystem *fs, struct fusebridge_
     return 0;
 }
 
+/* libwebsockets 4.1 drops the socket without a close frame when a writeable callback returns -1
+ * after lws_close_reason, so the frame is written here first. Its public header hides the write
+ * type for close frames; the value is the websocket opcode it uses internally. */
+#define SESSION_WRITE_CLOSE ((enum lws_write_protocol)4)
+
+static void close_frame_write(struct session *s)
+{
+    unsigned char frame[LWS_PRE + 2 + sizeof(s->close_reason)];
+    unsigned char *payload = frame + LWS_PRE;
+    size_t reason_len = strlen(s->close_reason);
+    payload[0] = (unsigned char)(s->close_status >> 8);
+    payload[1] = (unsigned char)(s->close_status & 0xff);
+    memcpy(payload + 2, s->close_reason, reason_len);
+    lws_write(s->wsi, payload, 2 + reason_len, SESSION_WRITE_CLOSE);
+}
+
 int session_on_writeable(struct session *s)
 {
     if (s->closing) {
-        lws_close_reason(s->wsi, s->close_status, (unsigned char *)s->close_reason,
-                         strlen(s->close_reason));
+        close_frame_write(s);
         return -1;
     }
     int rc = 0;

@@ -1,0 +1,633 @@
+"""Shared helpers for webfuse's integration tests (Python 3 standard library only).
+
+What a test file gets from here:
+  - `Suite`: a tiny runner. Named test functions, each run with a fresh `Env`; each prints
+    PASS/FAIL; the run ends with "N passed, M failed" alone on a line and a non-zero exit when any
+    test failed. Exits with 77 (skipped) unless running as root with /dev/fuse.
+  - `Env`: one test's world: a temporary directory under /tmp with a mount root, a free port,
+    `webfused` and `webfuse-provider` processes (stderr captured to log files that are printed on
+    failure), fake providers, and a teardown that kills every process it started and lazily
+    unmounts whatever is left under its directory.
+  - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
+    might hang in a thread with a time limit.
+
+Every wait here is bounded. Binaries come from the environment variables WEBFUSED and
+WEBFUSE_PROVIDER (ctest sets them), else from <repo>/build/. Children get SIGTERM when the runner
+dies; dead mounts left by a runner that was killed outright are unmounted by the next run.
+Fake providers (scriptable, in-process) are in fakeprovider.py, over wstest.py's client.
+"""
+
+import errno
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# How long a test may run before its watchdog kills everything it started (which also unblocks any
+# thread stuck in a FUSE call: a dead daemon aborts its FUSE connections).
+DEFAULT_TEST_BUDGET = 60.0
+
+SKIP_EXIT = 77
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def fail(message):
+    raise TestFailure(message)
+
+
+def check_equal(actual, expected, what="value"):
+    if actual != expected:
+        fail("%s: expected %r, got %r" % (what, expected, actual))
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def errno_name(code):
+    if code is None:
+        return "no error"
+    return "%s (%d)" % (errno.errorcode.get(code, "?"), code)
+
+
+def check_errno(fn, expected_errno, what):
+    """Calls fn(); it must raise OSError with exactly `expected_errno`. Returns the exception."""
+    try:
+        result = fn()
+    except OSError as e:
+        if e.errno == expected_errno:
+            return e
+        got = e
+    else:
+        got = None
+    if got is not None:
+        fail("%s: expected %s, got %s (%s)" % (what, errno_name(expected_errno),
+                                                errno_name(got.errno), got))
+    fail("%s: expected %s, but it succeeded (%r)" % (what, errno_name(expected_errno),
+                                                     _short(result)))
+
+
+def _short(value, limit=200):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def wait_until(predicate, timeout, interval=0.02, what="condition"):
+    """Polls predicate() until it is true; returns its value or raises TestFailure after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            fail("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def bounded(fn, timeout, what="call"):
+    """Runs fn() in a daemon thread; returns its result, re-raises its exception, or raises
+    TestFailure when it does not finish within `timeout` seconds (the thread is left behind; the
+    test's teardown kills the daemon, which releases it)."""
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True, name="bounded:" + what)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        fail("%s did not finish within %.1f s (hung?)" % (what, timeout))
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def timed(fn):
+    """Returns (result or exception, seconds)."""
+    start = time.monotonic()
+    try:
+        result = fn()
+    except Exception as e:
+        result = e
+    return result, time.monotonic() - start
+
+
+# ---- mounts -------------------------------------------------------------------------------------
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field):
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts():
+    """[(mountpoint, fstype, source)] from /proc/self/mountinfo."""
+    result = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            tail = right.split()
+            if len(fields) < 5 or len(tail) < 2:
+                continue
+            result.append((_unescape(fields[4]), tail[0], _unescape(tail[1])))
+    return result
+
+
+def is_mounted(path):
+    path = os.path.abspath(path)
+    return any(m[0] == path for m in mounts())
+
+
+def mounts_under(root):
+    root = os.path.abspath(root).rstrip("/") + "/"
+    return [m for m in mounts() if m[0].startswith(root)]
+
+
+def wait_mounted(path, timeout=10.0):
+    """Waits until `path` is a FUSE mount point."""
+    path = os.path.abspath(path)
+
+    def found():
+        return any(m[0] == path and m[1].startswith("fuse") for m in mounts())
+
+    wait_until(found, timeout, what="mount at %s" % path)
+
+
+def wait_unmounted(path, timeout=2.0):
+    path = os.path.abspath(path)
+    wait_until(lambda: not is_mounted(path), timeout, what="%s to be unmounted" % path)
+
+
+def unmount_all_under(root):
+    """Lazily unmounts every mount below `root`, deepest first. Returns what it found."""
+    found = sorted({m[0] for m in mounts_under(root)}, key=len, reverse=True)
+    for path in found:
+        for cmd in (["fusermount3", "-u", "-z", path], ["umount", "-l", path]):
+            try:
+                subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            if not is_mounted(path):
+                break
+    return found
+
+
+def drop_caches():
+    """Drops the page cache (root only). Returns True when it worked."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def binary(env_name, file_name):
+    path = os.environ.get(env_name)
+    if path:
+        return path
+    for build in ("build", "build-it"):
+        candidate = os.path.join(REPO, build, file_name)
+        if os.path.exists(candidate):
+            return candidate
+    return os.path.join(REPO, "build", file_name)
+
+
+_PR_SET_PDEATHSIG = 1
+try:  # looked up now: the child of fork() must not import or allocate much
+    import ctypes
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (ImportError, OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent():
+    """In the child between fork and exec: SIGTERM when the test runner dies (the daemon then
+    unmounts what it mounted)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+class Process:
+    """A child process whose stderr (and stdout) goes to a log file."""
+
+    def __init__(self, name, argv, log_path):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        # Own session: a Ctrl-C meant for the test runner does not reach the children. They get
+        # SIGTERM when the runner dies (PR_SET_PDEATHSIG), so a runner killed by ctest's timeout
+        # leaves no daemon behind.
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                      stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=_die_with_parent)
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def returncode(self):
+        return self.popen.poll()
+
+    def signal(self, signum):
+        if self.alive():
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout):
+        """Waits for the exit; returns the status or raises TestFailure."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            fail("%s (pid %d) did not exit within %.1f s" % (self.name, self.pid, timeout))
+
+    def stop(self, grace=3.0):
+        """SIGTERM, then SIGKILL after `grace` seconds. Never raises."""
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self):
+        if self.alive():
+            self.signal(signal.SIGKILL)
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class Daemon(Process):
+    def __init__(self, env, argv, log_path, port, mount_root):
+        super().__init__("webfused", argv, log_path)
+        self.port = port
+        self.mount_root = mount_root
+        self.url = "ws://127.0.0.1:%d/" % port
+
+    def mount_path(self, name):
+        return os.path.join(self.mount_root, name)
+
+
+# ---- one test's world ---------------------------------------------------------------------------
+
+
+class Env:
+    def __init__(self, suite_dir, test_name):
+        self.dir = tempfile.mkdtemp(prefix=test_name[:40] + "-", dir=suite_dir)
+        self.processes = []
+        self.fakes = []
+        self.cleanups = []
+        self._lock = threading.Lock()
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def mkdir(self, *parts):
+        p = self.path(*parts)
+        os.makedirs(p, exist_ok=True)
+        return p
+
+    def _log_path(self, stem):
+        n = 0
+        while True:
+            p = self.path("%s.%d.log" % (stem, n))
+            if not os.path.exists(p):
+                return p
+            n += 1
+
+    def start_daemon(self, timeout=None, max_message=None, log_level="debug", extra=(),
+                     wait=True, mount_root=None):
+        """Starts webfused on a free port with a fresh mount root; waits until it listens."""
+        port = free_port()
+        mount_root = mount_root or self.mkdir("mnt%d" % len(self.processes))
+        argv = [binary("WEBFUSED", "webfused"), "--port", str(port), "--bind", "127.0.0.1",
+                "--mount-root", mount_root, "--log-level", log_level]
+        if timeout is not None:
+            argv += ["--timeout", str(timeout)]
+        if max_message is not None:
+            argv += ["--max-message", str(max_message)]
+        argv += list(extra)
+        d = Daemon(self, argv, self._log_path("webfused"), port, mount_root)
+        with self._lock:
+            self.processes.append(d)
+        if wait:
+            def listening():
+                if not d.alive():
+                    fail("webfused exited with status %s before listening" % d.returncode())
+                return port_open(port)
+
+            wait_until(listening, 10.0, what="webfused to listen on port %d" % port)
+        return d
+
+    def start_provider(self, daemon, filesystems, extra=(), wait=True, url=None):
+        """Starts webfuse-provider with --fs NAME=DIR for each (name, dir) pair; waits until every
+        mount appears."""
+        argv = [binary("WEBFUSE_PROVIDER", "webfuse-provider"), "--url", url or daemon.url]
+        for name, directory in filesystems:
+            argv += ["--fs", "%s=%s" % (name, directory)]
+        argv += list(extra)
+        p = Process("webfuse-provider", argv, self._log_path("provider"))
+        with self._lock:
+            self.processes.append(p)
+        if wait:
+            for name, _ in filesystems:
+                mp = daemon.mount_path(name)
+
+                def mounted(mp=mp):
+                    if is_mounted(mp):
+                        return True
+                    if not p.alive():
+                        fail("webfuse-provider exited with status %s before %s was mounted"
+                             % (p.returncode(), mp))
+                    return False
+
+                wait_until(mounted, 10.0, what="provider mount at %s" % mp)
+        return p
+
+    def fake(self, daemon, **kwargs):
+        """Connects a fake provider (see fakeprovider.py) to the daemon."""
+        import fakeprovider
+        f = fakeprovider.FakeProvider(daemon.port, **kwargs)
+        with self._lock:
+            self.fakes.append(f)
+        return f
+
+    def add_cleanup(self, fn):
+        self.cleanups.append(fn)
+
+    def kill_all(self):
+        """Watchdog: SIGKILL everything at once (unblocks threads stuck in FUSE calls)."""
+        with self._lock:
+            procs = list(self.processes)
+        for p in procs:
+            p.signal(signal.SIGKILL)
+
+    def logs(self):
+        out = []
+        for p in self.processes:
+            text = p.log_text()
+            lines = text.splitlines()
+            if len(lines) > 200:
+                lines = ["... (%d lines cut)" % (len(lines) - 200)] + lines[-200:]
+            out.append("---- %s (pid %d, %s, status %s) %s ----" % (
+                p.name, p.pid, " ".join(p.argv), p.returncode(), p.log_path))
+            out.extend(lines)
+        return "\n".join(out)
+
+    def teardown(self):
+        problems = []
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:
+                problems.append("cleanup: %r" % e)
+        for f in self.fakes:
+            try:
+                f.abort()
+            except Exception:
+                pass
+        # Providers first (their mounts go with them), then daemons.
+        for p in [p for p in self.processes if not isinstance(p, Daemon)]:
+            p.kill()
+        for p in [p for p in self.processes if isinstance(p, Daemon)]:
+            p.stop(grace=6.0)
+        left = unmount_all_under(self.dir)
+        if left:
+            problems.append("unmounted leftovers: %s" % ", ".join(left))
+        if mounts_under(self.dir):
+            problems.append("mounts still present: %s" % mounts_under(self.dir))
+        return problems
+
+    def remove(self):
+        """Deletes the test's directory (logs included) unless something is still mounted."""
+        if not mounts_under(self.dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- the runner ---------------------------------------------------------------------------------
+
+
+def remove_stale_leftovers(max_age=3600):
+    """Cleans up after earlier runs that were killed before their teardown: lazily unmounts dead
+    FUSE mounts (ENOTCONN) under /tmp/webfuse-it-*, and deletes such directories older than
+    `max_age` seconds that have nothing mounted below them. Live mounts of a concurrent run are
+    left alone."""
+    for mp, fstype, _ in mounts():
+        if not mp.startswith("/tmp/webfuse-it-") or not fstype.startswith("fuse"):
+            continue
+        try:
+            os.stat(mp)
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:
+                unmount_all_under(os.path.dirname(mp))
+    now = time.time()
+    for name in os.listdir("/tmp"):
+        path = os.path.join("/tmp", name)
+        if not name.startswith("webfuse-it-") or not os.path.isdir(path):
+            continue
+        try:
+            old = now - os.stat(path).st_mtime > max_age
+        except OSError:
+            continue
+        if old and not mounts_under(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def require_root_and_fuse():
+    if os.geteuid() != 0:
+        print("SKIP: integration tests mount for real and must run as root")
+        sys.exit(SKIP_EXIT)
+    if not os.path.exists("/dev/fuse"):
+        print("SKIP: /dev/fuse is missing")
+        sys.exit(SKIP_EXIT)
+
+
+class Suite:
+    def __init__(self, name):
+        self.name = name
+        self.tests = []
+        self.setups = []
+        self.teardowns = []
+        self.dir = None
+        self.needs_provider = False
+
+    def test(self, fn=None, budget=DEFAULT_TEST_BUDGET, known_bug=None):
+        """Decorator: @suite.test or @suite.test(budget=SECONDS, known_bug="why").
+
+        known_bug names a bug in the daemon or provider that makes the test fail today; the test
+        still runs and still counts as failed when it fails (the behaviour is wrong), and its
+        FAIL/PASS line says so."""
+        def register(f):
+            self.tests.append((f.__name__, f, budget, known_bug))
+            return f
+        return register(fn) if fn is not None else register
+
+    def setup(self, fn):
+        """Decorator: fn(suite_dir) runs once before the tests; its failure fails every test."""
+        self.setups.append(fn)
+        return fn
+
+    def teardown(self, fn):
+        self.teardowns.append(fn)
+        return fn
+
+    def _check_binaries(self):
+        needed = [("WEBFUSED", "webfused")]
+        if self.needs_provider:
+            needed.append(("WEBFUSE_PROVIDER", "webfuse-provider"))
+        missing = [binary(e, f) for e, f in needed if not os.access(binary(e, f), os.X_OK)]
+        return missing
+
+    def main(self):
+        require_root_and_fuse()
+        selected = sys.argv[1:]
+        tests = [t for t in self.tests if not selected or t[0] in selected]
+        missing = self._check_binaries()
+        passed = failed = 0
+        if missing:
+            print("FAIL %s: binaries not found: %s (set WEBFUSED/WEBFUSE_PROVIDER)"
+                  % (self.name, ", ".join(missing)))
+            print("0 passed, %d failed" % len(tests))
+            sys.exit(1)
+        # ctest's timeout sends SIGTERM (then SIGKILL): turn it into an exception so that the
+        # current test's teardown runs.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        remove_stale_leftovers()
+        self.dir = tempfile.mkdtemp(prefix="webfuse-it-%s-" % self.name, dir="/tmp")
+        setup_error = None
+        try:
+            for fn in self.setups:
+                fn(self.dir)
+        except Exception:
+            setup_error = traceback.format_exc()
+        try:
+            for name, fn, budget, known_bug in tests:
+                if setup_error:
+                    print("FAIL %s: suite setup failed:\n%s" % (name, setup_error))
+                    failed += 1
+                    continue
+                if self._run_one(name, fn, budget, known_bug):
+                    passed += 1
+                else:
+                    failed += 1
+                sys.stdout.flush()
+        finally:
+            for fn in self.teardowns:
+                try:
+                    fn(self.dir)
+                except Exception:
+                    traceback.print_exc()
+            unmount_all_under(self.dir)
+            if not mounts_under(self.dir):
+                shutil.rmtree(self.dir, ignore_errors=True)
+        print("%d passed, %d failed" % (passed, failed))
+        sys.stdout.flush()
+        sys.exit(1 if failed else 0)
+
+    def _run_one(self, name, fn, budget, known_bug=None):
+        env = Env(self.dir, name)
+        timed_out = threading.Event()
+
+        def watchdog():
+            timed_out.set()
+            env.kill_all()
+
+        timer = threading.Timer(budget, watchdog)
+        timer.daemon = True
+        start = time.monotonic()
+        error = None
+        timer.start()
+        try:
+            fn(env)
+        except Exception:
+            error = traceback.format_exc()
+        except BaseException:  # interrupted: still leave no process or mount behind
+            timer.cancel()
+            env.kill_all()
+            env.teardown()
+            env.remove()
+            raise
+        finally:
+            timer.cancel()
+        problems = env.teardown()
+        elapsed = time.monotonic() - start
+        if timed_out.is_set():
+            error = ("test ran longer than its budget of %.0f s; everything was killed\n%s"
+                     % (budget, error or ""))
+        if error is None:
+            print("PASS %s (%.1f s)" % (name, elapsed))
+            if known_bug:
+                print("  note: marked as a known bug, but passed: is it fixed? (%s)" % known_bug)
+            for p in problems:
+                print("  note: %s" % p)
+            env.remove()
+            return True
+        print("FAIL %s (%.1f s)" % (name, elapsed))
+        if known_bug:
+            print("  known bug: %s" % known_bug)
+        print(_indent(error.rstrip()))
+        for p in problems:
+            print("  note: %s" % p)
+        print(_indent(env.logs()))
+        env.remove()
+        return False
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def _indent(text):
+    return "\n".join("    " + line for line in text.splitlines())
