@@ -37,11 +37,14 @@ bool session_hub_name_taken(const struct session_hub *hub, const char *name)
 
 static void hub_add(struct session_hub *hub, struct session *s)
 {
-    s->next = hub->sessions;
-    if (hub->sessions)
-        hub->sessions->prev = s;
-    hub->sessions = s;
+    s->prev = hub->last;
+    if (hub->last)
+        hub->last->next = s;
+    else
+        hub->sessions = s;
+    hub->last = s;
     hub->count++;
+    hub->metrics.sessions_total++;
 }
 
 void session_hub_remove(struct session_hub *hub, struct session *s)
@@ -52,6 +55,8 @@ void session_hub_remove(struct session_hub *hub, struct session *s)
         hub->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    else
+        hub->last = s->prev;
     hub->count--;
     if (hub->shutting_down && hub->count == 0 && hub->on_empty)
         hub->on_empty(hub->on_empty_arg);
@@ -72,6 +77,7 @@ static int hub_on_established(struct session_hub *hub, struct lws *wsi,
     *slot = s;
     log_info("session %llu: %s connected from %s", (unsigned long long)s->id, protocol->name,
              s->remote);
+    session_emit(s, SESSION_EVENT_CONNECT, NULL, NULL, NULL);
     if (webfuse2) {
         char uri[512];
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)

@@ -84,6 +84,7 @@ static void json_add_filesystem(struct session *s, const struct codec_json_msg *
         return; /* answered in json_on_attached */
     log_warn("session %llu: refused filesystem \"%.64s\" (remote %s): %s",
              (unsigned long long)s->id, name, s->remote, strerror(-error));
+    session_emit(s, SESSION_EVENT_ATTACH_FAILED, name, NULL, strerror(-error));
     json_send_error(s, id, attach_error_status(error));
 }
 
@@ -122,28 +123,46 @@ static void attr_own(struct stat *st)
     st->st_gid = getegid();
 }
 
-static void json_answer_entry(struct fusebridge_op *op, const struct codec_json_msg *msg)
+/* The decoders below fill `answer` from a result message; each returns 0 or -EIO for a result
+ * that does not have the shape its request asked for. */
+
+static int json_decode_entry(struct session *s, const struct codec_json_msg *msg,
+                             struct fusebridge_answer *answer)
 {
-    struct fusebridge_answer answer = {0};
+    (void)s;
     /* Inode 1 is the root; another entry claiming it would make a directory loop. */
-    if (codec_json_decode_attr(msg, &answer.attr) != 0 ||
-        answer.attr.st_ino <= FUSEBRIDGE_ROOT_INODE) {
-        fusebridge_reply_error(op, -EIO);
-        return;
-    }
-    attr_own(&answer.attr);
-    fusebridge_op_answer(op, &answer);
+    if (codec_json_decode_attr(msg, &answer->attr) != 0 ||
+        answer->attr.st_ino <= FUSEBRIDGE_ROOT_INODE)
+        return -EIO;
+    attr_own(&answer->attr);
+    return 0;
 }
 
-static void json_answer_attr(struct fusebridge_op *op, const struct codec_json_msg *msg)
+static int json_decode_attr(struct session *s, const struct codec_json_msg *msg,
+                            struct fusebridge_answer *answer)
 {
-    struct fusebridge_answer answer = {0};
-    if (codec_json_decode_attr(msg, &answer.attr) != 0) {
-        fusebridge_reply_error(op, -EIO);
-        return;
-    }
-    attr_own(&answer.attr);
-    fusebridge_op_answer(op, &answer);
+    (void)s;
+    if (codec_json_decode_attr(msg, &answer->attr) != 0)
+        return -EIO;
+    attr_own(&answer->attr);
+    return 0;
+}
+
+static int json_decode_open(struct session *s, const struct codec_json_msg *msg,
+                            struct fusebridge_answer *answer)
+{
+    (void)s;
+    return codec_json_decode_open(msg, &answer->fh) == 0 ? 0 : -EIO;
+}
+
+static int json_decode_read(struct session *s, const struct codec_json_msg *msg,
+                            struct fusebridge_answer *answer)
+{
+    if (session_scratch_reserve(s, answer->len) != 0 ||
+        codec_json_decode_read(msg, s->scratch, answer->len, &answer->len) != 0)
+        return -EIO;
+    answer->data = s->scratch;
+    return 0;
 }
 
 static int dirent_add(void *user, const char *name, uint64_t ino)
@@ -154,36 +173,39 @@ static int dirent_add(void *user, const char *name, uint64_t ino)
     return rc == -EINVAL ? 0 : rc; /* a name that cannot be an entry is left out */
 }
 
-static void json_answer_readdir(struct fusebridge_op *op, const struct codec_json_msg *msg)
+/* Answers `op` from a result message; returns 0 when answered, else the error to fail it with. */
+static int json_answer(struct session *s, struct fusebridge_op *op,
+                       const struct codec_json_msg *msg, size_t *bytes)
 {
-    if (codec_json_decode_readdir(msg, dirent_add, op) != 0) {
-        fusebridge_reply_error(op, -EIO);
-        return;
+    const struct fusebridge_request *req = fusebridge_op_request(op);
+    struct fusebridge_answer answer = {.len = req->size};
+    int rc;
+    switch (req->kind) {
+    case FUSEBRIDGE_READDIR:
+        if (codec_json_decode_readdir(msg, dirent_add, op) != 0)
+            return -EIO;
+        fusebridge_readdir_done(op);
+        return 0;
+    case FUSEBRIDGE_LOOKUP:
+        rc = json_decode_entry(s, msg, &answer);
+        break;
+    case FUSEBRIDGE_GETATTR:
+        rc = json_decode_attr(s, msg, &answer);
+        break;
+    case FUSEBRIDGE_OPEN:
+        rc = json_decode_open(s, msg, &answer);
+        break;
+    case FUSEBRIDGE_READ:
+        rc = json_decode_read(s, msg, &answer);
+        *bytes = answer.len;
+        break;
+    default: /* RELEASE is a notification; nothing else is ever sent over JSON */
+        rc = -EIO;
+        break;
     }
-    fusebridge_readdir_done(op);
-}
-
-static void json_answer_open(struct fusebridge_op *op, const struct codec_json_msg *msg)
-{
-    struct fusebridge_answer answer = {0};
-    if (codec_json_decode_open(msg, &answer.fh) != 0)
-        fusebridge_reply_error(op, -EIO);
-    else
+    if (rc == 0)
         fusebridge_op_answer(op, &answer);
-}
-
-static void json_answer_read(struct session *s, struct fusebridge_op *op,
-                             const struct codec_json_msg *msg)
-{
-    uint32_t size = fusebridge_op_request(op)->size;
-    struct fusebridge_answer answer = {0};
-    if (session_scratch_reserve(s, size) != 0 ||
-        codec_json_decode_read(msg, s->scratch, size, &answer.len) != 0) {
-        fusebridge_reply_error(op, -EIO);
-        return;
-    }
-    answer.data = s->scratch;
-    fusebridge_op_answer(op, &answer);
+    return rc;
 }
 
 static void json_on_answer(struct session *s, const struct codec_json_msg *msg)
@@ -196,32 +218,20 @@ static void json_on_answer(struct session *s, const struct codec_json_msg *msg)
                   (long long)id);
         return;
     }
+    enum fusebridge_kind kind = fusebridge_op_request(op)->kind;
+    size_t bytes = 0;
+    int error;
     if (codec_json_msg_kind(msg) == CODEC_JSON_ERROR) {
-        int error = codec_json_status_to_errno(codec_json_msg_error_status(msg));
+        error = codec_json_status_to_errno(codec_json_msg_error_status(msg));
         /* An error that says GOOD is still an error: never let it reach the kernel as success. */
-        fusebridge_reply_error(op, error != 0 ? error : -EIO);
-        return;
+        if (error == 0)
+            error = -EIO;
+    } else {
+        error = json_answer(s, op, msg, &bytes);
     }
-    switch (fusebridge_op_request(op)->kind) {
-    case FUSEBRIDGE_LOOKUP:
-        json_answer_entry(op, msg);
-        break;
-    case FUSEBRIDGE_GETATTR:
-        json_answer_attr(op, msg);
-        break;
-    case FUSEBRIDGE_READDIR:
-        json_answer_readdir(op, msg);
-        break;
-    case FUSEBRIDGE_OPEN:
-        json_answer_open(op, msg);
-        break;
-    case FUSEBRIDGE_READ:
-        json_answer_read(s, op, msg);
-        break;
-    default: /* RELEASE is a notification; nothing else is ever sent over JSON */
-        fusebridge_reply_error(op, -EIO);
-        break;
-    }
+    session_account(s, fs, kind, error, bytes);
+    if (error != 0)
+        fusebridge_reply_error(op, error);
 }
 
 static int json_on_message(struct session *s, const char *data, size_t len)
@@ -230,6 +240,7 @@ static int json_on_message(struct session *s, const char *data, size_t len)
     if (codec_json_parse(data, len, &msg) != 0) {
         /* Without an id nothing can be answered; a provider that sends garbage is broken. */
         log_warn("session %llu: malformed message from %s", (unsigned long long)s->id, s->remote);
+        session_emit(s, SESSION_EVENT_ERROR, NULL, NULL, "malformed JSON message");
         static const char reason[] = "malformed JSON message";
         lws_close_reason(s->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)reason,
                          sizeof(reason) - 1);
@@ -258,4 +269,6 @@ const struct session_protocol session_protocol_json = {
     .on_message = json_on_message,
     .on_attached = json_on_attached,
     .write_mode = LWS_WRITE_TEXT,
+    .index = 0,
+    .name = "json",
 };

@@ -9,13 +9,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
 static void session_release(struct session *s);
 static void session_free(uv_handle_t *handle);
-static void filesystem_detach(struct filesystem *fs);
 
 /* ---- requests in flight -----------------------------------------------------------------------
  */
@@ -46,6 +47,8 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
     p->id = id;
     p->op = op;
     p->fs = fs;
+    p->kind = fusebridge_op_request(op)->kind;
+    p->started = uv_hrtime();
     p->deadline = uv_now(s->hub->loop) + s->hub->config.timeout_ms;
     if (s->pending_count++ == 0)
         uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
@@ -63,6 +66,20 @@ static struct fusebridge_op *pending_remove(struct session *s, struct pending *p
     return op;
 }
 
+const double session_latency_bounds[SESSION_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, INFINITY,
+};
+
+static void latency_record(struct session_metrics *m, uint64_t ns)
+{
+    double seconds = (double)ns / 1e9;
+    size_t i = 0;
+    while (i < SESSION_LATENCY_BUCKETS - 1 && seconds > session_latency_bounds[i])
+        i++;
+    m->latency_count[i]++;
+    m->latency_sum += seconds;
+}
+
 int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
                          struct filesystem **fs)
 {
@@ -71,9 +88,35 @@ int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **o
     struct pending *p = pending_slot(s, (uint32_t)id);
     if (p->id != (uint32_t)id)
         return -ENOENT;
+    latency_record(&s->hub->metrics, uv_hrtime() - p->started);
     *fs = p->fs;
     *op = pending_remove(s, p);
     return 0;
+}
+
+void session_account(struct session *s, struct filesystem *fs, enum fusebridge_kind kind, int error,
+                     size_t bytes)
+{
+    struct session_metrics *m = &s->hub->metrics;
+    int protocol = s->protocol->index;
+    s->requests++;
+    fs->requests++;
+    m->requests[protocol][kind]++;
+    if (error != 0) {
+        m->errors[protocol][kind]++;
+        return;
+    }
+    if (kind == FUSEBRIDGE_READ) {
+        fs->bytes_read += bytes;
+        m->bytes_read += bytes;
+    } else if (kind == FUSEBRIDGE_WRITE) {
+        fs->bytes_written += bytes;
+        m->bytes_written += bytes;
+    } else if (kind == FUSEBRIDGE_OPEN || kind == FUSEBRIDGE_CREATE) {
+        fs->open_files++;
+    } else if (kind == FUSEBRIDGE_RELEASE && fs->open_files > 0) {
+        fs->open_files--;
+    }
 }
 
 /* Fails the pending requests of `fs` (of every filesystem when NULL) with `error`. */
@@ -81,8 +124,10 @@ static void pending_fail(struct session *s, const struct filesystem *fs, int err
 {
     for (size_t i = 0; s->pending && i < SESSION_MAX_PENDING && s->pending_count > 0; i++) {
         struct pending *p = &s->pending[i];
-        if (p->id != 0 && (!fs || p->fs == fs))
+        if (p->id != 0 && (!fs || p->fs == fs)) {
+            session_account(s, p->fs, p->kind, error, 0);
             fusebridge_reply_error(pending_remove(s, p), error);
+        }
     }
 }
 
@@ -95,6 +140,8 @@ static void pending_tick(uv_timer_t *timer)
         if (p->id != 0 && p->deadline <= now) {
             log_warn("session %llu: request %u to %s timed out", (unsigned long long)s->id, p->id,
                      p->fs->name);
+            session_account(s, p->fs, p->kind, -ETIMEDOUT, 0);
+            session_emit(s, SESSION_EVENT_ERROR, p->fs->name, NULL, "request timed out");
             /* The slot is freed, so a late answer finds no request and is dropped. */
             fusebridge_reply_error(pending_remove(s, p), -EIO);
         }
@@ -167,6 +214,7 @@ static int control_write_one(struct session *s)
         s->control_tail = NULL;
     s->control_count--;
     int rc = lws_write(s->wsi, msg->data + LWS_PRE, msg->len, s->protocol->write_mode);
+    s->bytes_out += msg->len;
     free(msg);
     return rc < 0 ? -EPIPE : 0;
 }
@@ -243,8 +291,11 @@ static int op_write(struct session *s, struct filesystem *fs, struct fusebridge_
         fusebridge_reply_error(op, rc == -EINVAL ? -ENOENT : -EIO);
         return 0;
     }
-    if (!answered)
+    if (!answered) {
+        session_account(s, fs, req->kind, 0, 0);
         fusebridge_reply_error(op, 0);
+    }
+    s->bytes_out += len;
     if (lws_write(s->wsi, s->tx + LWS_PRE, len, s->protocol->write_mode) < 0)
         return -EPIPE; /* the connection closes; pending requests fail in session_on_closed */
     return 0;
@@ -316,6 +367,7 @@ int session_on_receive(struct session *s, const void *in, size_t len)
         return -1;
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
+    s->bytes_in += len;
     if (!lws_is_final_fragment(s->wsi) || lws_remaining_packet_payload(s->wsi) > 0)
         return 0;
 
@@ -335,6 +387,8 @@ static void fs_on_mounted(struct fusebridge_mount *mount, int status, void *user
     struct session *s = fs->session;
     if (status == 0) {
         fs->state = FS_MOUNTED;
+        fs->mounted_since = time(NULL);
+        session_emit(s, SESSION_EVENT_ATTACH, fs->name, fs->mountpoint, NULL);
         log_info("session %llu: attached %s at %s (remote %s)", (unsigned long long)s->id, fs->name,
                  fs->mountpoint, s->remote);
     }
@@ -371,6 +425,10 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
     if (fs->state == FS_MOUNTED)
         pending_fail(s, fs, -EIO); /* gone by hand: nothing may wait for it */
     log_info("session %llu: detached %s", (unsigned long long)s->id, fs->name);
+    if (fs->mounted_since)
+        session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, NULL);
+    else
+        session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint, "mount failed");
     fs_unlink(s, fs);
     free(fs);
     if (!s->wsi && !s->filesystems)
@@ -426,7 +484,7 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
 }
 
 /* Fails what waits for `fs` and unmounts it; fs_on_closed frees it. */
-static void filesystem_detach(struct filesystem *fs)
+void session_detach_fs(struct filesystem *fs)
 {
     if (fs->state == FS_CLOSING)
         return;
@@ -454,6 +512,7 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
     s->wsi = wsi;
     s->protocol = protocol;
     s->id = ++hub->next_session_id;
+    s->connected_since = time(NULL);
     /* The encoders always get a buffer, so a first too-small attempt reports the size needed. */
     if (session_tx_reserve(s, 4096) != 0) {
         uv_close((uv_handle_t *)&s->tick, session_free);
@@ -466,6 +525,7 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
 void session_on_closed(struct session *s)
 {
     log_info("session %llu: connection from %s closed", (unsigned long long)s->id, s->remote);
+    session_emit(s, SESSION_EVENT_DISCONNECT, NULL, NULL, NULL);
     s->wsi = NULL;
     control_free_all(s);
     pending_fail(s, NULL, -EIO);
@@ -474,7 +534,7 @@ void session_on_closed(struct session *s)
         return;
     }
     for (struct filesystem *fs = s->filesystems; fs; fs = fs->next)
-        filesystem_detach(fs);
+        session_detach_fs(fs);
 }
 
 static void session_free(uv_handle_t *handle)

@@ -165,6 +165,105 @@ size_t session_hub_count(const struct session_hub *hub);
 /* Frees the hub; only after shutdown's `done`. */
 void session_hub_free(struct session_hub *hub);
 
+/* ---- observing and steering sessions (the admin API) -------------------------------------------
+ * Loop thread only. Strings in the info structs are borrowed for the duration of the callback. */
+
+struct session_info {
+    uint64_t id;
+    const char *remote;       /* peer address */
+    const char *protocol;     /* "json" or "webfuse2" */
+    const char *user;         /* authenticated user, or NULL */
+    int64_t connected_since;  /* Unix time, seconds */
+    uint64_t requests;        /* requests answered (or failed) */
+    uint64_t bytes_in;        /* message bytes received from the provider */
+    uint64_t bytes_out;       /* message bytes sent to the provider */
+    size_t filesystem_count;
+};
+
+struct session_fs_info {
+    const char *name;
+    const char *mountpoint;
+    uint64_t session_id;
+    const char *protocol;
+    const char *state;      /* "mounting", "mounted" or "detaching" */
+    int64_t mounted_since;  /* Unix time, seconds; 0 while mounting */
+    uint64_t open_files;    /* files opened and not yet released */
+    uint64_t requests;      /* requests answered (or failed) */
+    uint64_t bytes_read;    /* file bytes read through the mount */
+    uint64_t bytes_written; /* file bytes written through the mount */
+};
+
+typedef void (*session_info_fn)(void *user, const struct session_info *info);
+typedef void (*session_fs_info_fn)(void *user, const struct session_fs_info *info);
+
+/* Calls fn for every live session (id order, oldest first). */
+void session_hub_list(struct session_hub *hub, session_info_fn fn, void *user);
+/* Calls fn for session `id`; -ENOENT when there is none. */
+int session_hub_get(struct session_hub *hub, uint64_t id, session_info_fn fn, void *user);
+/* Calls fn for every filesystem (of session `id` only, unless id is 0). */
+void session_hub_list_fs(struct session_hub *hub, uint64_t id, session_fs_info_fn fn, void *user);
+/* Calls fn for filesystem `name`; -ENOENT when there is none. */
+int session_hub_get_fs(struct session_hub *hub, const char *name, session_fs_info_fn fn,
+                       void *user);
+
+/* Closes session `id` with a close frame carrying `reason` and unmounts its filesystems.
+ * -ENOENT when there is no such session, -EALREADY when it is already closing. */
+int session_hub_disconnect(struct session_hub *hub, uint64_t id, const char *reason);
+/* Detaches filesystem `name`: its pending requests fail with EIO and it is unmounted. A JSON
+ * provider is told with a "filesystem_detached" notification and keeps its session; a webfuse2
+ * connection (one filesystem) is closed with `reason`. -ENOENT when there is no such filesystem,
+ * -EALREADY when it is already detaching. */
+int session_hub_detach(struct session_hub *hub, const char *name, const char *reason);
+
+enum session_event_kind {
+    SESSION_EVENT_CONNECT,       /* a provider connected */
+    SESSION_EVENT_DISCONNECT,    /* its connection ended */
+    SESSION_EVENT_ATTACH,        /* a filesystem was mounted */
+    SESSION_EVENT_ATTACH_FAILED, /* a filesystem was refused or could not be mounted */
+    SESSION_EVENT_DETACH,        /* a filesystem is gone */
+    SESSION_EVENT_AUTH_FAILED,   /* authentication failed */
+    SESSION_EVENT_ERROR,         /* a protocol error: malformed message, timeout */
+};
+
+struct session_event {
+    enum session_event_kind kind;
+    uint64_t session_id;
+    const char *remote;
+    const char *protocol;
+    const char *fs_name;    /* ATTACH*, DETACH; else NULL */
+    const char *mountpoint; /* ATTACH, DETACH; else NULL */
+    const char *detail;     /* a human-readable reason, or NULL */
+};
+
+/* Called on the loop thread for every event; must not block. One observer; NULL removes it. */
+void session_hub_observe(struct session_hub *hub,
+                         void (*fn)(void *user, const struct session_event *event), void *user);
+
+/* Counters for /metrics, kept since start-up. */
+#define SESSION_LATENCY_BUCKETS 12
+/* Upper bounds of the latency histogram buckets, in seconds (the last is +Inf). */
+extern const double session_latency_bounds[SESSION_LATENCY_BUCKETS];
+#define SESSION_PROTOCOLS 2 /* 0 = json, 1 = webfuse2 */
+#define SESSION_OP_KINDS (FUSEBRIDGE_UTIMENS + 1)
+
+struct session_metrics {
+    uint64_t requests[SESSION_PROTOCOLS][SESSION_OP_KINDS]; /* answered or failed */
+    uint64_t errors[SESSION_PROTOCOLS][SESSION_OP_KINDS];   /* failed: error answer or timeout */
+    uint64_t latency_count[SESSION_LATENCY_BUCKETS];        /* not cumulative */
+    double latency_sum;                                     /* seconds */
+    uint64_t bytes_read;
+    uint64_t bytes_written;
+    uint64_t sessions_total;
+    uint64_t protocol_errors;
+};
+
+const struct session_metrics *session_hub_metrics(const struct session_hub *hub);
+/* "json" / "webfuse2" for a protocol index, "lookup", "getattr", ... for an operation kind. */
+const char *session_protocol_name(int protocol);
+const char *session_op_name(enum fusebridge_kind kind);
+/* Mounted filesystems right now. */
+size_t session_hub_fs_count(const struct session_hub *hub);
+
 /* A filesystem name is 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
 bool session_name_valid(const char *name);
 

@@ -28,6 +28,11 @@ struct filesystem {
     struct session *session;
     struct fusebridge_mount *mount; /* owned by fusebridge; valid until on_closed */
     enum filesystem_state state;
+    int64_t mounted_since; /* Unix time */
+    uint64_t open_files;
+    uint64_t requests;
+    uint64_t bytes_read;
+    uint64_t bytes_written;
     bool ready;       /* its mount has queued ops that were not popped yet */
     int64_t reply_id; /* JSON: the add_filesystem request to answer once mounted */
     char mountpoint[4096];
@@ -48,6 +53,8 @@ struct session_protocol {
     /* A mount attempt of `fs` ended with `status` (0 or a negative errno). */
     void (*on_attached)(struct session *s, struct filesystem *fs, int status);
     enum lws_write_protocol write_mode;
+    int index;        /* 0 = json, 1 = webfuse2: the metrics' protocol index */
+    const char *name; /* as shown to operators */
     /* Files are named by path and every operation is forwarded (webfuse2); otherwise by inode,
      * read-only (JSON). */
     bool path_based;
@@ -57,6 +64,8 @@ struct pending {
     uint32_t id; /* 0 = free slot */
     struct fusebridge_op *op;
     struct filesystem *fs;
+    enum fusebridge_kind kind;
+    uint64_t started;  /* uv_hrtime(), ns */
     uint64_t deadline; /* uv_now() in ms */
 };
 
@@ -75,6 +84,10 @@ struct session {
     uv_timer_t tick; /* deadlines of pending requests */
     uint64_t id;
     char remote[64];
+    int64_t connected_since; /* Unix time */
+    uint64_t requests;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
 
     struct filesystem *filesystems;
     size_t filesystem_count;
@@ -106,8 +119,12 @@ struct session_hub {
     struct session_hub_config config;
     char *mount_root;
     struct lws_protocols protocols[3];
-    struct session *sessions;
+    struct session *sessions; /* oldest first */
+    struct session *last;
     size_t count;
+    struct session_metrics metrics;
+    void (*observer)(void *user, const struct session_event *event);
+    void *observer_user;
     uint64_t next_session_id;
     bool shutting_down;
     void (*on_empty)(void *arg);
@@ -135,6 +152,16 @@ int session_tx_reserve(struct session *s, size_t need);
 /* Takes the pending request `id`: its op and filesystem; -ENOENT when no such request waits. */
 int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
                          struct filesystem **fs);
+
+/* Counts a finished provider request of `fs`: error is 0 or a negative errno, bytes the file
+ * bytes it moved (READ, WRITE). Protocols call it for every answer they decode. */
+void session_account(struct session *s, struct filesystem *fs, enum fusebridge_kind kind, int error,
+                     size_t bytes);
+/* Tells the hub's observer; fs may be NULL. */
+void session_emit(struct session *s, enum session_event_kind kind, const char *fs_name,
+                  const char *mountpoint, const char *detail);
+/* Fails what waits for `fs` and unmounts it; the filesystem is freed when the mount is gone. */
+void session_detach_fs(struct filesystem *fs);
 /* Makes s->scratch hold at least `need` bytes. */
 int session_scratch_reserve(struct session *s, size_t need);
 

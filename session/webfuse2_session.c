@@ -72,7 +72,8 @@ static int wf2_encode(struct session *s, const struct filesystem *fs, uint32_t i
     return codec_wf2_encode_request(s->tx + LWS_PRE, s->tx_cap, len, &msg);
 }
 
-/* ---- answers ---------------------------------------------------------------------------------- */
+/* ---- answers ----------------------------------------------------------------------------------
+ */
 
 static void attr_to_stat(const struct codec_wf2_attr *a, struct stat *st)
 {
@@ -161,13 +162,38 @@ static uint32_t expected_size(const struct fusebridge_request *req)
     return req->kind == FUSEBRIDGE_READ || req->kind == FUSEBRIDGE_WRITE ? req->size : 0;
 }
 
+/* The errno an answer fails its request with, 0 for success. */
+static int wf2_error_of(struct session *s, int rc, const struct codec_wf2_response *resp,
+                        uint8_t type, uint32_t id)
+{
+    if (rc == -ENOSYS)
+        return -ENOSYS;
+    if (rc != 0) {
+        log_warn("session %llu: malformed %s response %u from %s", (unsigned long long)s->id,
+                 codec_wf2_type_name(type), id, s->remote);
+        session_emit(s, SESSION_EVENT_ERROR, NULL, NULL, "malformed webfuse2 response");
+        return -EIO;
+    }
+    if (resp->result < 0)
+        return resp->result >= -WF2_ERRNO_MAX ? resp->result : -EIO;
+    return 0;
+}
+
+static size_t wf2_bytes_of(enum fusebridge_kind kind, const struct codec_wf2_response *resp)
+{
+    if (kind == FUSEBRIDGE_READ)
+        return resp->data.len;
+    if (kind == FUSEBRIDGE_WRITE)
+        return (size_t)resp->result;
+    return 0;
+}
+
 static int wf2_on_message(struct session *s, const char *data, size_t len)
 {
     uint32_t id;
     uint8_t type;
     if (codec_wf2_decode_header(data, len, &id, &type) != 0) {
-        log_warn("session %llu: message of %zu bytes is too short", (unsigned long long)s->id,
-                 len);
+        log_warn("session %llu: message of %zu bytes is too short", (unsigned long long)s->id, len);
         return 0;
     }
     struct fusebridge_op *op;
@@ -179,21 +205,15 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
         return 0;
     }
     const struct fusebridge_request *req = fusebridge_op_request(op);
+    enum fusebridge_kind kind = req->kind;
     struct codec_wf2_response resp;
-    int rc = codec_wf2_decode_response(data, len, wf2_type_of[req->kind], expected_size(req),
-                                       &resp);
-    if (rc == -ENOSYS) {
-        fusebridge_reply_error(op, -ENOSYS);
-    } else if (rc != 0) {
-        log_warn("session %llu: malformed %s response %u from %s", (unsigned long long)s->id,
-                 codec_wf2_type_name(type), id, s->remote);
-        fusebridge_reply_error(op, -EIO);
-    } else if (resp.result < 0) {
-        bool sane = resp.result >= -WF2_ERRNO_MAX;
-        fusebridge_reply_error(op, sane ? resp.result : -EIO);
-    } else {
+    int rc = codec_wf2_decode_response(data, len, wf2_type_of[kind], expected_size(req), &resp);
+    int error = wf2_error_of(s, rc, &resp, type, id);
+    session_account(s, fs, kind, error, error == 0 ? wf2_bytes_of(kind, &resp) : 0);
+    if (error != 0)
+        fusebridge_reply_error(op, error);
+    else
         wf2_answer(op, &resp);
-    }
     return 0;
 }
 
@@ -241,6 +261,7 @@ void session_webfuse2_start(struct session *s, const char *uri)
         break;
     }
     log_warn("session %llu: %s (remote %s)", (unsigned long long)s->id, reason, s->remote);
+    session_emit(s, SESSION_EVENT_ATTACH_FAILED, name, NULL, reason);
     session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);
 }
 
@@ -250,5 +271,7 @@ const struct session_protocol session_protocol_webfuse2 = {
     .on_message = wf2_on_message,
     .on_attached = wf2_on_attached,
     .write_mode = LWS_WRITE_BINARY,
+    .index = 1,
+    .name = "webfuse2",
     .path_based = true,
 };
