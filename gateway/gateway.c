@@ -15,6 +15,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "session.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -32,6 +33,7 @@ struct gateway {
     uv_timer_t grace;
     struct lws_context *lws;
     struct session_hub *hub;
+    struct admin *admin; /* NULL with --no-admin */
     bool stopping;
     bool forced; /* the grace period ran out */
 };
@@ -95,15 +97,15 @@ static void lws_log_line(int level, const char *line)
               line);
 }
 
+/* One libwebsockets context on our loop, with a vhost per listening socket: providers' websockets
+ * on --port, the admin API's HTTP on --admin-port. */
 static int lws_start(struct gateway *gw, const struct gateway_options *opt)
 {
     void *foreign_loops[] = {&gw->loop};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.port = opt->port;
-    info.iface = opt->bind;
-    info.protocols = session_hub_protocols(gw->hub);
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
     /* Cleared by libwebsockets once the context is wholly destroyed (see gateway_run). */
     info.pcontext = &gw->lws;
@@ -117,9 +119,34 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
                       lws_log_line);
     gw->lws = lws_create_context(&info);
     if (!gw->lws) {
+        log_error("cannot create the libwebsockets context");
+        return -ENOMEM;
+    }
+
+    struct lws_context_creation_info vhost;
+    memset(&vhost, 0, sizeof(vhost));
+    vhost.vhost_name = "providers";
+    vhost.port = opt->port;
+    vhost.iface = opt->bind;
+    vhost.protocols = session_hub_protocols(gw->hub);
+    vhost.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (!lws_create_vhost(gw->lws, &vhost)) {
         log_error("cannot listen on %s:%d (is the port in use or the address wrong?)", opt->bind,
                   opt->port);
         return -EADDRINUSE;
+    }
+    if (gw->admin) {
+        memset(&vhost, 0, sizeof(vhost));
+        vhost.vhost_name = "admin";
+        vhost.port = opt->admin_port;
+        vhost.iface = opt->admin_bind;
+        vhost.protocols = admin_protocols(gw->admin);
+        if (!lws_create_vhost(gw->lws, &vhost)) {
+            log_error("cannot listen for the admin API on %s:%d (is the port in use or the "
+                      "address wrong? --no-admin turns it off)",
+                      opt->admin_bind, opt->admin_port);
+            return -EADDRINUSE;
+        }
     }
     return 0;
 }
@@ -133,6 +160,8 @@ static void gateway_finish(struct gateway *gw)
     uv_close((uv_handle_t *)&gw->grace, NULL);
     uv_close((uv_handle_t *)&gw->sigint, NULL);
     uv_close((uv_handle_t *)&gw->sigterm, NULL);
+    if (gw->admin)
+        admin_close(gw->admin);
     /* libwebsockets closes its own handles; the loop runs until they are gone. */
     if (gw->lws)
         lws_context_destroy(gw->lws);
@@ -229,6 +258,17 @@ int gateway_run(const struct gateway_options *opt)
     int status = EXIT_FAILURE;
     if (session_hub_new(&gw.loop, &hub_config, &gw.hub) != 0)
         goto out;
+    if (opt->admin) {
+        char listen[300];
+        snprintf(listen, sizeof(listen), "http://%s:%d/", opt->admin_bind, opt->admin_port);
+        struct admin_config admin_config = {
+            .token_file = opt->admin_token_file,
+            .db_path = opt->db_path,
+            .listen = listen,
+        };
+        if (admin_new(&gw.loop, gw.hub, &admin_config, &gw.admin) != 0)
+            goto out_hub;
+    }
     if (lws_start(&gw, opt) != 0)
         goto out_hub;
 
@@ -248,6 +288,8 @@ out_hub:
         lws_context_destroy(gw.lws);
         uv_run(&gw.loop, drain);
     }
+    /* The registry thread writes what is left (blocking is fine now: the loop is done). */
+    admin_free(gw.admin);
     session_hub_free(gw.hub);
 out:
     if (uv_loop_close(&gw.loop) != 0)

@@ -3,6 +3,7 @@
 #ifndef WEBFUSE_GATEWAY_H
 #define WEBFUSE_GATEWAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "log.h"
@@ -14,6 +15,11 @@ struct gateway_options {
     unsigned timeout_sec;   /* per provider request */
     size_t max_message;     /* bytes */
     enum log_level log_level;
+    bool admin;                   /* serve the admin API and keep the registry */
+    int admin_port;               /* admin HTTP port */
+    const char *admin_bind;       /* address the admin port listens on */
+    const char *admin_token_file; /* bearer token; created when missing */
+    const char *db_path;          /* sqlite registry */
 };
 
 /* Fills `opt` from argv. Returns 0 to run, 1 when --help or --version was printed, or -EINVAL

@@ -11,6 +11,10 @@
 #define DEFAULT_PORT 8081
 #define DEFAULT_BIND "127.0.0.1"
 #define DEFAULT_MOUNT_ROOT "/run/webfuse"
+#define DEFAULT_ADMIN_PORT 8082
+#define DEFAULT_ADMIN_BIND "127.0.0.1"
+#define DEFAULT_ADMIN_TOKEN_FILE "/var/lib/webfuse/admin-token"
+#define DEFAULT_DB "/var/lib/webfuse/webfused.db"
 #define DEFAULT_TIMEOUT_SEC 10
 #define DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
 /* A read of 1 MiB must fit, base64-encoded with its envelope. */
@@ -33,13 +37,26 @@ static void usage(FILE *out)
             "      --max-message BYTES largest message accepted from a provider (default %u,\n"
             "                          at least %u)\n"
             "  -l, --log-level LEVEL   error, warn, info or debug (default info)\n"
+            "\n"
+            "Admin API (REST over HTTP, see webfusectl):\n"
+            "      --admin-port N      admin HTTP port (default %d)\n"
+            "      --admin-bind ADDR   address the admin port listens on (default %s)\n"
+            "      --admin-token-file FILE\n"
+            "                          bearer token every admin request but /healthz must\n"
+            "                          carry; created with a random token (mode 0600) when\n"
+            "                          missing (default %s)\n"
+            "      --db FILE           sqlite history of sessions, filesystems and events;\n"
+            "                          created when missing (default %s)\n"
+            "      --no-admin          no admin port and no history database\n"
+            "\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
             "SIGINT or SIGTERM unmount every filesystem, close every provider connection and\n"
             "exit with status 0.\n",
             DEFAULT_PORT, DEFAULT_BIND, DEFAULT_MOUNT_ROOT, DEFAULT_TIMEOUT_SEC,
-            DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE);
+            DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE, DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND,
+            DEFAULT_ADMIN_TOKEN_FILE, DEFAULT_DB);
 }
 
 static int parse_number(const char *option, const char *text, unsigned long long min,
@@ -64,6 +81,11 @@ static const struct option long_options[] = {
     {"timeout", required_argument, NULL, 't'},
     {"max-message", required_argument, NULL, 'M'},
     {"log-level", required_argument, NULL, 'l'},
+    {"admin-port", required_argument, NULL, 'A'},
+    {"admin-bind", required_argument, NULL, 'B'},
+    {"admin-token-file", required_argument, NULL, 'T'},
+    {"db", required_argument, NULL, 'D'},
+    {"no-admin", no_argument, NULL, 'N'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -98,6 +120,29 @@ static int apply_option(int c, const char *arg, struct gateway_options *opt)
             return -EINVAL;
         opt->max_message = (size_t)v;
         return 0;
+    case 'A':
+        if (parse_number("--admin-port", arg, 1, 65535, &v) != 0)
+            return -EINVAL;
+        opt->admin_port = (int)v;
+        return 0;
+    case 'B':
+        opt->admin_bind = arg;
+        return 0;
+    case 'T':
+    case 'D':
+        if (arg[0] == '\0') {
+            fprintf(stderr, "webfused: %s needs a file name\n",
+                    c == 'T' ? "--admin-token-file" : "--db");
+            return -EINVAL;
+        }
+        if (c == 'T')
+            opt->admin_token_file = arg;
+        else
+            opt->db_path = arg;
+        return 0;
+    case 'N':
+        opt->admin = false;
+        return 0;
     case 'l':
         if (log_parse_level(arg, &opt->log_level) != 0) {
             fprintf(stderr, "webfused: --log-level must be error, warn, info or debug\n");
@@ -119,6 +164,11 @@ int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
         .timeout_sec = DEFAULT_TIMEOUT_SEC,
         .max_message = DEFAULT_MAX_MESSAGE,
         .log_level = LOG_LEVEL_INFO,
+        .admin = true,
+        .admin_port = DEFAULT_ADMIN_PORT,
+        .admin_bind = DEFAULT_ADMIN_BIND,
+        .admin_token_file = DEFAULT_ADMIN_TOKEN_FILE,
+        .db_path = DEFAULT_DB,
     };
     optind = 1;
     int c;
@@ -136,6 +186,10 @@ int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
     }
     if (optind < argc) {
         fprintf(stderr, "webfused: unexpected argument \"%s\"\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (opt->admin && opt->admin_port == opt->port && strcmp(opt->admin_bind, opt->bind) == 0) {
+        fprintf(stderr, "webfused: --admin-port must differ from --port\n");
         return -EINVAL;
     }
     return 0;

@@ -11,13 +11,18 @@ What a test file gets from here:
   - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
     might hang in a thread with a time limit.
 
-Every wait here is bounded. Binaries come from the environment variables WEBFUSED and
-WEBFUSE_PROVIDER (ctest sets them), else from <repo>/build/. Children get SIGTERM when the runner
+  - the admin API: every daemon gets a free admin port, its own token file and registry database
+    under the test's directory (unless told otherwise), and `Daemon.api()` speaks HTTP to it.
+
+Every wait here is bounded. Binaries come from the environment variables WEBFUSED,
+WEBFUSE_PROVIDER and WEBFUSECTL (ctest sets them), else from <repo>/build/. Children get SIGTERM when the runner
 dies; dead mounts left by a runner that was killed outright are unmounted by the next run.
 Fake providers (scriptable, in-process) are in fakeprovider.py, over wstest.py's client.
 """
 
 import errno
+import http.client
+import json
 import os
 import re
 import shutil
@@ -203,6 +208,32 @@ def drop_caches():
         return False
 
 
+# ---- the admin API ------------------------------------------------------------------------------
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_METRIC_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {(name, ((label, value), ...) sorted): float}. Fails on a line
+    that is neither a comment nor a sample."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_LINE.match(line)
+        if not m:
+            fail("not a Prometheus sample line: %r" % line)
+        labels = ()
+        if m.group(2):
+            pairs = _METRIC_LABEL.findall(m.group(2))
+            if ",".join('%s="%s"' % p for p in pairs) != m.group(2):
+                fail("bad labels in %r" % line)
+            labels = tuple(sorted(pairs))
+        samples[(m.group(1), labels)] = float(m.group(3))
+    return samples
+
+
 # ---- processes ----------------------------------------------------------------------------------
 
 
@@ -309,15 +340,68 @@ class Process:
             return ""
 
 
+class ApiResponse:
+    """An admin API answer: status, headers (lower-case names), body bytes, and `json` (the
+    parsed body, or None when it is not JSON)."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        try:
+            self.json = json.loads(body.decode("utf-8")) if body else None
+        except (UnicodeDecodeError, ValueError):
+            self.json = None
+
+    def __repr__(self):
+        return "<HTTP %d %s>" % (self.status, _short(self.body))
+
+
 class Daemon(Process):
-    def __init__(self, env, argv, log_path, port, mount_root):
+    def __init__(self, env, argv, log_path, port, mount_root, admin_port=None, token_file=None,
+                 db=None):
         super().__init__("webfused", argv, log_path)
         self.port = port
         self.mount_root = mount_root
         self.url = "ws://127.0.0.1:%d/" % port
+        self.admin_port = admin_port
+        self.admin_url = "http://127.0.0.1:%d" % admin_port if admin_port else None
+        self.token_file = token_file
+        self.db = db
 
     def mount_path(self, name):
         return os.path.join(self.mount_root, name)
+
+    def token(self):
+        with open(self.token_file) as f:
+            return f.read().strip()
+
+    def api(self, method, path, token=True, body=None, headers=None, timeout=10.0):
+        """One admin API request on a new connection. token: True = the daemon's token, None =
+        no Authorization header, a string = that token. body: bytes/str as is, anything else as
+        JSON. Returns an ApiResponse."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            if token is True:
+                token = self.token()
+            if token is not None:
+                hdrs["Authorization"] = "Bearer " + token
+            if body is not None and not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return ApiResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def api_ok(self, method, path, body=None, expect=200):
+        """api() that must answer `expect`; returns the parsed JSON."""
+        r = self.api(method, path, body=body)
+        check_equal(r.status, expect, "%s %s status (body %s)" % (method, path, _short(r.body)))
+        return r.json
 
 
 # ---- one test's world ---------------------------------------------------------------------------
@@ -348,32 +432,48 @@ class Env:
             n += 1
 
     def start_daemon(self, timeout=None, max_message=None, log_level="debug", extra=(),
-                     wait=True, mount_root=None):
-        """Starts webfused on a free port with a fresh mount root; waits until it listens."""
-        port = free_port()
-        mount_root = mount_root or self.mkdir("mnt%d" % len(self.processes))
+                     wait=True, mount_root=None, admin=True, db=None, token_file=None,
+                     port=None, admin_port=None):
+        """Starts webfused on a free port with a fresh mount root; waits until it listens.
+
+        The admin API listens on a free port (unless admin is False: --no-admin), with the token
+        file and the registry database in the test's directory: `db` and `token_file` default to
+        one per daemon; pass the same `db` (and mount_root) to restart a daemon on its history."""
+        port = port or free_port()
+        n = len(self.processes)
+        mount_root = mount_root or self.mkdir("mnt%d" % n)
         argv = [binary("WEBFUSED", "webfused"), "--port", str(port), "--bind", "127.0.0.1",
                 "--mount-root", mount_root, "--log-level", log_level]
         if timeout is not None:
             argv += ["--timeout", str(timeout)]
         if max_message is not None:
             argv += ["--max-message", str(max_message)]
+        if admin:
+            admin_port = admin_port or free_port()
+            db = db or self.path("registry%d.db" % n)
+            token_file = token_file or self.path("admin-token")
+            argv += ["--admin-port", str(admin_port), "--admin-bind", "127.0.0.1",
+                     "--admin-token-file", token_file, "--db", db]
+        else:
+            admin_port = db = token_file = None
+            argv += ["--no-admin"]
         argv += list(extra)
-        d = Daemon(self, argv, self._log_path("webfused"), port, mount_root)
+        d = Daemon(self, argv, self._log_path("webfused"), port, mount_root, admin_port,
+                   token_file, db)
         with self._lock:
             self.processes.append(d)
         if wait:
             def listening():
                 if not d.alive():
                     fail("webfused exited with status %s before listening" % d.returncode())
-                return port_open(port)
+                return port_open(port) and (not admin_port or port_open(admin_port))
 
             wait_until(listening, 10.0, what="webfused to listen on port %d" % port)
         return d
 
-    def start_provider(self, daemon, filesystems, extra=(), wait=True, url=None):
+    def start_provider(self, daemon, filesystems, extra=(), wait=True, url=None, timeout=10.0):
         """Starts webfuse-provider with --fs NAME=DIR for each (name, dir) pair; waits until every
-        mount appears."""
+        mount appears (each within `timeout` seconds)."""
         argv = [binary("WEBFUSE_PROVIDER", "webfuse-provider"), "--url", url or daemon.url]
         for name, directory in filesystems:
             argv += ["--fs", "%s=%s" % (name, directory)]
@@ -393,7 +493,7 @@ class Env:
                              % (p.returncode(), mp))
                     return False
 
-                wait_until(mounted, 10.0, what="provider mount at %s" % mp)
+                wait_until(mounted, timeout, what="provider mount at %s" % mp)
         return p
 
     def fake(self, daemon, **kwargs):
@@ -502,6 +602,7 @@ class Suite:
         self.teardowns = []
         self.dir = None
         self.needs_provider = False
+        self.needs_ctl = False
 
     def test(self, fn=None, budget=DEFAULT_TEST_BUDGET, known_bug=None):
         """Decorator: @suite.test or @suite.test(budget=SECONDS, known_bug="why").
@@ -527,6 +628,8 @@ class Suite:
         needed = [("WEBFUSED", "webfused")]
         if self.needs_provider:
             needed.append(("WEBFUSE_PROVIDER", "webfuse-provider"))
+        if self.needs_ctl:
+            needed.append(("WEBFUSECTL", "webfusectl"))
         missing = [binary(e, f) for e, f in needed if not os.access(binary(e, f), os.X_OK)]
         return missing
 
@@ -537,7 +640,7 @@ class Suite:
         missing = self._check_binaries()
         passed = failed = 0
         if missing:
-            print("FAIL %s: binaries not found: %s (set WEBFUSED/WEBFUSE_PROVIDER)"
+            print("FAIL %s: binaries not found: %s (set WEBFUSED/WEBFUSE_PROVIDER/WEBFUSECTL)"
                   % (self.name, ", ".join(missing)))
             print("0 passed, %d failed" % len(tests))
             sys.exit(1)

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""webfusectl against a live webfused (issue 4): every command in both output forms (tables and
+--json), and exit codes a script can test: 0 ok, 1 the daemon said no, 2 bad usage, 3 the daemon
+cannot be reached, 4 the token is wrong or cannot be read."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal  # noqa: E402
+
+suite = harness.Suite("test_webfusectl")
+suite.needs_provider = True
+suite.needs_ctl = True
+
+DATA = {}
+
+
+@suite.setup
+def make_data(suite_dir):
+    DATA["src"] = os.path.join(suite_dir, "src")
+    os.makedirs(DATA["src"])
+    with open(os.path.join(DATA["src"], "file"), "wb") as f:
+        f.write(os.urandom(300000))
+
+
+def ctl(daemon, *args, token_file=None, url=None, env=None, timeout=20):
+    """Runs webfusectl; returns (exit status, stdout, stderr)."""
+    argv = [harness.binary("WEBFUSECTL", "webfusectl")]
+    if url is not False:
+        argv += ["--url", url or daemon.admin_url]
+    if token_file is not False:
+        argv += ["--token-file", token_file or daemon.token_file]
+    argv += list(args)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout,
+                       env=dict(os.environ, **(env or {})))
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def ok(daemon, *args, **kwargs):
+    rc, out, err = ctl(daemon, *args, **kwargs)
+    check_equal(rc, 0, "webfusectl %s: exit status (stderr %r)" % (" ".join(args), err))
+    return out
+
+
+def table(text):
+    """A table's lines split into columns (on runs of 2+ spaces)."""
+    import re
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines() if line.strip()]
+
+
+def setup_live(env):
+    daemon = env.start_daemon()
+    env.start_provider(daemon, [("docs", DATA["src"]), ("media", DATA["src"])])
+    with open(os.path.join(daemon.mount_path("docs"), "file"), "rb") as f:
+        f.read()
+    return daemon
+
+
+@suite.test
+def health_needs_no_token(env):
+    daemon = env.start_daemon()
+    check_equal(ok(daemon, "health", token_file=env.path("no-such-file")), "ok\n", "health")
+    out = ok(daemon, "--json", "health", token_file=False)
+    check_equal(json.loads(out), {"status": "ok"}, "health --json")
+
+
+@suite.test
+def sessions_and_filesystems_as_tables_and_json(env):
+    daemon = setup_live(env)
+    rows = table(ok(daemon, "sessions"))
+    check_equal(rows[0], ["ID", "STATE", "PROTOCOL", "REMOTE", "USER", "CONNECTED", "REQUESTS",
+                          "IN", "OUT", "FILESYSTEMS"], "sessions header")
+    check_equal(len(rows), 2, "one session row: %r" % rows)
+    api = daemon.api_ok("GET", "/api/v1/sessions")["sessions"][0]
+    check_equal(rows[1][0], str(api["id"]), "id column")
+    check_equal(rows[1][1:3], ["active", "json"], "state and protocol columns")
+    check_equal(sorted(rows[1][-1].split(",")), ["docs", "media"], "filesystems column")
+    as_json = json.loads(ok(daemon, "--json", "sessions"))
+    check_equal(as_json["total"], 1, "sessions --json total")
+    check_equal(as_json["sessions"][0]["id"], api["id"], "sessions --json id")
+
+    rows = table(ok(daemon, "filesystems"))
+    check_equal(rows[0], ["NAME", "STATE", "SESSION", "PROTOCOL", "MOUNTPOINT", "OPEN",
+                          "REQUESTS", "READ", "WRITTEN"], "filesystems header")
+    by_name = {r[0]: r for r in rows[1:]}
+    check_equal(sorted(by_name), ["docs", "media"], "filesystem rows")
+    check_equal(by_name["docs"][1:5], ["mounted", str(api["id"]), "json",
+                                       daemon.mount_path("docs")], "docs row")
+    check(by_name["docs"][7].endswith("KiB"), "READ column of docs: %r" % by_name["docs"])
+    as_json = json.loads(ok(daemon, "--json", "filesystems"))
+    check_equal(sorted(f["name"] for f in as_json["filesystems"]), ["docs", "media"],
+                "filesystems --json")
+
+    out = ok(daemon, "session", str(api["id"]))
+    check(out.startswith("session %d\n" % api["id"]) and "docs" in out and "media" in out,
+          "session ID output:\n%s" % out)
+    check_equal(json.loads(ok(daemon, "--json", "session", str(api["id"])))["id"], api["id"],
+                "session --json")
+
+    metrics = ok(daemon, "metrics")
+    check("webfuse_sessions_active 1" in metrics, "metrics output:\n%s" % metrics[:500])
+
+
+@suite.test
+def events_as_table_and_json(env):
+    daemon = setup_live(env)
+    rows = table(ok(daemon, "events"))
+    check_equal(rows[0], ["ID", "TIME", "KIND", "SESSION", "FILESYSTEM", "DETAIL"],
+                "events header")
+    kinds = [r[2] for r in rows[1:]]
+    for kind in ("start", "connect", "attach"):
+        check(kind in kinds, "%s missing from the events: %r" % (kind, kinds))
+    as_json = json.loads(ok(daemon, "--json", "events", "--limit", "2"))
+    check_equal(len(as_json["events"]), 2, "events --limit 2")
+    since = as_json["events"][0]["id"]
+    later = json.loads(ok(daemon, "--json", "events", "--since", str(since)))
+    check(all(e["id"] > since for e in later["events"]) and later["events"],
+          "events --since %d: %r" % (since, later))
+
+
+@suite.test
+def detach_and_disconnect(env):
+    daemon = setup_live(env)
+    out = ok(daemon, "detach", "media", "--reason", "swap the disk")
+    check(out.startswith("detaching media"), "detach output %r" % out)
+    harness.wait_unmounted(daemon.mount_path("media"), 5)
+    events = daemon.api_ok("GET", "/api/v1/events")["events"]
+    check(any(e["kind"] == "admin" and "swap the disk" in (e["detail"] or "") for e in events),
+          "the reason did not reach the daemon: %r" % events)
+    rc, out, err = ctl(daemon, "detach", "media")
+    check_equal(rc, 1, "detach of a detached filesystem: exit status")
+    # 404 once it is gone, 409 while its unmount is still finishing.
+    check("media" in err and ("HTTP 404" in err or "HTTP 409" in err), "its message: %r" % err)
+
+    sid = daemon.api_ok("GET", "/api/v1/sessions")["sessions"][0]["id"]
+    reply = json.loads(ok(daemon, "--json", "disconnect", str(sid)))
+    check_equal((reply["id"], reply["state"]), (sid, "disconnecting"), "disconnect --json")
+    harness.wait_unmounted(daemon.mount_path("docs"), 5)
+    harness.wait_until(lambda: daemon.api_ok("GET", "/api/v1/sessions")["total"] == 0, 5,
+                       what="the session to be gone")
+    rc, out, err = ctl(daemon, "disconnect", str(sid))
+    check_equal(rc, 1, "disconnect of a gone session: exit status")
+    rc, out, err = ctl(daemon, "--json", "disconnect", "4242")
+    check_equal(rc, 1, "disconnect --json of an unknown session: exit status")
+    check("error" in json.loads(out), "--json prints the daemon's error body: %r" % out)
+
+    rows = table(ok(daemon, "sessions", "--all"))
+    check_equal([(r[0], r[1]) for r in rows[1:]], [(str(sid), "closed")], "sessions --all")
+
+
+@suite.test
+def exit_codes(env):
+    daemon = env.start_daemon()
+    # 2: usage
+    for args in ([], ["bogus"], ["detach"], ["detach", "a", "b"], ["detach", "bad/name"],
+                 ["disconnect", "x"], ["disconnect", "0"], ["sessions", "--since", "3"],
+                 ["events", "--limit", "many"], ["--timeout", "0", "health"]):
+        rc, out, err = ctl(daemon, *args)
+        check_equal(rc, 2, "webfusectl %s: exit status (stderr %r)" % (" ".join(args), err))
+        check(err.strip(), "no message for webfusectl %s" % " ".join(args))
+    rc, out, err = ctl(daemon, "health", url="ftp://x")
+    check_equal(rc, 2, "a URL that is not http://")
+    rc, out, err = ctl(daemon, "--help")
+    check(rc == 0 and "Exit status" in out, "--help")
+    # 4: token
+    wrong = env.path("wrong-token")
+    with open(wrong, "w") as f:
+        f.write("not-the-token\n")
+    rc, out, err = ctl(daemon, "sessions", token_file=wrong)
+    check_equal(rc, 4, "wrong token: exit status")
+    check("token" in err, "wrong token: message %r" % err)
+    rc, out, err = ctl(daemon, "sessions", token_file=env.path("missing"))
+    check_equal(rc, 4, "missing token file: exit status")
+    check("cannot read" in err and env.path("missing") in err, "missing token file: %r" % err)
+    # 3: unreachable
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    rc, out, err = ctl(daemon, "sessions", url="http://127.0.0.1:%d" % closed_port)
+    check_equal(rc, 3, "nothing listening: exit status")
+    check("cannot connect" in err, "nothing listening: message %r" % err)
+    rc, out, err = ctl(daemon, "sessions", url="http://127.0.0.1:%d" % daemon.port)
+    check(rc in (1, 3), "the provider port is not the admin API: exit status %d (%r)" % (rc, err))
+    # Something that accepts and never answers: the timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        start = time.monotonic()
+        rc, out, err = ctl(daemon, "--timeout", "1", "sessions",
+                           url="http://127.0.0.1:%d" % silent.getsockname()[1])
+        check_equal(rc, 3, "silent server: exit status")
+        check(time.monotonic() - start < 5, "the timeout did not hold")
+    # 1: the daemon said no
+    rc, out, err = ctl(daemon, "session", "77")
+    check_equal(rc, 1, "unknown session: exit status")
+
+
+@suite.test
+def url_and_token_file_from_the_environment(env):
+    daemon = env.start_daemon()
+    out = ok(daemon, "--json", "sessions", url=False, token_file=False,
+             env={"WEBFUSE_ADMIN_URL": daemon.admin_url,
+                  "WEBFUSE_ADMIN_TOKEN_FILE": daemon.token_file})
+    check_equal(json.loads(out)["total"], 0, "sessions via the environment")
+
+
+if __name__ == "__main__":
+    suite.main()

@@ -1,0 +1,907 @@
+/* webfusectl: the admin API of webfused from the command line.
+ *
+ * A small HTTP/1.1 client over plain sockets (one request per connection), jansson for the
+ * answers, tables for people and the daemon's JSON for scripts (--json). Exit status: 0 ok, 1 the
+ * daemon answered with an error, 2 bad usage, 3 the daemon cannot be reached (or answered
+ * something that is not HTTP), 4 the token was refused or cannot be read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define PROGRAM "webfusectl"
+#define DEFAULT_URL "http://127.0.0.1:8082"
+#define DEFAULT_TOKEN_FILE "/var/lib/webfuse/admin-token"
+#define DEFAULT_TIMEOUT_S 10
+/* Largest answer read from the daemon. */
+#define MAX_RESPONSE (64u * 1024 * 1024)
+#define MAX_TOKEN 256
+
+enum exit_code {
+    EXIT_OK = 0,
+    EXIT_DAEMON = 1,
+    EXIT_USAGE = 2,
+    EXIT_UNREACHABLE = 3,
+    EXIT_AUTH = 4,
+};
+
+static const char usage_text[] =
+    "Usage: " PROGRAM " [--url URL] [--token-file FILE] [--json] [--timeout SEC] COMMAND\n"
+    "\n"
+    "Shows and steers the sessions and mounts of a webfused gateway over its admin API.\n"
+    "\n"
+    "Commands:\n"
+    "  sessions [--all] [--limit N] [--offset N]\n"
+    "                         live provider sessions; --all adds closed ones from history\n"
+    "  session ID             one live session with its filesystems\n"
+    "  filesystems            mounted filesystems\n"
+    "  detach NAME [--reason TEXT]\n"
+    "                         unmount filesystem NAME (readers get EIO; the provider is told)\n"
+    "  disconnect ID [--reason TEXT]\n"
+    "                         close session ID and unmount its filesystems\n"
+    "  events [--since ID] [--limit N]\n"
+    "                         history of attaches, detaches, disconnects and errors (the newest\n"
+    "                         N, or those after event ID)\n"
+    "  health                 whether the daemon answers (needs no token)\n"
+    "  metrics                the Prometheus metrics, as they are\n"
+    "\n"
+    "Options:\n"
+    "  -u, --url URL          the admin API, http://HOST[:PORT] (default " DEFAULT_URL ",\n"
+    "                         or $WEBFUSE_ADMIN_URL)\n"
+    "  -t, --token-file FILE  the admin token (default " DEFAULT_TOKEN_FILE ",\n"
+    "                         or $WEBFUSE_ADMIN_TOKEN_FILE)\n"
+    "  -j, --json             print the daemon's JSON answer instead of a table\n"
+    "  -T, --timeout SEC      give up on the daemon after SEC seconds (default 10)\n"
+    "  -h, --help             show this help and exit\n"
+    "\n"
+    "Exit status: 0 ok; 1 the daemon answered with an error (e.g. no such session); 2 bad\n"
+    "usage; 3 the daemon cannot be reached; 4 the token is wrong or cannot be read.\n";
+
+struct options {
+    const char *url;
+    const char *token_file;
+    bool json;
+    int timeout_s;
+};
+
+struct target {
+    char host[256];
+    char port[8];
+    char base[256]; /* path prefix without the trailing slash, usually "" */
+};
+
+struct response {
+    int status;
+    char *body;
+    size_t len;
+};
+
+static void error_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void error_message(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, PROGRAM ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, PROGRAM ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '" PROGRAM " --help' for more information.\n");
+    return EXIT_USAGE;
+}
+
+/* ---- URL and token ----------------------------------------------------------------------------
+ */
+
+static int parse_url(const char *url, struct target *t)
+{
+    const char *p = url;
+    if (strncmp(p, "http://", 7) != 0)
+        return -EINVAL; /* https would need TLS: put a proxy in front or use ssh -L */
+    p += 7;
+    const char *host_end;
+    const char *host = p;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = strchr(host, ']');
+        if (!host_end)
+            return -EINVAL;
+        p = host_end + 1;
+    } else {
+        host_end = p + strcspn(p, ":/");
+        p = host_end;
+    }
+    if (host_end == host || (size_t)(host_end - host) >= sizeof(t->host))
+        return -EINVAL;
+    snprintf(t->host, sizeof(t->host), "%.*s", (int)(host_end - host), host);
+    snprintf(t->port, sizeof(t->port), "80");
+    if (*p == ':') {
+        p++;
+        size_t n = strspn(p, "0123456789");
+        long port = n > 0 && n < 6 ? strtol(p, NULL, 10) : 0;
+        if (port < 1 || port > 65535)
+            return -EINVAL;
+        snprintf(t->port, sizeof(t->port), "%ld", port);
+        p += n;
+    }
+    if (*p != '\0' && *p != '/')
+        return -EINVAL;
+    size_t n = strlen(p);
+    while (n > 0 && p[n - 1] == '/')
+        n--;
+    if (n >= sizeof(t->base))
+        return -EINVAL;
+    snprintf(t->base, sizeof(t->base), "%.*s", (int)n, p);
+    return 0;
+}
+
+static int read_token(const char *path, char *token, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int e = errno;
+        error_message("cannot read the admin token file %s: %s%s", path, strerror(e),
+                      e == EACCES ? " (run as root, or pass --token-file)" : "");
+        return EXIT_AUTH;
+    }
+    char buf[MAX_TOKEN + 64];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *start = buf + strspn(buf, " \t\r\n");
+    size_t len = strcspn(start, " \t\r\n");
+    if (len == 0 || len >= cap) {
+        error_message("the admin token file %s holds no usable token", path);
+        return EXIT_AUTH;
+    }
+    memcpy(token, start, len);
+    token[len] = '\0';
+    return 0;
+}
+
+/* ---- HTTP -------------------------------------------------------------------------------------
+ */
+
+/* Connects within timeout_s; returns the socket or -1 with a message in err. */
+static int connect_to(const struct target *t, int timeout_s, char *err, size_t cap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *list;
+    int rc = getaddrinfo(t->host, t->port, &hints, &list);
+    if (rc != 0) {
+        snprintf(err, cap, "cannot resolve %s: %s", t->host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    int last = ECONNREFUSED;
+    for (struct addrinfo *ai = list; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        if (errno == EINPROGRESS) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int n = poll(&pfd, 1, timeout_s * 1000);
+            int so_error = 0;
+            socklen_t len = sizeof(so_error);
+            if (n == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 &&
+                so_error == 0)
+                break;
+            last = n == 0 ? ETIMEDOUT : so_error ? so_error : errno;
+        } else {
+            last = errno;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(list);
+    if (fd < 0) {
+        snprintf(err, cap,
+                 "cannot connect to %s port %s: %s (is webfused running with its admin "
+                 "API there?)",
+                 t->host, t->port, strerror(last));
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval tv = {.tv_sec = timeout_s};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static int send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads until the peer closes (we sent "Connection: close"). */
+static int recv_all(int fd, char **out, size_t *out_len)
+{
+    size_t cap = 16384, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MAX_RESPONSE) {
+                free(buf);
+                return -EMSGSIZE;
+            }
+            cap *= 2;
+            char *bigger = realloc(buf, cap + 1);
+            if (!bigger) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = bigger;
+        }
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno == EAGAIN ? ETIMEDOUT : errno;
+            free(buf);
+            return -e;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* Undoes chunked transfer coding in place; returns the body's length or -1. */
+static long dechunk(char *data, size_t len)
+{
+    size_t in = 0, out = 0;
+    for (;;) {
+        char *end;
+        unsigned long size = strtoul(data + in, &end, 16);
+        char *line_end = strstr(data + in, "\r\n");
+        if (end == data + in || !line_end)
+            return -1;
+        in = (size_t)(line_end - data) + 2;
+        if (size == 0)
+            return (long)out;
+        if (size > len - in)
+            return -1;
+        memmove(data + out, data + in, size);
+        out += size;
+        in += size + 2;
+        if (in > len)
+            return -1;
+    }
+}
+
+/* Splits a raw answer into status and body. 0, or -1 when it is not HTTP. */
+static int parse_response(char *raw, size_t len, struct response *resp)
+{
+    int major, minor, status;
+    if (sscanf(raw, "HTTP/%d.%d %d", &major, &minor, &status) != 3)
+        return -1;
+    char *headers_end = strstr(raw, "\r\n\r\n");
+    if (!headers_end)
+        return -1;
+    *headers_end = '\0';
+    char *body = headers_end + 4;
+    size_t body_len = len - (size_t)(body - raw);
+    bool chunked = false;
+    long content_length = -1;
+    for (char *line = strstr(raw, "\r\n"); line && line < headers_end;
+         line = strstr(line, "\r\n")) {
+        line += 2;
+        if (strncasecmp(line, "content-length:", 15) == 0)
+            content_length = strtol(line + 15, NULL, 10);
+        else if (strncasecmp(line, "transfer-encoding:", 18) == 0 && strstr(line, "chunked"))
+            chunked = true;
+    }
+    if (chunked) {
+        long n = dechunk(body, body_len);
+        if (n < 0)
+            return -1;
+        body_len = (size_t)n;
+    } else if (content_length >= 0 && (size_t)content_length < body_len) {
+        body_len = (size_t)content_length;
+    }
+    resp->status = status;
+    resp->len = body_len;
+    resp->body = malloc(body_len + 1);
+    if (!resp->body)
+        return -1;
+    memcpy(resp->body, body, body_len);
+    resp->body[body_len] = '\0';
+    return 0;
+}
+
+/* One request. Returns 0 with *resp filled (the caller frees resp->body), or EXIT_UNREACHABLE
+ * after saying why. */
+static int http_request(const struct options *opt, const struct target *t, const char *token,
+                        const char *method, const char *path, const char *body,
+                        struct response *resp)
+{
+    char err[512];
+    int fd = connect_to(t, opt->timeout_s, err, sizeof(err));
+    if (fd < 0) {
+        error_message("%s", err);
+        return EXIT_UNREACHABLE;
+    }
+    bool v6 = strchr(t->host, ':') != NULL;
+    char auth[MAX_TOKEN + 32] = "";
+    if (token)
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", token);
+    char length[96] = "";
+    if (body)
+        snprintf(length, sizeof(length),
+                 "Content-Type: application/json\r\nContent-Length: %zu\r\n", strlen(body));
+    char *request = NULL;
+    int n = asprintf(&request,
+                     "%s %s%s HTTP/1.1\r\n"
+                     "Host: %s%s%s:%s\r\n"
+                     "User-Agent: " PROGRAM "/" WEBFUSE_VERSION "\r\n"
+                     "Accept: application/json\r\n"
+                     "Connection: close\r\n"
+                     "%s%s\r\n%s",
+                     method, t->base, path, v6 ? "[" : "", t->host, v6 ? "]" : "", t->port, auth,
+                     length, body ? body : "");
+    explicit_bzero(auth, sizeof(auth));
+    if (n < 0) {
+        close(fd);
+        error_message("out of memory");
+        return EXIT_UNREACHABLE;
+    }
+    char *raw = NULL;
+    size_t raw_len = 0;
+    int rc = send_all(fd, request, (size_t)n) == 0 ? recv_all(fd, &raw, &raw_len) : -errno;
+    explicit_bzero(request, (size_t)n);
+    free(request);
+    close(fd);
+    if (rc != 0) {
+        error_message("no answer from %s port %s: %s", t->host, t->port, strerror(-rc));
+        return EXIT_UNREACHABLE;
+    }
+    if (raw_len == 0) {
+        free(raw);
+        error_message("%s port %s closed the connection without an answer", t->host, t->port);
+        return EXIT_UNREACHABLE;
+    }
+    rc = parse_response(raw, raw_len, resp);
+    free(raw);
+    if (rc != 0) {
+        error_message("%s port %s did not answer in HTTP (is that the admin port of webfused?)",
+                      t->host, t->port);
+        return EXIT_UNREACHABLE;
+    }
+    return 0;
+}
+
+/* ---- output -----------------------------------------------------------------------------------
+ */
+
+/* A table: rows of cells (owned strings), printed with columns as wide as their widest cell. */
+#define MAX_COLUMNS 12
+
+struct table {
+    size_t columns;
+    size_t rows;
+    char **cells; /* rows * columns */
+};
+
+static void table_add(struct table *t, const char *const *cells)
+{
+    char **grown = realloc(t->cells, (t->rows + 1) * t->columns * sizeof(char *));
+    if (!grown)
+        return;
+    t->cells = grown;
+    for (size_t c = 0; c < t->columns; c++)
+        t->cells[t->rows * t->columns + c] = strdup(cells[c] ? cells[c] : "-");
+    t->rows++;
+}
+
+static void table_print(struct table *t)
+{
+    size_t width[MAX_COLUMNS] = {0};
+    for (size_t r = 0; r < t->rows; r++)
+        for (size_t c = 0; c < t->columns; c++) {
+            const char *cell = t->cells[r * t->columns + c];
+            size_t w = cell ? strlen(cell) : 0;
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (size_t r = 0; r < t->rows; r++) {
+        for (size_t c = 0; c < t->columns; c++) {
+            const char *cell = t->cells[r * t->columns + c];
+            bool last = c + 1 == t->columns;
+            printf("%-*s%s", last ? 0 : (int)width[c], cell ? cell : "", last ? "\n" : "  ");
+        }
+    }
+    for (size_t i = 0; i < t->rows * t->columns; i++)
+        free(t->cells[i]);
+    free(t->cells);
+}
+
+/* JSON value as a cell: strings as they are, numbers in decimal, null as "-". */
+static const char *cell(json_t *value, char *buf, size_t cap)
+{
+    if (json_is_string(value))
+        return json_string_value(value);
+    if (json_is_integer(value)) {
+        snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+        return buf;
+    }
+    if (json_is_true(value))
+        return "yes";
+    if (json_is_false(value))
+        return "no";
+    return "-";
+}
+
+static const char *bytes_cell(json_t *value, char *buf, size_t cap)
+{
+    if (!json_is_integer(value))
+        return "-";
+    double v = (double)json_integer_value(value);
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%.0f %s", v, units[u]);
+    else
+        snprintf(buf, cap, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+/* "2024-05-01T10:00:00Z" -> "2024-05-01 10:00:00" (UTC, as the daemon keeps it). */
+static const char *time_cell(json_t *value, char *buf, size_t cap)
+{
+    const char *text = json_string_value(value);
+    if (!text)
+        return "-";
+    snprintf(buf, cap, "%.10s %.8s", text, strlen(text) > 11 ? text + 11 : "");
+    return buf;
+}
+
+static void print_sessions(json_t *root)
+{
+    json_t *sessions = json_object_get(root, "sessions");
+    struct table t = {.columns = 10};
+    const char *head[] = {"ID",        "STATE",    "PROTOCOL", "REMOTE", "USER",
+                          "CONNECTED", "REQUESTS", "IN",       "OUT",    "FILESYSTEMS"};
+    table_add(&t, head);
+    size_t i;
+    json_t *s;
+    json_array_foreach(sessions, i, s)
+    {
+        char b[10][96];
+        char names[512] = "";
+        size_t k;
+        json_t *fs;
+        json_array_foreach(json_object_get(s, "filesystems"), k, fs)
+        {
+            const char *name = json_is_string(fs) ? json_string_value(fs)
+                                                  : json_string_value(json_object_get(fs, "name"));
+            if (!name)
+                continue;
+            size_t used = strlen(names);
+            snprintf(names + used, sizeof(names) - used, "%s%s", used ? "," : "", name);
+        }
+        const char *row[] = {
+            cell(json_object_get(s, "id"), b[0], sizeof(b[0])),
+            cell(json_object_get(s, "state"), b[1], sizeof(b[1])),
+            cell(json_object_get(s, "protocol"), b[2], sizeof(b[2])),
+            cell(json_object_get(s, "remote"), b[3], sizeof(b[3])),
+            cell(json_object_get(s, "user"), b[4], sizeof(b[4])),
+            time_cell(json_object_get(s, "connected_since"), b[5], sizeof(b[5])),
+            cell(json_object_get(s, "requests"), b[6], sizeof(b[6])),
+            bytes_cell(json_object_get(s, "bytes_in"), b[7], sizeof(b[7])),
+            bytes_cell(json_object_get(s, "bytes_out"), b[8], sizeof(b[8])),
+            names[0] ? names : "-",
+        };
+        table_add(&t, row);
+    }
+    table_print(&t);
+    json_int_t total = json_integer_value(json_object_get(root, "total"));
+    if ((size_t)total > json_array_size(sessions))
+        printf("(%zu of %" JSON_INTEGER_FORMAT " shown; use --limit/--offset)\n",
+               json_array_size(sessions), total);
+}
+
+static void fs_row(struct table *t, json_t *fs)
+{
+    char b[9][96];
+    const char *row[] = {
+        cell(json_object_get(fs, "name"), b[0], sizeof(b[0])),
+        cell(json_object_get(fs, "state"), b[1], sizeof(b[1])),
+        cell(json_object_get(fs, "session"), b[2], sizeof(b[2])),
+        cell(json_object_get(fs, "protocol"), b[3], sizeof(b[3])),
+        cell(json_object_get(fs, "mountpoint"), b[4], sizeof(b[4])),
+        cell(json_object_get(fs, "open_files"), b[5], sizeof(b[5])),
+        cell(json_object_get(fs, "requests"), b[6], sizeof(b[6])),
+        bytes_cell(json_object_get(fs, "bytes_read"), b[7], sizeof(b[7])),
+        bytes_cell(json_object_get(fs, "bytes_written"), b[8], sizeof(b[8])),
+    };
+    table_add(t, row);
+}
+
+static const char *const fs_head[] = {"NAME", "STATE",    "SESSION", "PROTOCOL", "MOUNTPOINT",
+                                      "OPEN", "REQUESTS", "READ",    "WRITTEN"};
+
+static void print_filesystems(json_t *root)
+{
+    struct table t = {.columns = 9};
+    table_add(&t, fs_head);
+    size_t i;
+    json_t *fs;
+    json_array_foreach(json_object_get(root, "filesystems"), i, fs) fs_row(&t, fs);
+    table_print(&t);
+}
+
+static void print_session(json_t *s)
+{
+    char b[96];
+    printf("session %s\n", cell(json_object_get(s, "id"), b, sizeof(b)));
+    static const char *const fields[] = {"state",           "protocol", "remote",   "user",
+                                         "connected_since", "requests", "bytes_in", "bytes_out"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        printf("  %-16s %s\n", fields[i], cell(json_object_get(s, fields[i]), b, sizeof(b)));
+    json_t *filesystems = json_object_get(s, "filesystems");
+    if (json_array_size(filesystems) == 0)
+        return;
+    printf("\n");
+    struct table t = {.columns = 9};
+    table_add(&t, fs_head);
+    size_t i;
+    json_t *fs;
+    json_array_foreach(filesystems, i, fs) fs_row(&t, fs);
+    table_print(&t);
+}
+
+static void print_events(json_t *root)
+{
+    struct table t = {.columns = 6};
+    const char *head[] = {"ID", "TIME", "KIND", "SESSION", "FILESYSTEM", "DETAIL"};
+    table_add(&t, head);
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(root, "events"), i, e)
+    {
+        char b[6][96];
+        const char *row[] = {
+            cell(json_object_get(e, "id"), b[0], sizeof(b[0])),
+            cell(json_object_get(e, "time"), b[1], sizeof(b[1])),
+            cell(json_object_get(e, "kind"), b[2], sizeof(b[2])),
+            cell(json_object_get(e, "session"), b[3], sizeof(b[3])),
+            cell(json_object_get(e, "filesystem"), b[4], sizeof(b[4])),
+            cell(json_object_get(e, "detail"), b[5], sizeof(b[5])),
+        };
+        table_add(&t, row);
+    }
+    table_print(&t);
+}
+
+/* ---- commands ---------------------------------------------------------------------------------
+ */
+
+enum command_kind {
+    CMD_SESSIONS,
+    CMD_SESSION,
+    CMD_FILESYSTEMS,
+    CMD_DETACH,
+    CMD_DISCONNECT,
+    CMD_EVENTS,
+    CMD_HEALTH,
+    CMD_METRICS
+};
+
+struct command {
+    enum command_kind kind;
+    char path[512];
+    const char *method;
+    char *body; /* owned */
+    bool needs_token;
+    const char *subject; /* NAME or ID, for messages */
+};
+
+static bool is_number(const char *text)
+{
+    return text[0] && strspn(text, "0123456789") == strlen(text) && strlen(text) <= 18;
+}
+
+static bool name_ok(const char *text)
+{
+    size_t n = strlen(text);
+    return n >= 1 && n <= 64 &&
+           strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n &&
+           strcmp(text, ".") != 0 && strcmp(text, "..") != 0;
+}
+
+/* Parses the command and its own options from argv[0..argc). */
+static int parse_command(int argc, char **argv, struct command *cmd)
+{
+    static const struct option sub_options[] = {
+        {"all", no_argument, NULL, 'a'},          {"limit", required_argument, NULL, 'n'},
+        {"offset", required_argument, NULL, 'o'}, {"since", required_argument, NULL, 's'},
+        {"reason", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
+    };
+    const char *name = argv[0];
+    bool all = false;
+    const char *limit = NULL, *offset = NULL, *since = NULL, *reason = NULL;
+    optind = 0; /* glibc: 0 starts getopt afresh (the first parse used "+") */
+    int c;
+    /* Options may come before or after the argument (GNU getopt permutes); "--" ends them. */
+    while ((c = getopt_long(argc, argv, "", sub_options, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            all = true;
+            break;
+        case 'n':
+            limit = optarg;
+            break;
+        case 'o':
+            offset = optarg;
+            break;
+        case 's':
+            since = optarg;
+            break;
+        case 'r':
+            reason = optarg;
+            break;
+        default:
+            return usage_error("bad option for '%s'", name);
+        }
+    }
+    char **args = argv + optind;
+    int nargs = argc - optind;
+    if ((limit && !is_number(limit)) || (offset && !is_number(offset)) ||
+        (since && !is_number(since)))
+        return usage_error("--limit, --offset and --since take a number");
+    cmd->method = "GET";
+    cmd->needs_token = true;
+    bool takes_arg = false;
+    bool allowed_paging = false, allowed_since = false, allowed_reason = false, allowed_all = false;
+    if (strcmp(name, "sessions") == 0) {
+        cmd->kind = CMD_SESSIONS;
+        allowed_paging = allowed_all = true;
+        snprintf(cmd->path, sizeof(cmd->path), "/api/v1/sessions%s", all ? "?state=all" : "");
+        char *p = cmd->path + strlen(cmd->path);
+        if (limit)
+            p += sprintf(p, "%climit=%s", all ? '&' : '?', limit);
+        if (offset)
+            sprintf(p, "%coffset=%s", (all || limit) ? '&' : '?', offset);
+    } else if (strcmp(name, "session") == 0) {
+        cmd->kind = CMD_SESSION;
+        takes_arg = true;
+    } else if (strcmp(name, "filesystems") == 0) {
+        cmd->kind = CMD_FILESYSTEMS;
+        snprintf(cmd->path, sizeof(cmd->path), "/api/v1/filesystems");
+    } else if (strcmp(name, "detach") == 0) {
+        cmd->kind = CMD_DETACH;
+        takes_arg = allowed_reason = true;
+    } else if (strcmp(name, "disconnect") == 0) {
+        cmd->kind = CMD_DISCONNECT;
+        takes_arg = allowed_reason = true;
+    } else if (strcmp(name, "events") == 0) {
+        cmd->kind = CMD_EVENTS;
+        allowed_since = true;
+        allowed_paging = true;
+        snprintf(cmd->path, sizeof(cmd->path), "/api/v1/events%s%s%s%s%s", since ? "?since=" : "",
+                 since ? since : "", limit ? (since ? "&" : "?") : "", limit ? "limit=" : "",
+                 limit ? limit : "");
+        if (offset)
+            return usage_error("'events' takes --since and --limit, not --offset");
+    } else if (strcmp(name, "health") == 0) {
+        cmd->kind = CMD_HEALTH;
+        cmd->needs_token = false;
+        snprintf(cmd->path, sizeof(cmd->path), "/healthz");
+    } else if (strcmp(name, "metrics") == 0) {
+        cmd->kind = CMD_METRICS;
+        snprintf(cmd->path, sizeof(cmd->path), "/metrics");
+    } else {
+        return usage_error("unknown command '%s'", name);
+    }
+    if ((all && !allowed_all) || ((limit || offset) && !allowed_paging) ||
+        (since && !allowed_since) || (reason && !allowed_reason))
+        return usage_error("that option does not go with '%s'", name);
+    if (nargs != (takes_arg ? 1 : 0))
+        return usage_error(takes_arg ? "'%s' takes one argument" : "'%s' takes no argument", name);
+    if (!takes_arg)
+        return 0;
+    cmd->subject = args[0];
+    if (cmd->kind == CMD_DETACH) {
+        if (!name_ok(args[0]))
+            return usage_error("'%s' is not a filesystem name (1-64 of A-Z a-z 0-9 . _ -)",
+                               args[0]);
+        snprintf(cmd->path, sizeof(cmd->path), "/api/v1/filesystems/%s", args[0]);
+        cmd->method = "DELETE";
+    } else {
+        if (!is_number(args[0]) || strtoll(args[0], NULL, 10) <= 0)
+            return usage_error("'%s' is not a session id (a positive number)", args[0]);
+        snprintf(cmd->path, sizeof(cmd->path), "/api/v1/sessions/%s", args[0]);
+        cmd->method = cmd->kind == CMD_DISCONNECT ? "DELETE" : "GET";
+    }
+    if (reason) {
+        json_t *body = json_pack("{s:s}", "reason", reason);
+        cmd->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        if (!cmd->body)
+            return usage_error("--reason must be valid UTF-8");
+    }
+    return 0;
+}
+
+/* An error answer: says what the daemon said and picks the exit status. */
+static int report_error(const struct options *opt, const struct response *resp)
+{
+    json_t *root = json_loadb(resp->body, resp->len, 0, NULL);
+    const char *message = json_string_value(json_object_get(root, "error"));
+    if (opt->json && resp->len > 0)
+        fwrite(resp->body, 1, resp->len, stdout);
+    if (resp->status == 401) {
+        error_message("the daemon refused the token (%s); check --token-file",
+                      message ? message : "401 Unauthorized");
+        json_decref(root);
+        return EXIT_AUTH;
+    }
+    error_message("%s (HTTP %d)", message ? message : "the daemon answered with an error",
+                  resp->status);
+    json_decref(root);
+    return EXIT_DAEMON;
+}
+
+static int show(const struct options *opt, const struct command *cmd, const struct response *resp)
+{
+    if (cmd->kind == CMD_METRICS || opt->json) {
+        fwrite(resp->body, 1, resp->len, stdout);
+        if (resp->len > 0 && resp->body[resp->len - 1] != '\n')
+            fputc('\n', stdout);
+        return EXIT_OK;
+    }
+    json_error_t error;
+    json_t *root = json_loadb(resp->body, resp->len, 0, &error);
+    if (!root) {
+        error_message("the daemon's answer is not JSON: %s", error.text);
+        return EXIT_UNREACHABLE;
+    }
+    char b[96];
+    switch (cmd->kind) {
+    case CMD_SESSIONS:
+        print_sessions(root);
+        break;
+    case CMD_SESSION:
+        print_session(root);
+        break;
+    case CMD_FILESYSTEMS:
+        print_filesystems(root);
+        break;
+    case CMD_EVENTS:
+        print_events(root);
+        break;
+    case CMD_DETACH:
+        printf("detaching %s (session %s)\n", cmd->subject,
+               cell(json_object_get(root, "session"), b, sizeof(b)));
+        break;
+    case CMD_DISCONNECT:
+        printf("disconnecting session %s\n", cmd->subject);
+        break;
+    case CMD_HEALTH:
+        printf("%s\n", cell(json_object_get(root, "status"), b, sizeof(b)));
+        break;
+    case CMD_METRICS:
+        break;
+    }
+    json_decref(root);
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"url", required_argument, NULL, 'u'}, {"token-file", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},      {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
+    };
+    struct options opt = {
+        .url = getenv("WEBFUSE_ADMIN_URL") ? getenv("WEBFUSE_ADMIN_URL") : DEFAULT_URL,
+        .token_file = getenv("WEBFUSE_ADMIN_TOKEN_FILE") ? getenv("WEBFUSE_ADMIN_TOKEN_FILE")
+                                                         : DEFAULT_TOKEN_FILE,
+        .timeout_s = DEFAULT_TIMEOUT_S,
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "+u:t:jT:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            opt.url = optarg;
+            break;
+        case 't':
+            opt.token_file = optarg;
+            break;
+        case 'j':
+            opt.json = true;
+            break;
+        case 'T':
+            opt.timeout_s = is_number(optarg) ? atoi(optarg) : 0;
+            if (opt.timeout_s < 1 || opt.timeout_s > 3600)
+                return usage_error("--timeout takes a number of seconds from 1 to 3600");
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return EXIT_OK;
+        default:
+            fprintf(stderr, "Try '" PROGRAM " --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return usage_error("no command given");
+    struct target target;
+    if (parse_url(opt.url, &target) != 0)
+        return usage_error("'%s' is not an http://HOST[:PORT] URL", opt.url);
+    struct command cmd = {0};
+    int rc = parse_command(argc - optind, argv + optind, &cmd);
+    if (rc != 0)
+        return rc;
+
+    char token[MAX_TOKEN + 1];
+    if (cmd.needs_token) {
+        rc = read_token(opt.token_file, token, sizeof(token));
+        if (rc != 0) {
+            free(cmd.body);
+            return rc;
+        }
+    }
+    struct response resp = {0};
+    rc = http_request(&opt, &target, cmd.needs_token ? token : NULL, cmd.method, cmd.path, cmd.body,
+                      &resp);
+    free(cmd.body);
+    if (rc != 0)
+        return rc;
+    rc = resp.status >= 200 && resp.status < 300 ? show(&opt, &cmd, &resp)
+                                                 : report_error(&opt, &resp);
+    free(resp.body);
+    return rc;
+}
