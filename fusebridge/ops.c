@@ -654,6 +654,14 @@ static void attr_complete(struct stat *st)
         st->st_blksize = 4096;
 }
 
+/* The inode number programs see in stat. A path-based mount names its inodes itself (one per
+ * path), but shows the provider's own number when it has one, so hard links share a number as
+ * they do on the provider. */
+static ino_t shown_inode(const struct stat *attr, uint64_t ino)
+{
+    return attr->st_ino != 0 ? attr->st_ino : (ino_t)ino;
+}
+
 /* Fills `entry` for the kernel; path-based mounts count the lookup in the inode table. */
 static int entry_make(struct fusebridge_op *op, const struct stat *attr,
                       struct fuse_entry_param *entry)
@@ -672,7 +680,7 @@ static int entry_make(struct fusebridge_op *op, const struct stat *attr,
                                   &generation);
     entry->ino = ino;
     entry->generation = generation;
-    entry->attr.st_ino = ino;
+    entry->attr.st_ino = shown_inode(attr, ino);
     return rc;
 }
 
@@ -703,7 +711,7 @@ static void reply_attr(struct fusebridge_op *op, const struct stat *attr)
 {
     struct stat st = *attr;
     attr_complete(&st);
-    st.st_ino = op->steps[0].ino;
+    st.st_ino = op->mount->path_based ? shown_inode(attr, op->steps[0].ino) : op->steps[0].ino;
     fuse_reply_attr(op->req, &st, FUSEBRIDGE_CACHE_SECONDS);
 }
 
