@@ -96,12 +96,17 @@ static void worker_post(struct fusebridge_mount *mount, bool mounted_event, int 
     uv_async_send(&mount->wakeup);
 }
 
+static int connection_of(const char *mountpoint, unsigned *minor);
+
 static void worker_main(void *arg)
 {
     struct fusebridge_mount *mount = arg;
     int status = mountpoint_prepare(mount->mountpoint);
     if (status == 0)
         status = session_create(mount);
+    /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
+    if (status == 0)
+        mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
     worker_post(mount, true, status);
 
     if (status == 0) {
@@ -164,27 +169,44 @@ static void unmount_unprivileged(const char *mountpoint)
     waitpid(pid, &status, 0);
 }
 
+/* Lazy: processes that still hold files keep them (and get EIO from us), but the name is gone
+ * at once; the mount ends when the last of them lets go, or when it is aborted. */
 static void unmount_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
-    unsigned minor = 0;
-    bool known = connection_of(mount->mountpoint, &minor) == 0;
-
-    /* Lazy: processes that still hold files keep them, but the name is gone at once. */
     if (umount2(mount->mountpoint, MNT_DETACH) != 0 && errno == EPERM)
         unmount_unprivileged(mount->mountpoint);
-    /* Aborting ends the worker's loop even while a process keeps a file open. */
-    if (known)
-        connection_abort(minor);
+    if (mount->abort_requested && mount->connection_known)
+        connection_abort(mount->connection);
+}
+
+/* Aborting ends the worker's loop even while a process keeps a file open; those processes get
+ * ENOTCONN from then on. */
+static void abort_work(uv_work_t *work)
+{
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, abort_work);
+    if (mount->connection_known)
+        connection_abort(mount->connection);
+}
+
+/* Loop thread: pool work on the mount is over; finish if the worker has ended meanwhile. */
+static void pool_work_done(struct fusebridge_mount *mount)
+{
+    mount->unmount_running = false;
+    if (mount->state == MOUNT_GONE)
+        mount_finish(mount);
 }
 
 static void unmount_done(uv_work_t *work, int status)
 {
     (void)status;
-    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
-    mount->unmount_running = false;
-    if (mount->state == MOUNT_GONE)
-        mount_finish(mount);
+    pool_work_done(container_of(work, struct fusebridge_mount, unmount_work));
+}
+
+static void abort_done(uv_work_t *work, int status)
+{
+    (void)status;
+    pool_work_done(container_of(work, struct fusebridge_mount, abort_work));
 }
 
 /* ---- the loop side ----------------------------------------------------------------------------
@@ -341,6 +363,21 @@ void fusebridge_mount_close(struct fusebridge_mount *mount)
     mount->close_requested = true;
     if (mount->state == MOUNT_MOUNTED)
         mount_start_unmount(mount);
+}
+
+void fusebridge_mount_abort(struct fusebridge_mount *mount)
+{
+    if (mount->abort_requested)
+        return;
+    mount->abort_requested = true;
+    bool unmounting = mount->state == MOUNT_UNMOUNTING && !mount->unmount_running;
+    fusebridge_mount_close(mount); /* an unmount it starts aborts too */
+    if (!unmounting)
+        return;
+    /* Already lazily unmounted and still held open: abort on its own. */
+    mount->unmount_running = true;
+    if (uv_queue_work(mount->loop, &mount->abort_work, abort_work, abort_done) != 0)
+        mount->unmount_running = false;
 }
 
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount)

@@ -67,6 +67,9 @@ struct fusebridge_mount {
     uv_async_t wakeup; /* worker -> loop: ops queued, mounted, exited */
     uv_thread_t worker;
     uv_work_t unmount_work;
+    uv_work_t abort_work;
+    unsigned connection;   /* the FUSE connection number (fusectl), when known */
+    bool connection_known; /* set by the worker before it reports the mount */
     struct fusebridge_callbacks callbacks;
     void *user;
     char *mountpoint;
@@ -78,7 +81,8 @@ struct fusebridge_mount {
     /* Loop thread only. */
     enum mount_state state;
     bool close_requested;
-    bool unmount_running;
+    bool abort_requested;
+    bool unmount_running; /* unmount or abort work is on the thread pool */
     bool finishing;
 
     /* Shared with the worker, under `lock`. */

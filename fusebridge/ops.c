@@ -60,8 +60,8 @@ struct fusebridge_op {
     struct fusebridge_request steps[OP_MAX_STEPS];
     unsigned nsteps;
     unsigned step;
-    uint64_t fh;         /* from OPEN / CREATE, for the final reply */
-    int open_flags;      /* OPEN / CREATE: the kernel's flags, echoed in the reply */
+    uint64_t fh;           /* from OPEN / CREATE, for the final reply */
+    int open_flags;        /* OPEN / CREATE: the kernel's flags, echoed in the reply */
     uint64_t entry_parent; /* REPLY_ENTRY / CREATE, EFFECT_*: the entry's directory ... */
     char *entry_name;      /* ... and name (owned) */
     uint64_t new_parent;   /* EFFECT_RENAME */
@@ -550,8 +550,7 @@ static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_i
     fuse_reply_err(req, 0);
 }
 
-static void bridge_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-                            struct fuse_file_info *fi)
+static void bridge_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     (void)ino;
     (void)datasync;
@@ -791,8 +790,8 @@ int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answe
     return 0;
 }
 
-static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name,
-                       uint64_t ino, uint32_t mode)
+static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name, uint64_t ino,
+                       uint32_t mode)
 {
     struct stat st = {.st_ino = ino, .st_mode = mode};
     size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);

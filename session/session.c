@@ -432,7 +432,12 @@ static void filesystem_detach(struct filesystem *fs)
         return;
     fs->state = FS_CLOSING;
     pending_fail(fs->session, fs, -EIO);
-    fusebridge_mount_close(fs->mount);
+    /* While running, a detached mount lingers until processes let go of its files (they get
+     * EIO); when shutting down, it is cut off. */
+    if (fs->session->hub->shutting_down)
+        fusebridge_mount_abort(fs->mount);
+    else
+        fusebridge_mount_close(fs->mount);
 }
 
 /* ---- the session's life -----------------------------------------------------------------------

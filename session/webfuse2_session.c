@@ -72,7 +72,8 @@ static int wf2_encode(struct session *s, const struct filesystem *fs, uint32_t i
     return codec_wf2_encode_request(s->tx + LWS_PRE, s->tx_cap, len, &msg);
 }
 
-/* ---- answers ---------------------------------------------------------------------------------- */
+/* ---- answers ----------------------------------------------------------------------------------
+ */
 
 static void attr_to_stat(const struct codec_wf2_attr *a, struct stat *st)
 {
@@ -166,8 +167,7 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     uint32_t id;
     uint8_t type;
     if (codec_wf2_decode_header(data, len, &id, &type) != 0) {
-        log_warn("session %llu: message of %zu bytes is too short", (unsigned long long)s->id,
-                 len);
+        log_warn("session %llu: message of %zu bytes is too short", (unsigned long long)s->id, len);
         return 0;
     }
     struct fusebridge_op *op;
@@ -180,8 +180,8 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     }
     const struct fusebridge_request *req = fusebridge_op_request(op);
     struct codec_wf2_response resp;
-    int rc = codec_wf2_decode_response(data, len, wf2_type_of[req->kind], expected_size(req),
-                                       &resp);
+    int rc =
+        codec_wf2_decode_response(data, len, wf2_type_of[req->kind], expected_size(req), &resp);
     if (rc == -ENOSYS) {
         fusebridge_reply_error(op, -ENOSYS);
     } else if (rc != 0) {
