@@ -99,6 +99,10 @@ struct fusebridge_callbacks {
     /* Loop thread. Ops are waiting in fusebridge_mount_pop. Called again only after the queue was
      * drained empty, so the owner must pop until NULL or remember that work is left. */
     void (*on_ready)(struct fusebridge_mount *mount, void *user);
+    /* Loop thread. The mount is going away (detached, or unmounted by hand): before returning,
+     * the owner must reply to every op it popped from it. Further ops fail with EIO by
+     * themselves. on_closed follows. */
+    void (*on_gone)(struct fusebridge_mount *mount, void *user);
     /* Loop thread. The mount is gone and its worker has ended. `mount` is freed after this
      * returns. */
     void (*on_closed)(struct fusebridge_mount *mount, void *user);

@@ -93,8 +93,11 @@ struct fusebridge_mount {
     bool mount_done;    /* the worker's mount attempt has ended ... */
     int mount_status;   /* ... with this status */
     bool mount_seen;    /* the loop thread has acted on mount_done */
+    bool loop_ended;    /* the worker's FUSE loop has returned ... */
+    bool loop_end_seen; /* ... and the loop thread has acted on it */
     bool worker_exited; /* the worker has torn the FUSE session down and ends */
 
+    uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
     struct fuse_session *session; /* worker thread only */
     /* Open directories, freed at teardown when an aborted connection never sends releasedir.
      * Worker thread only. */

@@ -363,13 +363,20 @@ static void fs_unlink(struct session *s, struct filesystem *fs)
     s->filesystem_count--;
 }
 
+static void fs_on_gone(struct fusebridge_mount *mount, void *user)
+{
+    (void)mount;
+    struct filesystem *fs = user;
+    /* Unmounted by hand, or detached: nothing may wait for it any more. */
+    pending_fail(fs->session, fs, -EIO);
+    fs->state = FS_CLOSING;
+}
+
 static void fs_on_closed(struct fusebridge_mount *mount, void *user)
 {
     (void)mount;
     struct filesystem *fs = user;
     struct session *s = fs->session;
-    if (fs->state == FS_MOUNTED)
-        pending_fail(s, fs, -EIO); /* gone by hand: nothing may wait for it */
     log_info("session %llu: detached %s", (unsigned long long)s->id, fs->name);
     fs_unlink(s, fs);
     free(fs);
@@ -380,6 +387,7 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
 static const struct fusebridge_callbacks fs_callbacks = {
     .on_mounted = fs_on_mounted,
     .on_ready = fs_on_ready,
+    .on_gone = fs_on_gone,
     .on_closed = fs_on_closed,
 };
 
