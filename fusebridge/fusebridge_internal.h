@@ -49,12 +49,26 @@ uint64_t inode_table_find(struct inode_table *t, uint64_t parent, const char *na
 
 void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup);
 
-/* (parent, name) was removed on the provider. */
-void inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name);
+/* (parent, name) was removed on the provider. Returns the provider's inode number of what was
+ * removed when it has other names (0 otherwise). */
+uint64_t inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name);
 
-/* (parent, name) was renamed to (newparent, newname) on the provider; paths below follow. */
-void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
-                        uint64_t newparent, const char *newname, unsigned flags);
+/* (parent, name) was renamed to (newparent, newname) on the provider; paths below follow.
+ * Returns the provider's inode number of an entry the rename replaced when it has other names
+ * (0 otherwise). */
+uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
+                            uint64_t newparent, const char *newname, unsigned flags);
+
+/* Remembers the provider's latest attributes of `ino` (st_ino: the provider's inode number). */
+void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr);
+/* A write through `ino` reached `end`: a remembered size below it grows. */
+void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end);
+/* The remembered attributes of `ino` if it was unlinked (its path is gone, but a process may
+ * still have it open); -ENOENT otherwise. */
+int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr);
+/* Up to `max` inodes whose provider inode number is `provider_ino`: the names of one file. */
+size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max);
+uint64_t inode_table_provider_inode(struct inode_table *t, uint64_t ino);
 
 size_t inode_table_count(struct inode_table *t);
 

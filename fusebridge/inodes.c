@@ -20,7 +20,9 @@ struct inode_node {
     char *name;
     uint64_t nlookup;
     uint64_t children;
-    bool unlinked;                /* no longer reachable by name; its last path is kept */
+    bool unlinked; /* no longer reachable by name; its last path is kept */
+    bool has_attr;
+    struct stat attr;             /* as the provider last described it (st_ino: the provider's) */
     struct inode_node *hash_next; /* in the name index, unless unlinked */
 };
 
@@ -285,6 +287,17 @@ void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup)
     uv_mutex_unlock(&t->lock);
 }
 
+static uint64_t node_provider_inode(const struct inode_node *node)
+{
+    return node->has_attr ? (uint64_t)node->attr.st_ino : 0;
+}
+
+/* The provider inode of a file that has other names, whose link counts change with this one. */
+static uint64_t node_shared_inode(const struct inode_node *node)
+{
+    return node->has_attr && node->attr.st_nlink > 1 ? (uint64_t)node->attr.st_ino : 0;
+}
+
 static void node_unlink(struct inode_table *t, struct inode_node *node)
 {
     if (node->unlinked)
@@ -294,13 +307,15 @@ static void node_unlink(struct inode_table *t, struct inode_node *node)
     node_release_if_unused(t, node);
 }
 
-void inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name)
+uint64_t inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name)
 {
     uv_mutex_lock(&t->lock);
     struct inode_node *node = node_find(t, parent, name);
+    uint64_t provider_ino = node ? node_shared_inode(node) : 0;
     if (node)
         node_unlink(t, node);
     uv_mutex_unlock(&t->lock);
+    return provider_ino;
 }
 
 /* Moves `node` to (dir, name); the caller removed any node there. */
@@ -336,13 +351,16 @@ static void nodes_exchange(struct inode_table *t, struct inode_node *a, struct i
     index_insert(t, b);
 }
 
-void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
-                        uint64_t newparent, const char *newname, unsigned flags)
+uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
+                            uint64_t newparent, const char *newname, unsigned flags)
 {
     uv_mutex_lock(&t->lock);
     struct inode_node *node = node_find(t, parent, name);
     struct inode_node *target = node_find(t, newparent, newname);
     struct inode_node *dir = node_get(t, newparent);
+    uint64_t replaced = target && target != node && !(flags & FUSEBRIDGE_RENAME_EXCHANGE)
+                            ? node_shared_inode(target)
+                            : 0;
     if (flags & FUSEBRIDGE_RENAME_EXCHANGE) {
         if (node && target)
             nodes_exchange(t, node, target);
@@ -358,6 +376,60 @@ void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name
             node_unlink(t, node);
     }
     uv_mutex_unlock(&t->lock);
+    return replaced;
+}
+
+void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    if (node) {
+        node->attr = *attr;
+        node->has_attr = true;
+    }
+    uv_mutex_unlock(&t->lock);
+}
+
+void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    if (node && node->has_attr && (uint64_t)node->attr.st_size < end)
+        node->attr.st_size = (off_t)end;
+    uv_mutex_unlock(&t->lock);
+}
+
+int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr)
+{
+    uv_mutex_lock(&t->lock);
+    const struct inode_node *node = node_get(t, ino);
+    int rc = node && node->unlinked && node->has_attr ? 0 : -ENOENT;
+    if (rc == 0)
+        *attr = node->attr;
+    uv_mutex_unlock(&t->lock);
+    return rc;
+}
+
+size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    uv_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->nslots && n < max && provider_ino != 0; i++) {
+        const struct inode_node *node = t->slots[i].node;
+        if (node && node_provider_inode(node) == provider_ino)
+            out[n++] = node->ino;
+    }
+    uv_mutex_unlock(&t->lock);
+    return n;
+}
+
+uint64_t inode_table_provider_inode(struct inode_table *t, uint64_t ino)
+{
+    uv_mutex_lock(&t->lock);
+    const struct inode_node *node = node_get(t, ino);
+    uint64_t provider_ino = node ? node_provider_inode(node) : 0;
+    uv_mutex_unlock(&t->lock);
+    return provider_ino;
 }
 
 size_t inode_table_count(struct inode_table *t)

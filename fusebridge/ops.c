@@ -234,10 +234,19 @@ static void bridge_forget_multi(fuse_req_t req, size_t count, struct fuse_forget
     fuse_reply_none(req);
 }
 
+static void reply_attr_cached(fuse_req_t req, fuse_ino_t ino, const struct stat *cached);
+
 static void bridge_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
-    if (mount_of(req)->path_based) {
+    struct fusebridge_mount *mount = mount_of(req);
+    struct stat cached;
+    /* Its path is gone, so the provider cannot describe it; a process still has it open. */
+    if (mount->path_based && inode_table_unlinked_attr(&mount->inodes, ino, &cached) == 0) {
+        reply_attr_cached(req, ino, &cached);
+        return;
+    }
+    if (mount->path_based) {
         forward_path(req, REPLY_ATTR, FUSEBRIDGE_GETATTR, ino, NULL, false, NULL);
         return;
     }
@@ -680,6 +689,8 @@ static int entry_make(struct fusebridge_op *op, const struct stat *attr,
     entry->ino = ino;
     entry->generation = generation;
     entry->attr.st_ino = shown_inode(attr, ino);
+    if (rc == 0)
+        inode_table_set_attr(&op->mount->inodes, ino, attr);
     return rc;
 }
 
@@ -706,10 +717,20 @@ static void reply_entry(struct fusebridge_op *op, const struct stat *attr)
     }
 }
 
+static void reply_attr_cached(fuse_req_t req, fuse_ino_t ino, const struct stat *cached)
+{
+    struct stat st = *cached;
+    attr_complete(&st);
+    st.st_ino = shown_inode(cached, ino);
+    fuse_reply_attr(req, &st, FUSEBRIDGE_CACHE_SECONDS);
+}
+
 static void reply_attr(struct fusebridge_op *op, const struct stat *attr)
 {
     struct stat st = *attr;
     attr_complete(&st);
+    if (op->mount->path_based)
+        inode_table_set_attr(&op->mount->inodes, op->steps[0].ino, attr);
     st.st_ino = op->mount->path_based ? shown_inode(attr, op->steps[0].ino) : op->steps[0].ino;
     fuse_reply_attr(op->req, &st, FUSEBRIDGE_CACHE_SECONDS);
 }
@@ -727,16 +748,30 @@ static void reply_readlink(struct fusebridge_op *op, const struct fusebridge_ans
     fuse_reply_readlink(op->req, target);
 }
 
+/* The kernel caches attributes per inode, and each name of a hard-linked file is its own inode
+ * here: when one name comes or goes, the others' link counts are stale. Attributes only (offset
+ * -1), so the kernel takes no page locks and this cannot wait on us. */
+static void aliases_invalidate(struct fusebridge_op *op, uint64_t provider_ino)
+{
+    uint64_t inos[64];
+    size_t n = inode_table_aliases(&op->mount->inodes, provider_ino, inos, 64);
+    for (size_t i = 0; i < n; i++)
+        fuse_lowlevel_notify_inval_inode(op->mount->session, inos[i], -1, 0);
+}
+
 static void apply_effect(struct fusebridge_op *op)
 {
     struct inode_table *inodes = &op->mount->inodes;
+    uint64_t shared = 0;
     if (!op->mount->path_based)
         return;
     if (op->effect == EFFECT_UNLINK)
-        inode_table_unlink(inodes, op->entry_parent, op->entry_name);
+        shared = inode_table_unlink(inodes, op->entry_parent, op->entry_name);
     else if (op->effect == EFFECT_RENAME)
-        inode_table_rename(inodes, op->entry_parent, op->entry_name, op->new_parent, op->new_name,
-                           op->rename_flags);
+        shared = inode_table_rename(inodes, op->entry_parent, op->entry_name, op->new_parent,
+                                    op->new_name, op->rename_flags);
+    if (shared != 0)
+        aliases_invalidate(op, shared);
 }
 
 static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *answer)
@@ -749,6 +784,8 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
     case REPLY_ENTRY:
     case REPLY_CREATE:
         reply_entry(op, &answer->attr);
+        if (op->steps[0].kind == FUSEBRIDGE_LINK)
+            aliases_invalidate(op, (uint64_t)answer->attr.st_ino);
         break;
     case REPLY_ATTR:
         reply_attr(op, &answer->attr);
@@ -762,6 +799,9 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         fuse_reply_buf(op->req, answer->data, answer->len);
         break;
     case REPLY_WRITE:
+        if (op->mount->path_based)
+            inode_table_grow(&op->mount->inodes, op->steps[0].ino,
+                             op->steps[0].offset + answer->len);
         fuse_reply_write(op->req, answer->len);
         break;
     case REPLY_READLINK:
