@@ -66,9 +66,14 @@ void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end);
 /* The remembered attributes of `ino` if it was unlinked (its path is gone, but a process may
  * still have it open); -ENOENT otherwise. */
 int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr);
+/* For an unlinked `ino`: applies a setattr (FUSE_SET_ATTR_* in to_set) to the remembered
+ * attributes and returns them in *out; -ENOENT when `ino` is not unlinked. */
+int inode_table_unlinked_setattr(struct inode_table *t, uint64_t ino, const struct stat *attr,
+                                 int to_set, struct stat *out);
 /* Up to `max` inodes whose provider inode number is `provider_ino`: the names of one file. */
 size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max);
-uint64_t inode_table_provider_inode(struct inode_table *t, uint64_t ino);
+/* The provider inode number of `ino` when the file has other names, else 0. */
+uint64_t inode_table_shared_inode(struct inode_table *t, uint64_t ino);
 
 size_t inode_table_count(struct inode_table *t);
 
@@ -109,6 +114,8 @@ struct fusebridge_mount {
     bool mount_seen;    /* the loop thread has acted on mount_done */
     bool loop_ended;    /* the worker's FUSE loop has returned ... */
     bool loop_end_seen; /* ... and the loop thread has acted on it */
+    unsigned pool_jobs; /* loop thread: thread-pool jobs holding ops of this mount */
+    bool release_due;   /* loop thread: ops_answered is to be posted when pool_jobs drops to 0 */
     bool worker_exited; /* the worker has torn the FUSE session down and ends */
 
     uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
@@ -121,6 +128,12 @@ struct fusebridge_mount {
 /* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
  * fails it with EIO when the mount is closing. Any thread. */
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
+
+/* Loop thread. Runs `work` on the thread pool for an op the mount still owns; the FUSE session
+ * stays until `done` has called mount_pool_job_done. Returns 0 or a negative errno. */
+int mount_pool_job_start(struct fusebridge_mount *mount, uv_work_t *work, uv_work_cb work_cb,
+                         uv_after_work_cb done_cb);
+void mount_pool_job_done(struct fusebridge_mount *mount);
 
 /* ---- operations (ops.c) ---- */
 

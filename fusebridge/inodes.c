@@ -22,6 +22,7 @@ struct inode_node {
     uint64_t children;
     bool unlinked; /* no longer reachable by name; its last path is kept */
     bool has_attr;
+    bool linked; /* has had other names: a name may be gone while a process still has it open */
     struct stat attr;             /* as the provider last described it (st_ino: the provider's) */
     struct inode_node *hash_next; /* in the name index, unless unlinked */
 };
@@ -292,10 +293,17 @@ static uint64_t node_provider_inode(const struct inode_node *node)
     return node->has_attr ? (uint64_t)node->attr.st_ino : 0;
 }
 
-/* The provider inode of a file that has other names, whose link counts change with this one. */
+/* The provider inode of a file that has (or had) other names: they change with this one. */
 static uint64_t node_shared_inode(const struct inode_node *node)
 {
-    return node->has_attr && node->attr.st_nlink > 1 ? (uint64_t)node->attr.st_ino : 0;
+    return node->has_attr && node->linked ? (uint64_t)node->attr.st_ino : 0;
+}
+
+static void node_take_attr(struct inode_node *node, const struct stat *attr)
+{
+    node->attr = *attr;
+    node->has_attr = true;
+    node->linked = node->linked || attr->st_nlink > 1;
 }
 
 static void node_unlink(struct inode_table *t, struct inode_node *node)
@@ -304,6 +312,8 @@ static void node_unlink(struct inode_table *t, struct inode_node *node)
         return;
     index_remove(t, node);
     node->unlinked = true;
+    if (node->has_attr && node->attr.st_nlink > 0)
+        node->attr.st_nlink--;
     node_release_if_unused(t, node);
 }
 
@@ -379,13 +389,41 @@ uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *
     return replaced;
 }
 
+/* Calls fn on every other node that names the same file as `node` (a hard link). */
+static void node_for_aliases(struct inode_table *t, const struct inode_node *node,
+                             void (*fn)(struct inode_node *alias, const void *arg), const void *arg)
+{
+    uint64_t shared = node_shared_inode(node);
+    for (size_t i = 0; i < t->nslots && shared != 0; i++) {
+        struct inode_node *alias = t->slots[i].node;
+        if (alias && alias != node && node_provider_inode(alias) == shared)
+            fn(alias, arg);
+    }
+}
+
+static void alias_take_attr(struct inode_node *alias, const void *arg)
+{
+    const struct stat *attr = arg;
+    /* An unlinked alias keeps its own (lower) link count: that name is gone. */
+    nlink_t nlink = alias->unlinked ? alias->attr.st_nlink : attr->st_nlink;
+    node_take_attr(alias, attr);
+    alias->attr.st_nlink = nlink;
+}
+
+static void alias_grow(struct inode_node *alias, const void *arg)
+{
+    const uint64_t *end = arg;
+    if ((uint64_t)alias->attr.st_size < *end)
+        alias->attr.st_size = (off_t)*end;
+}
+
 void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr)
 {
     uv_mutex_lock(&t->lock);
     struct inode_node *node = node_get(t, ino);
     if (node) {
-        node->attr = *attr;
-        node->has_attr = true;
+        node_take_attr(node, attr);
+        node_for_aliases(t, node, alias_take_attr, attr);
     }
     uv_mutex_unlock(&t->lock);
 }
@@ -394,9 +432,37 @@ void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end)
 {
     uv_mutex_lock(&t->lock);
     struct inode_node *node = node_get(t, ino);
-    if (node && node->has_attr && (uint64_t)node->attr.st_size < end)
-        node->attr.st_size = (off_t)end;
+    if (node && node->has_attr) {
+        alias_grow(node, &end);
+        node_for_aliases(t, node, alias_grow, &end);
+    }
     uv_mutex_unlock(&t->lock);
+}
+
+int inode_table_unlinked_setattr(struct inode_table *t, uint64_t ino, const struct stat *attr,
+                                 int to_set, struct stat *out)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    int rc = node && node->unlinked && node->has_attr ? 0 : -ENOENT;
+    if (rc == 0) {
+        struct stat *a = &node->attr;
+        if (to_set & FUSE_SET_ATTR_MODE)
+            a->st_mode = (a->st_mode & S_IFMT) | (attr->st_mode & 07777);
+        if (to_set & FUSE_SET_ATTR_UID)
+            a->st_uid = attr->st_uid;
+        if (to_set & FUSE_SET_ATTR_GID)
+            a->st_gid = attr->st_gid;
+        if (to_set & FUSE_SET_ATTR_SIZE)
+            a->st_size = attr->st_size;
+        if (to_set & FUSE_SET_ATTR_ATIME)
+            a->st_atim = attr->st_atim;
+        if (to_set & FUSE_SET_ATTR_MTIME)
+            a->st_mtim = attr->st_mtim;
+        *out = *a;
+    }
+    uv_mutex_unlock(&t->lock);
+    return rc;
 }
 
 int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr)
@@ -423,11 +489,11 @@ size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_
     return n;
 }
 
-uint64_t inode_table_provider_inode(struct inode_table *t, uint64_t ino)
+uint64_t inode_table_shared_inode(struct inode_table *t, uint64_t ino)
 {
     uv_mutex_lock(&t->lock);
     const struct inode_node *node = node_get(t, ino);
-    uint64_t provider_ino = node ? node_provider_inode(node) : 0;
+    uint64_t provider_ino = node ? node_shared_inode(node) : 0;
     uv_mutex_unlock(&t->lock);
     return provider_ino;
 }

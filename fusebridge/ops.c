@@ -25,16 +25,17 @@
 
 /* What the kernel is waiting for. */
 enum op_reply {
-    REPLY_STATUS,   /* fuse_reply_err(0) */
-    REPLY_ENTRY,    /* fuse_reply_entry for (entry_parent, entry_name) */
-    REPLY_ATTR,     /* fuse_reply_attr */
-    REPLY_OPEN,     /* fuse_reply_open with the handle */
-    REPLY_CREATE,   /* fuse_reply_create: entry + handle */
-    REPLY_DATA,     /* fuse_reply_buf */
-    REPLY_WRITE,    /* fuse_reply_write */
-    REPLY_READLINK, /* fuse_reply_readlink */
-    REPLY_STATFS,   /* fuse_reply_statfs */
-    REPLY_READDIR,  /* a slice of the loaded listing */
+    REPLY_STATUS,      /* fuse_reply_err(0) */
+    REPLY_ENTRY,       /* fuse_reply_entry for (entry_parent, entry_name) */
+    REPLY_ATTR,        /* fuse_reply_attr */
+    REPLY_ATTR_CACHED, /* fuse_reply_attr from the inode table's attributes of an unlinked file */
+    REPLY_OPEN,        /* fuse_reply_open with the handle */
+    REPLY_CREATE,      /* fuse_reply_create: entry + handle */
+    REPLY_DATA,        /* fuse_reply_buf */
+    REPLY_WRITE,       /* fuse_reply_write */
+    REPLY_READLINK,    /* fuse_reply_readlink */
+    REPLY_STATFS,      /* fuse_reply_statfs */
+    REPLY_READDIR,     /* a slice of the loaded listing */
 };
 
 /* What to record in the inode table once the provider said yes. */
@@ -271,10 +272,36 @@ static struct timespec utime_of(int to_set, int set_flag, int now_flag, struct t
     return (struct timespec){.tv_nsec = UTIME_OMIT};
 }
 
+/* An unlinked file has no path the provider knows, and its old path may name a new file by now:
+ * a size change goes by handle; everything else only the processes holding it can see, so it is
+ * kept here. */
+static bool setattr_unlinked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                             struct fuse_file_info *fi)
+{
+    struct fusebridge_mount *mount = mount_of(req);
+    struct stat st;
+    if (inode_table_unlinked_setattr(&mount->inodes, ino, attr, to_set, &st) != 0)
+        return false;
+    if (!(to_set & FUSE_SET_ATTR_SIZE) || !fi) {
+        reply_attr_cached(req, ino, &st);
+        return true;
+    }
+    struct fusebridge_op *op = op_new(req, REPLY_ATTR_CACHED);
+    if (!op)
+        return true;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_TRUNCATE, ino);
+    step->length = (uint64_t)attr->st_size;
+    step->fh = fi->fh;
+    op_submit_or_fail(op, op_path(op, ino, NULL, &step->path));
+    return true;
+}
+
 /* One kernel setattr becomes the provider requests it needs, then a getattr for the reply. */
 static void bridge_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                            struct fuse_file_info *fi)
 {
+    if (setattr_unlinked(req, ino, attr, to_set, fi))
+        return;
     struct fusebridge_op *op = op_new(req, REPLY_ATTR);
     if (!op)
         return;
@@ -759,6 +786,71 @@ static void aliases_invalidate(struct fusebridge_op *op, uint64_t provider_ino)
         fuse_lowlevel_notify_inval_inode(op->mount->session, inos[i], -1, 0);
 }
 
+/* A write or setattr through one name of a hard-linked file leaves the other names' attributes
+ * and cached data stale. Dropping cached data takes page locks that a read in flight may hold
+ * while it waits for the loop thread, so it runs on the thread pool, and the kernel gets its reply
+ * only afterwards: a program that writes through one name and then reads through another sees its
+ * write. */
+#define ALIASES_MAX 64
+
+struct alias_job {
+    uv_work_t work;
+    struct fusebridge_op *op;
+    struct fusebridge_answer answer;
+    size_t count;
+    uint64_t inos[ALIASES_MAX];
+};
+
+static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *answer);
+
+static void alias_job_work(uv_work_t *work)
+{
+    struct alias_job *job = container_of(work, struct alias_job, work);
+    for (size_t i = 0; i < job->count; i++)
+        fuse_lowlevel_notify_inval_inode(job->op->mount->session, job->inos[i], 0, 0);
+}
+
+static void alias_job_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct alias_job *job = container_of(work, struct alias_job, work);
+    struct fusebridge_mount *mount = job->op->mount;
+    op_reply(job->op, &job->answer);
+    op_free(job->op);
+    free(job);
+    mount_pool_job_done(mount);
+}
+
+/* Returns true when the op's reply now waits for its other names to be invalidated. */
+static bool others_invalidate_first(struct fusebridge_op *op,
+                                    const struct fusebridge_answer *answer)
+{
+    bool changes = op->reply == REPLY_WRITE || (op->reply == REPLY_ATTR && op->nsteps > 1);
+    if (!op->mount->path_based || !changes)
+        return false;
+    uint64_t ino = op->steps[0].ino;
+    uint64_t shared = inode_table_shared_inode(&op->mount->inodes, ino);
+    if (shared == 0)
+        return false;
+    struct alias_job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return false; /* stale for the cache time, not wrong for longer */
+    uint64_t inos[ALIASES_MAX];
+    size_t n = inode_table_aliases(&op->mount->inodes, shared, inos, ALIASES_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (inos[i] != ino)
+            job->inos[job->count++] = inos[i];
+    job->op = op;
+    job->answer = *answer;
+    job->answer.data = NULL; /* WRITE and ATTR answers carry no data */
+    if (job->count == 0 ||
+        mount_pool_job_start(op->mount, &job->work, alias_job_work, alias_job_done) != 0) {
+        free(job);
+        return false;
+    }
+    return true;
+}
+
 static void apply_effect(struct fusebridge_op *op)
 {
     struct inode_table *inodes = &op->mount->inodes;
@@ -790,6 +882,14 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
     case REPLY_ATTR:
         reply_attr(op, &answer->attr);
         break;
+    case REPLY_ATTR_CACHED: {
+        struct stat st;
+        if (inode_table_unlinked_attr(&op->mount->inodes, op->steps[0].ino, &st) == 0)
+            reply_attr_cached(op->req, op->steps[0].ino, &st);
+        else
+            fuse_reply_err(op->req, ESTALE);
+        break;
+    }
     case REPLY_OPEN: {
         struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
         fuse_reply_open(op->req, &fi);
@@ -825,6 +925,8 @@ int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answe
         mount_submit(op->mount, op, true);
         return 1;
     }
+    if (others_invalidate_first(op, answer))
+        return 0;
     op_reply(op, answer);
     op_free(op);
     return 0;
