@@ -77,18 +77,21 @@ static int session_create(struct fusebridge_mount *mount)
     if (fuse_session_mount(mount->session, mount->mountpoint) != 0) {
         fuse_session_destroy(mount->session);
         mount->session = NULL;
-        listings_free_all(mount);
         return -EIO;
     }
     return 0;
 }
 
-static void worker_post(struct fusebridge_mount *mount, bool mounted_event, int status)
+enum worker_event { WORKER_MOUNTED, WORKER_LOOP_ENDED, WORKER_EXITED };
+
+static void worker_post(struct fusebridge_mount *mount, enum worker_event event, int status)
 {
     uv_mutex_lock(&mount->lock);
-    if (mounted_event) {
+    if (event == WORKER_MOUNTED) {
         mount->mount_done = true;
         mount->mount_status = status;
+    } else if (event == WORKER_LOOP_ENDED) {
+        mount->loop_ended = true;
     } else {
         mount->worker_exited = true;
     }
@@ -96,24 +99,33 @@ static void worker_post(struct fusebridge_mount *mount, bool mounted_event, int 
     uv_async_send(&mount->wakeup);
 }
 
+static int connection_of(const char *mountpoint, unsigned *minor);
+
 static void worker_main(void *arg)
 {
     struct fusebridge_mount *mount = arg;
     int status = mountpoint_prepare(mount->mountpoint);
     if (status == 0)
         status = session_create(mount);
-    worker_post(mount, true, status);
+    /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
+    if (status == 0)
+        mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
+    worker_post(mount, WORKER_MOUNTED, status);
 
     if (status == 0) {
         /* Returns once the mount is gone: unmounted, aborted, or by hand. */
         fuse_session_loop(mount->session);
+        /* Requests still in the owner's hands are replied through this session: it may only go
+         * once the loop thread has answered every one of them. */
+        worker_post(mount, WORKER_LOOP_ENDED, 0);
+        uv_sem_wait(&mount->ops_answered);
         fuse_session_unmount(mount->session);
         fuse_session_destroy(mount->session);
         mount->session = NULL;
         listings_free_all(mount);
         rmdir(mount->mountpoint);
     }
-    worker_post(mount, false, 0);
+    worker_post(mount, WORKER_EXITED, 0);
 }
 
 static void mount_finish(struct fusebridge_mount *mount);
@@ -164,27 +176,44 @@ static void unmount_unprivileged(const char *mountpoint)
     waitpid(pid, &status, 0);
 }
 
+/* Lazy: processes that still hold files keep them (and get EIO from us), but the name is gone
+ * at once; the mount ends when the last of them lets go, or when it is aborted. */
 static void unmount_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
-    unsigned minor = 0;
-    bool known = connection_of(mount->mountpoint, &minor) == 0;
-
-    /* Lazy: processes that still hold files keep them, but the name is gone at once. */
     if (umount2(mount->mountpoint, MNT_DETACH) != 0 && errno == EPERM)
         unmount_unprivileged(mount->mountpoint);
-    /* Aborting ends the worker's loop even while a process keeps a file open. */
-    if (known)
-        connection_abort(minor);
+    if (mount->abort_requested && mount->connection_known)
+        connection_abort(mount->connection);
+}
+
+/* Aborting ends the worker's loop even while a process keeps a file open; those processes get
+ * ENOTCONN from then on. */
+static void abort_work(uv_work_t *work)
+{
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, abort_work);
+    if (mount->connection_known)
+        connection_abort(mount->connection);
+}
+
+/* Loop thread: pool work on the mount is over; finish if the worker has ended meanwhile. */
+static void pool_work_done(struct fusebridge_mount *mount)
+{
+    mount->unmount_running = false;
+    if (mount->state == MOUNT_GONE)
+        mount_finish(mount);
 }
 
 static void unmount_done(uv_work_t *work, int status)
 {
     (void)status;
-    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
-    mount->unmount_running = false;
-    if (mount->state == MOUNT_GONE)
-        mount_finish(mount);
+    pool_work_done(container_of(work, struct fusebridge_mount, unmount_work));
+}
+
+static void abort_done(uv_work_t *work, int status)
+{
+    (void)status;
+    pool_work_done(container_of(work, struct fusebridge_mount, abort_work));
 }
 
 /* ---- the loop side ----------------------------------------------------------------------------
@@ -194,6 +223,7 @@ static void mount_release(struct fusebridge_mount *mount)
 {
     if (mount->path_based)
         inode_table_destroy(&mount->inodes);
+    uv_sem_destroy(&mount->ops_answered);
     uv_mutex_destroy(&mount->lock);
     free(mount->mountpoint);
     free(mount->fsname);
@@ -249,6 +279,38 @@ static void mount_on_mount_done(struct fusebridge_mount *mount, int status)
         mount->callbacks.on_mounted(mount, 0, mount->user);
 }
 
+/* The kernel side is gone (unmounted, aborted, or by hand): every op must be answered before the
+ * worker may destroy the FUSE session. */
+static void mount_on_loop_ended(struct fusebridge_mount *mount)
+{
+    if (mount->state == MOUNT_MOUNTED && !mount->close_requested)
+        log_info("mount %s went away", mount->mountpoint);
+    mount->state = MOUNT_GONE;
+    fusebridge_mount_close(mount); /* fails whatever is still queued */
+    mount->callbacks.on_gone(mount, mount->user);
+    if (mount->pool_jobs == 0)
+        uv_sem_post(&mount->ops_answered);
+    else
+        mount->release_due = true; /* the last job's reply goes out first */
+}
+
+int mount_pool_job_start(struct fusebridge_mount *mount, uv_work_t *work, uv_work_cb work_cb,
+                         uv_after_work_cb done_cb)
+{
+    int rc = uv_queue_work(mount->loop, work, work_cb, done_cb);
+    if (rc == 0)
+        mount->pool_jobs++;
+    return rc;
+}
+
+void mount_pool_job_done(struct fusebridge_mount *mount)
+{
+    if (--mount->pool_jobs == 0 && mount->release_due) {
+        mount->release_due = false;
+        uv_sem_post(&mount->ops_answered);
+    }
+}
+
 static void mount_wakeup(uv_async_t *async)
 {
     struct fusebridge_mount *mount = container_of(async, struct fusebridge_mount, wakeup);
@@ -256,17 +318,18 @@ static void mount_wakeup(uv_async_t *async)
     bool mount_event = mount->mount_done && !mount->mount_seen;
     mount->mount_seen = mount->mount_done;
     int mount_status = mount->mount_status;
+    bool loop_ended = mount->loop_ended && !mount->loop_end_seen;
+    mount->loop_end_seen = mount->loop_ended;
     bool exited = mount->worker_exited;
     bool ready = mount->head != NULL;
     uv_mutex_unlock(&mount->lock);
 
     if (mount_event)
         mount_on_mount_done(mount, mount_status);
+    if (loop_ended)
+        mount_on_loop_ended(mount);
     if (exited) {
-        if (mount->state == MOUNT_MOUNTED && !mount->close_requested)
-            log_info("mount %s went away", mount->mountpoint);
         mount->state = MOUNT_GONE;
-        fusebridge_mount_close(mount); /* fails whatever is still queued */
         mount_finish(mount);
         return;
     }
@@ -299,9 +362,12 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     rc = uv_mutex_init(&mount->lock);
     if (rc != 0)
         goto fail;
-    rc = uv_async_init(loop, &mount->wakeup, mount_wakeup);
+    rc = uv_sem_init(&mount->ops_answered, 0);
     if (rc != 0)
         goto fail_mutex;
+    rc = uv_async_init(loop, &mount->wakeup, mount_wakeup);
+    if (rc != 0)
+        goto fail_sem;
     rc = uv_thread_create(&mount->worker, worker_main, mount);
     if (rc != 0)
         goto fail_async;
@@ -312,6 +378,8 @@ fail_async:
     /* No thread runs: free once the handle is closed, without telling the owner. */
     uv_close((uv_handle_t *)&mount->wakeup, mount_free_unstarted);
     return rc;
+fail_sem:
+    uv_sem_destroy(&mount->ops_answered);
 fail_mutex:
     uv_mutex_destroy(&mount->lock);
 fail:
@@ -341,6 +409,21 @@ void fusebridge_mount_close(struct fusebridge_mount *mount)
     mount->close_requested = true;
     if (mount->state == MOUNT_MOUNTED)
         mount_start_unmount(mount);
+}
+
+void fusebridge_mount_abort(struct fusebridge_mount *mount)
+{
+    if (mount->abort_requested)
+        return;
+    mount->abort_requested = true;
+    bool unmounting = mount->state == MOUNT_UNMOUNTING && !mount->unmount_running;
+    fusebridge_mount_close(mount); /* an unmount it starts aborts too */
+    if (!unmounting)
+        return;
+    /* Already lazily unmounted and still held open: abort on its own. */
+    mount->unmount_running = true;
+    if (uv_queue_work(mount->loop, &mount->abort_work, abort_work, abort_done) != 0)
+        mount->unmount_running = false;
 }
 
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount)

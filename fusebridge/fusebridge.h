@@ -51,8 +51,8 @@ enum fusebridge_kind {
     FUSEBRIDGE_MKNOD,    /* mode (with type bits), rdev */
     FUSEBRIDGE_CREATE,   /* mode (with type bits); answer: fh */
     FUSEBRIDGE_UNLINK,
-    FUSEBRIDGE_WRITE,   /* data, size, offset, fh; answer: written */
-    FUSEBRIDGE_MKDIR,   /* mode (permission bits only) */
+    FUSEBRIDGE_WRITE, /* data, size, offset, fh; answer: written */
+    FUSEBRIDGE_MKDIR, /* mode (permission bits only) */
     FUSEBRIDGE_RMDIR,
     FUSEBRIDGE_STATFS,  /* answer: statfs */
     FUSEBRIDGE_UTIMENS, /* atime, mtime (tv_nsec may be UTIME_NOW / UTIME_OMIT), fh */
@@ -99,6 +99,10 @@ struct fusebridge_callbacks {
     /* Loop thread. Ops are waiting in fusebridge_mount_pop. Called again only after the queue was
      * drained empty, so the owner must pop until NULL or remember that work is left. */
     void (*on_ready)(struct fusebridge_mount *mount, void *user);
+    /* Loop thread. The mount is going away (detached, or unmounted by hand): before returning,
+     * the owner must reply to every op it popped from it. Further ops fail with EIO by
+     * themselves. on_closed follows. */
+    void (*on_gone)(struct fusebridge_mount *mount, void *user);
     /* Loop thread. The mount is gone and its worker has ended. `mount` is freed after this
      * returns. */
     void (*on_closed)(struct fusebridge_mount *mount, void *user);
@@ -120,9 +124,15 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
                            struct fusebridge_mount **out);
 
 /* Loop thread. Detaches the mount: ops still queued and every later kernel request fail with EIO,
- * the mount is lazily unmounted and its connection aborted off the loop thread, then on_closed
- * runs. The caller must already have replied to every op it popped. Idempotent. */
+ * and the mount is lazily unmounted off the loop thread. Once no process holds a file in it any
+ * more, the worker ends and on_closed runs. The caller must already have replied to every op it
+ * popped. Idempotent. */
 void fusebridge_mount_close(struct fusebridge_mount *mount);
+
+/* Loop thread. Like fusebridge_mount_close, and also aborts the FUSE connection (through fusectl),
+ * so the mount ends even while processes hold files in it; they get ENOTCONN from then on. For
+ * shutting down. Idempotent. */
+void fusebridge_mount_abort(struct fusebridge_mount *mount);
 
 /* Loop thread. Takes the oldest waiting op; the caller owns it until it replies. NULL when none. */
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount);

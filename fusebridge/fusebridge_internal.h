@@ -49,12 +49,31 @@ uint64_t inode_table_find(struct inode_table *t, uint64_t parent, const char *na
 
 void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup);
 
-/* (parent, name) was removed on the provider. */
-void inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name);
+/* (parent, name) was removed on the provider. Returns the provider's inode number of what was
+ * removed when it has other names (0 otherwise). */
+uint64_t inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name);
 
-/* (parent, name) was renamed to (newparent, newname) on the provider; paths below follow. */
-void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
-                        uint64_t newparent, const char *newname, unsigned flags);
+/* (parent, name) was renamed to (newparent, newname) on the provider; paths below follow.
+ * Returns the provider's inode number of an entry the rename replaced when it has other names
+ * (0 otherwise). */
+uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
+                            uint64_t newparent, const char *newname, unsigned flags);
+
+/* Remembers the provider's latest attributes of `ino` (st_ino: the provider's inode number). */
+void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr);
+/* A write through `ino` reached `end`: a remembered size below it grows. */
+void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end);
+/* The remembered attributes of `ino` if it was unlinked (its path is gone, but a process may
+ * still have it open); -ENOENT otherwise. */
+int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr);
+/* For an unlinked `ino`: applies a setattr (FUSE_SET_ATTR_* in to_set) to the remembered
+ * attributes and returns them in *out; -ENOENT when `ino` is not unlinked. */
+int inode_table_unlinked_setattr(struct inode_table *t, uint64_t ino, const struct stat *attr,
+                                 int to_set, struct stat *out);
+/* Up to `max` inodes whose provider inode number is `provider_ino`: the names of one file. */
+size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max);
+/* The provider inode number of `ino` when the file has other names, else 0. */
+uint64_t inode_table_shared_inode(struct inode_table *t, uint64_t ino);
 
 size_t inode_table_count(struct inode_table *t);
 
@@ -67,6 +86,9 @@ struct fusebridge_mount {
     uv_async_t wakeup; /* worker -> loop: ops queued, mounted, exited */
     uv_thread_t worker;
     uv_work_t unmount_work;
+    uv_work_t abort_work;
+    unsigned connection;   /* the FUSE connection number (fusectl), when known */
+    bool connection_known; /* set by the worker before it reports the mount */
     struct fusebridge_callbacks callbacks;
     void *user;
     char *mountpoint;
@@ -78,7 +100,8 @@ struct fusebridge_mount {
     /* Loop thread only. */
     enum mount_state state;
     bool close_requested;
-    bool unmount_running;
+    bool abort_requested;
+    bool unmount_running; /* unmount or abort work is on the thread pool */
     bool finishing;
 
     /* Shared with the worker, under `lock`. */
@@ -89,8 +112,13 @@ struct fusebridge_mount {
     bool mount_done;    /* the worker's mount attempt has ended ... */
     int mount_status;   /* ... with this status */
     bool mount_seen;    /* the loop thread has acted on mount_done */
+    bool loop_ended;    /* the worker's FUSE loop has returned ... */
+    bool loop_end_seen; /* ... and the loop thread has acted on it */
+    unsigned pool_jobs; /* loop thread: thread-pool jobs holding ops of this mount */
+    bool release_due;   /* loop thread: ops_answered is to be posted when pool_jobs drops to 0 */
     bool worker_exited; /* the worker has torn the FUSE session down and ends */
 
+    uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
     struct fuse_session *session; /* worker thread only */
     /* Open directories, freed at teardown when an aborted connection never sends releasedir.
      * Worker thread only. */
@@ -100,6 +128,12 @@ struct fusebridge_mount {
 /* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
  * fails it with EIO when the mount is closing. Any thread. */
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
+
+/* Loop thread. Runs `work` on the thread pool for an op the mount still owns; the FUSE session
+ * stays until `done` has called mount_pool_job_done. Returns 0 or a negative errno. */
+int mount_pool_job_start(struct fusebridge_mount *mount, uv_work_t *work, uv_work_cb work_cb,
+                         uv_after_work_cb done_cb);
+void mount_pool_job_done(struct fusebridge_mount *mount);
 
 /* ---- operations (ops.c) ---- */
 

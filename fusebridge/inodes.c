@@ -20,7 +20,10 @@ struct inode_node {
     char *name;
     uint64_t nlookup;
     uint64_t children;
-    bool unlinked;                /* no longer reachable by name; its last path is kept */
+    bool unlinked; /* no longer reachable by name; its last path is kept */
+    bool has_attr;
+    bool linked; /* has had other names: a name may be gone while a process still has it open */
+    struct stat attr;             /* as the provider last described it (st_ino: the provider's) */
     struct inode_node *hash_next; /* in the name index, unless unlinked */
 };
 
@@ -285,22 +288,44 @@ void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup)
     uv_mutex_unlock(&t->lock);
 }
 
+static uint64_t node_provider_inode(const struct inode_node *node)
+{
+    return node->has_attr ? (uint64_t)node->attr.st_ino : 0;
+}
+
+/* The provider inode of a file that has (or had) other names: they change with this one. */
+static uint64_t node_shared_inode(const struct inode_node *node)
+{
+    return node->has_attr && node->linked ? (uint64_t)node->attr.st_ino : 0;
+}
+
+static void node_take_attr(struct inode_node *node, const struct stat *attr)
+{
+    node->attr = *attr;
+    node->has_attr = true;
+    node->linked = node->linked || attr->st_nlink > 1;
+}
+
 static void node_unlink(struct inode_table *t, struct inode_node *node)
 {
     if (node->unlinked)
         return;
     index_remove(t, node);
     node->unlinked = true;
+    if (node->has_attr && node->attr.st_nlink > 0)
+        node->attr.st_nlink--;
     node_release_if_unused(t, node);
 }
 
-void inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name)
+uint64_t inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name)
 {
     uv_mutex_lock(&t->lock);
     struct inode_node *node = node_find(t, parent, name);
+    uint64_t provider_ino = node ? node_shared_inode(node) : 0;
     if (node)
         node_unlink(t, node);
     uv_mutex_unlock(&t->lock);
+    return provider_ino;
 }
 
 /* Moves `node` to (dir, name); the caller removed any node there. */
@@ -336,13 +361,16 @@ static void nodes_exchange(struct inode_table *t, struct inode_node *a, struct i
     index_insert(t, b);
 }
 
-void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
-                        uint64_t newparent, const char *newname, unsigned flags)
+uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
+                            uint64_t newparent, const char *newname, unsigned flags)
 {
     uv_mutex_lock(&t->lock);
     struct inode_node *node = node_find(t, parent, name);
     struct inode_node *target = node_find(t, newparent, newname);
     struct inode_node *dir = node_get(t, newparent);
+    uint64_t replaced = target && target != node && !(flags & FUSEBRIDGE_RENAME_EXCHANGE)
+                            ? node_shared_inode(target)
+                            : 0;
     if (flags & FUSEBRIDGE_RENAME_EXCHANGE) {
         if (node && target)
             nodes_exchange(t, node, target);
@@ -358,6 +386,116 @@ void inode_table_rename(struct inode_table *t, uint64_t parent, const char *name
             node_unlink(t, node);
     }
     uv_mutex_unlock(&t->lock);
+    return replaced;
+}
+
+/* Calls fn on every other node that names the same file as `node` (a hard link). */
+static void node_for_aliases(struct inode_table *t, const struct inode_node *node,
+                             void (*fn)(struct inode_node *alias, const void *arg), const void *arg)
+{
+    uint64_t shared = node_shared_inode(node);
+    for (size_t i = 0; i < t->nslots && shared != 0; i++) {
+        struct inode_node *alias = t->slots[i].node;
+        if (alias && alias != node && node_provider_inode(alias) == shared)
+            fn(alias, arg);
+    }
+}
+
+static void alias_take_attr(struct inode_node *alias, const void *arg)
+{
+    const struct stat *attr = arg;
+    /* An unlinked alias keeps its own (lower) link count: that name is gone. */
+    nlink_t nlink = alias->unlinked ? alias->attr.st_nlink : attr->st_nlink;
+    node_take_attr(alias, attr);
+    alias->attr.st_nlink = nlink;
+}
+
+static void alias_grow(struct inode_node *alias, const void *arg)
+{
+    const uint64_t *end = arg;
+    if ((uint64_t)alias->attr.st_size < *end)
+        alias->attr.st_size = (off_t)*end;
+}
+
+void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    if (node) {
+        node_take_attr(node, attr);
+        node_for_aliases(t, node, alias_take_attr, attr);
+    }
+    uv_mutex_unlock(&t->lock);
+}
+
+void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    if (node && node->has_attr) {
+        alias_grow(node, &end);
+        node_for_aliases(t, node, alias_grow, &end);
+    }
+    uv_mutex_unlock(&t->lock);
+}
+
+int inode_table_unlinked_setattr(struct inode_table *t, uint64_t ino, const struct stat *attr,
+                                 int to_set, struct stat *out)
+{
+    uv_mutex_lock(&t->lock);
+    struct inode_node *node = node_get(t, ino);
+    int rc = node && node->unlinked && node->has_attr ? 0 : -ENOENT;
+    if (rc == 0) {
+        struct stat *a = &node->attr;
+        if (to_set & FUSE_SET_ATTR_MODE)
+            a->st_mode = (a->st_mode & S_IFMT) | (attr->st_mode & 07777);
+        if (to_set & FUSE_SET_ATTR_UID)
+            a->st_uid = attr->st_uid;
+        if (to_set & FUSE_SET_ATTR_GID)
+            a->st_gid = attr->st_gid;
+        if (to_set & FUSE_SET_ATTR_SIZE)
+            a->st_size = attr->st_size;
+        if (to_set & FUSE_SET_ATTR_ATIME)
+            a->st_atim = attr->st_atim;
+        if (to_set & FUSE_SET_ATTR_MTIME)
+            a->st_mtim = attr->st_mtim;
+        *out = *a;
+    }
+    uv_mutex_unlock(&t->lock);
+    return rc;
+}
+
+int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr)
+{
+    uv_mutex_lock(&t->lock);
+    const struct inode_node *node = node_get(t, ino);
+    int rc = node && node->unlinked && node->has_attr ? 0 : -ENOENT;
+    if (rc == 0)
+        *attr = node->attr;
+    uv_mutex_unlock(&t->lock);
+    return rc;
+}
+
+size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    uv_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->nslots && n < max && provider_ino != 0; i++) {
+        const struct inode_node *node = t->slots[i].node;
+        if (node && node_provider_inode(node) == provider_ino)
+            out[n++] = node->ino;
+    }
+    uv_mutex_unlock(&t->lock);
+    return n;
+}
+
+uint64_t inode_table_shared_inode(struct inode_table *t, uint64_t ino)
+{
+    uv_mutex_lock(&t->lock);
+    const struct inode_node *node = node_get(t, ino);
+    uint64_t provider_ino = node ? node_shared_inode(node) : 0;
+    uv_mutex_unlock(&t->lock);
+    return provider_ino;
 }
 
 size_t inode_table_count(struct inode_table *t)

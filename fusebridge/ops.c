@@ -25,16 +25,17 @@
 
 /* What the kernel is waiting for. */
 enum op_reply {
-    REPLY_STATUS,   /* fuse_reply_err(0) */
-    REPLY_ENTRY,    /* fuse_reply_entry for (entry_parent, entry_name) */
-    REPLY_ATTR,     /* fuse_reply_attr */
-    REPLY_OPEN,     /* fuse_reply_open with the handle */
-    REPLY_CREATE,   /* fuse_reply_create: entry + handle */
-    REPLY_DATA,     /* fuse_reply_buf */
-    REPLY_WRITE,    /* fuse_reply_write */
-    REPLY_READLINK, /* fuse_reply_readlink */
-    REPLY_STATFS,   /* fuse_reply_statfs */
-    REPLY_READDIR,  /* a slice of the loaded listing */
+    REPLY_STATUS,      /* fuse_reply_err(0) */
+    REPLY_ENTRY,       /* fuse_reply_entry for (entry_parent, entry_name) */
+    REPLY_ATTR,        /* fuse_reply_attr */
+    REPLY_ATTR_CACHED, /* fuse_reply_attr from the inode table's attributes of an unlinked file */
+    REPLY_OPEN,        /* fuse_reply_open with the handle */
+    REPLY_CREATE,      /* fuse_reply_create: entry + handle */
+    REPLY_DATA,        /* fuse_reply_buf */
+    REPLY_WRITE,       /* fuse_reply_write */
+    REPLY_READLINK,    /* fuse_reply_readlink */
+    REPLY_STATFS,      /* fuse_reply_statfs */
+    REPLY_READDIR,     /* a slice of the loaded listing */
 };
 
 /* What to record in the inode table once the provider said yes. */
@@ -60,8 +61,8 @@ struct fusebridge_op {
     struct fusebridge_request steps[OP_MAX_STEPS];
     unsigned nsteps;
     unsigned step;
-    uint64_t fh;         /* from OPEN / CREATE, for the final reply */
-    int open_flags;      /* OPEN / CREATE: the kernel's flags, echoed in the reply */
+    uint64_t fh;           /* from OPEN / CREATE, for the final reply */
+    int open_flags;        /* OPEN / CREATE: the kernel's flags, echoed in the reply */
     uint64_t entry_parent; /* REPLY_ENTRY / CREATE, EFFECT_*: the entry's directory ... */
     char *entry_name;      /* ... and name (owned) */
     uint64_t new_parent;   /* EFFECT_RENAME */
@@ -234,10 +235,19 @@ static void bridge_forget_multi(fuse_req_t req, size_t count, struct fuse_forget
     fuse_reply_none(req);
 }
 
+static void reply_attr_cached(fuse_req_t req, fuse_ino_t ino, const struct stat *cached);
+
 static void bridge_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
-    if (mount_of(req)->path_based) {
+    struct fusebridge_mount *mount = mount_of(req);
+    struct stat cached;
+    /* Its path is gone, so the provider cannot describe it; a process still has it open. */
+    if (mount->path_based && inode_table_unlinked_attr(&mount->inodes, ino, &cached) == 0) {
+        reply_attr_cached(req, ino, &cached);
+        return;
+    }
+    if (mount->path_based) {
         forward_path(req, REPLY_ATTR, FUSEBRIDGE_GETATTR, ino, NULL, false, NULL);
         return;
     }
@@ -262,10 +272,36 @@ static struct timespec utime_of(int to_set, int set_flag, int now_flag, struct t
     return (struct timespec){.tv_nsec = UTIME_OMIT};
 }
 
+/* An unlinked file has no path the provider knows, and its old path may name a new file by now:
+ * a size change goes by handle; everything else only the processes holding it can see, so it is
+ * kept here. */
+static bool setattr_unlinked(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                             struct fuse_file_info *fi)
+{
+    struct fusebridge_mount *mount = mount_of(req);
+    struct stat st;
+    if (inode_table_unlinked_setattr(&mount->inodes, ino, attr, to_set, &st) != 0)
+        return false;
+    if (!(to_set & FUSE_SET_ATTR_SIZE) || !fi) {
+        reply_attr_cached(req, ino, &st);
+        return true;
+    }
+    struct fusebridge_op *op = op_new(req, REPLY_ATTR_CACHED);
+    if (!op)
+        return true;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_TRUNCATE, ino);
+    step->length = (uint64_t)attr->st_size;
+    step->fh = fi->fh;
+    op_submit_or_fail(op, op_path(op, ino, NULL, &step->path));
+    return true;
+}
+
 /* One kernel setattr becomes the provider requests it needs, then a getattr for the reply. */
 static void bridge_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                            struct fuse_file_info *fi)
 {
+    if (setattr_unlinked(req, ino, attr, to_set, fi))
+        return;
     struct fusebridge_op *op = op_new(req, REPLY_ATTR);
     if (!op)
         return;
@@ -550,8 +586,7 @@ static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_i
     fuse_reply_err(req, 0);
 }
 
-static void bridge_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-                            struct fuse_file_info *fi)
+static void bridge_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     (void)ino;
     (void)datasync;
@@ -654,6 +689,14 @@ static void attr_complete(struct stat *st)
         st->st_blksize = 4096;
 }
 
+/* The inode number programs see in stat. A path-based mount names its inodes itself (one per
+ * path), but shows the provider's own number when it has one, so hard links share a number as
+ * they do on the provider. */
+static ino_t shown_inode(const struct stat *attr, uint64_t ino)
+{
+    return attr->st_ino != 0 ? attr->st_ino : (ino_t)ino;
+}
+
 /* Fills `entry` for the kernel; path-based mounts count the lookup in the inode table. */
 static int entry_make(struct fusebridge_op *op, const struct stat *attr,
                       struct fuse_entry_param *entry)
@@ -672,7 +715,9 @@ static int entry_make(struct fusebridge_op *op, const struct stat *attr,
                                   &generation);
     entry->ino = ino;
     entry->generation = generation;
-    entry->attr.st_ino = ino;
+    entry->attr.st_ino = shown_inode(attr, ino);
+    if (rc == 0)
+        inode_table_set_attr(&op->mount->inodes, ino, attr);
     return rc;
 }
 
@@ -699,11 +744,21 @@ static void reply_entry(struct fusebridge_op *op, const struct stat *attr)
     }
 }
 
+static void reply_attr_cached(fuse_req_t req, fuse_ino_t ino, const struct stat *cached)
+{
+    struct stat st = *cached;
+    attr_complete(&st);
+    st.st_ino = shown_inode(cached, ino);
+    fuse_reply_attr(req, &st, FUSEBRIDGE_CACHE_SECONDS);
+}
+
 static void reply_attr(struct fusebridge_op *op, const struct stat *attr)
 {
     struct stat st = *attr;
     attr_complete(&st);
-    st.st_ino = op->steps[0].ino;
+    if (op->mount->path_based)
+        inode_table_set_attr(&op->mount->inodes, op->steps[0].ino, attr);
+    st.st_ino = op->mount->path_based ? shown_inode(attr, op->steps[0].ino) : op->steps[0].ino;
     fuse_reply_attr(op->req, &st, FUSEBRIDGE_CACHE_SECONDS);
 }
 
@@ -720,16 +775,95 @@ static void reply_readlink(struct fusebridge_op *op, const struct fusebridge_ans
     fuse_reply_readlink(op->req, target);
 }
 
+/* The kernel caches attributes per inode, and each name of a hard-linked file is its own inode
+ * here: when one name comes or goes, the others' link counts are stale. Attributes only (offset
+ * -1), so the kernel takes no page locks and this cannot wait on us. */
+static void aliases_invalidate(struct fusebridge_op *op, uint64_t provider_ino)
+{
+    uint64_t inos[64];
+    size_t n = inode_table_aliases(&op->mount->inodes, provider_ino, inos, 64);
+    for (size_t i = 0; i < n; i++)
+        fuse_lowlevel_notify_inval_inode(op->mount->session, inos[i], -1, 0);
+}
+
+/* A write or setattr through one name of a hard-linked file leaves the other names' attributes
+ * and cached data stale. Dropping cached data takes page locks that a read in flight may hold
+ * while it waits for the loop thread, so it runs on the thread pool, and the kernel gets its reply
+ * only afterwards: a program that writes through one name and then reads through another sees its
+ * write. */
+#define ALIASES_MAX 64
+
+struct alias_job {
+    uv_work_t work;
+    struct fusebridge_op *op;
+    struct fusebridge_answer answer;
+    size_t count;
+    uint64_t inos[ALIASES_MAX];
+};
+
+static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *answer);
+
+static void alias_job_work(uv_work_t *work)
+{
+    struct alias_job *job = container_of(work, struct alias_job, work);
+    for (size_t i = 0; i < job->count; i++)
+        fuse_lowlevel_notify_inval_inode(job->op->mount->session, job->inos[i], 0, 0);
+}
+
+static void alias_job_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct alias_job *job = container_of(work, struct alias_job, work);
+    struct fusebridge_mount *mount = job->op->mount;
+    op_reply(job->op, &job->answer);
+    op_free(job->op);
+    free(job);
+    mount_pool_job_done(mount);
+}
+
+/* Returns true when the op's reply now waits for its other names to be invalidated. */
+static bool others_invalidate_first(struct fusebridge_op *op,
+                                    const struct fusebridge_answer *answer)
+{
+    bool changes = op->reply == REPLY_WRITE || (op->reply == REPLY_ATTR && op->nsteps > 1);
+    if (!op->mount->path_based || !changes)
+        return false;
+    uint64_t ino = op->steps[0].ino;
+    uint64_t shared = inode_table_shared_inode(&op->mount->inodes, ino);
+    if (shared == 0)
+        return false;
+    struct alias_job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return false; /* stale for the cache time, not wrong for longer */
+    uint64_t inos[ALIASES_MAX];
+    size_t n = inode_table_aliases(&op->mount->inodes, shared, inos, ALIASES_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (inos[i] != ino)
+            job->inos[job->count++] = inos[i];
+    job->op = op;
+    job->answer = *answer;
+    job->answer.data = NULL; /* WRITE and ATTR answers carry no data */
+    if (job->count == 0 ||
+        mount_pool_job_start(op->mount, &job->work, alias_job_work, alias_job_done) != 0) {
+        free(job);
+        return false;
+    }
+    return true;
+}
+
 static void apply_effect(struct fusebridge_op *op)
 {
     struct inode_table *inodes = &op->mount->inodes;
+    uint64_t shared = 0;
     if (!op->mount->path_based)
         return;
     if (op->effect == EFFECT_UNLINK)
-        inode_table_unlink(inodes, op->entry_parent, op->entry_name);
+        shared = inode_table_unlink(inodes, op->entry_parent, op->entry_name);
     else if (op->effect == EFFECT_RENAME)
-        inode_table_rename(inodes, op->entry_parent, op->entry_name, op->new_parent, op->new_name,
-                           op->rename_flags);
+        shared = inode_table_rename(inodes, op->entry_parent, op->entry_name, op->new_parent,
+                                    op->new_name, op->rename_flags);
+    if (shared != 0)
+        aliases_invalidate(op, shared);
 }
 
 static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *answer)
@@ -742,10 +876,20 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
     case REPLY_ENTRY:
     case REPLY_CREATE:
         reply_entry(op, &answer->attr);
+        if (op->steps[0].kind == FUSEBRIDGE_LINK)
+            aliases_invalidate(op, (uint64_t)answer->attr.st_ino);
         break;
     case REPLY_ATTR:
         reply_attr(op, &answer->attr);
         break;
+    case REPLY_ATTR_CACHED: {
+        struct stat st;
+        if (inode_table_unlinked_attr(&op->mount->inodes, op->steps[0].ino, &st) == 0)
+            reply_attr_cached(op->req, op->steps[0].ino, &st);
+        else
+            fuse_reply_err(op->req, ESTALE);
+        break;
+    }
     case REPLY_OPEN: {
         struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
         fuse_reply_open(op->req, &fi);
@@ -755,6 +899,9 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         fuse_reply_buf(op->req, answer->data, answer->len);
         break;
     case REPLY_WRITE:
+        if (op->mount->path_based)
+            inode_table_grow(&op->mount->inodes, op->steps[0].ino,
+                             op->steps[0].offset + answer->len);
         fuse_reply_write(op->req, answer->len);
         break;
     case REPLY_READLINK:
@@ -778,13 +925,15 @@ int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answe
         mount_submit(op->mount, op, true);
         return 1;
     }
+    if (others_invalidate_first(op, answer))
+        return 0;
     op_reply(op, answer);
     op_free(op);
     return 0;
 }
 
-static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name,
-                       uint64_t ino, uint32_t mode)
+static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name, uint64_t ino,
+                       uint32_t mode)
 {
     struct stat st = {.st_ino = ino, .st_mode = mode};
     size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);

@@ -13,39 +13,68 @@
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
-    "Usage: " PROGRAM " --url ws://HOST[:PORT][/PATH] --fs NAME=DIR [--fs NAME=DIR ...]\n"
-    "                        [--protocol json] [--reconnect] [--log-level LEVEL]\n"
+    "Usage: " PROGRAM " --url ws://HOST[:PORT]/NAME --path DIR [--read-only] [--token TOKEN]\n"
+    "                        [--reconnect] [--log-level LEVEL]\n"
+    "       " PROGRAM " --protocol json --url ws://HOST[:PORT][/PATH] --fs NAME=DIR\n"
+    "                        [--fs NAME=DIR ...] [--reconnect] [--log-level LEVEL]\n"
     "\n"
-    "Exports local directories read-only to a webfuse gateway (webfused) over one websocket\n"
-    "connection. The gateway mounts each exported directory as its own filesystem NAME.\n"
+    "Serves local directories to a webfuse gateway (webfused) over one websocket connection.\n"
+    "\n"
+    "webfuse2 (the default protocol): serves the one directory DIR, read-write, as one\n"
+    "filesystem. The gateway names it after the last segment of the URL path: with\n"
+    "ws://dev:8081/firmware it appears as <mount root>/firmware on the gateway; webfused gives a\n"
+    "URL path of / a generated name. Every operation is served: reading, writing, creating,\n"
+    "renaming (also RENAME_NOREPLACE and RENAME_EXCHANGE), hard and symbolic links, deleting,\n"
+    "modes, owners, sizes and times. Regular files, directories, symbolic links, FIFOs and\n"
+    "sockets can be created; device nodes cannot (EPERM). Modes are used exactly as the\n"
+    "gateway sends them (this process's umask is not applied again). Symbolic links are\n"
+    "served as they are, for the gateway's kernel to follow on its side; no path the gateway\n"
+    "sends reaches anything outside DIR on this machine, not even through a symbolic link\n"
+    "(one that leads out of DIR cannot be followed here: EACCES).\n"
+    "\n"
+    "json (--protocol json, the first-generation protocol): serves one or more directories\n"
+    "read-only, each attached as its own filesystem NAME (the URL path does not matter).\n"
+    "Regular files and directories below DIR are served; symbolic links, devices, FIFOs and\n"
+    "sockets are left out, and nothing outside DIR can be reached.\n"
     "\n"
     "  -u, --url URL          gateway to connect to, ws://HOST[:PORT][/PATH]; PORT defaults to\n"
     "                         80, PATH to /. An IPv6 address goes in brackets: ws://[::1]:8080/.\n"
     "                         wss:// (TLS) is not supported yet.\n"
-    "  -f, --fs NAME=DIR      export directory DIR as filesystem NAME (1-64 characters of\n"
+    "  -P, --path DIR         webfuse2: the directory to serve (required; exactly one).\n"
+    "  -R, --read-only        webfuse2: refuse every change (writes, creating, deleting,\n"
+    "                         renaming, attributes, times) with EROFS. json is always\n"
+    "                         read-only, so there it changes nothing.\n"
+    "  -t, --token TOKEN      webfuse2: the credentials sent when the gateway asks for them\n"
+    "                         (getcreds). Default: the WEBFUSE_TOKEN environment variable, else\n"
+    "                         an empty string.\n"
+    "  -f, --fs NAME=DIR      json: serve directory DIR as filesystem NAME (1-64 characters of\n"
     "                         A-Z a-z 0-9 . _ -, not . or ..). Repeat for more, up to 64.\n"
-    "                         Regular files and directories below DIR are exported; symbolic\n"
-    "                         links, devices, FIFOs and sockets are left out, and nothing\n"
-    "                         outside DIR can be reached. Writes are refused.\n"
-    "  -p, --protocol NAME    wire protocol; \"json\" (the webfuse-adapter-server JSON protocol)\n"
-    "                         is the only one so far and the default.\n"
+    "  -p, --protocol NAME    wire protocol: webfuse2 (default; binary, read-write) or json\n"
+    "                         (webfuse-adapter-server, read-only). --path belongs to webfuse2,\n"
+    "                         --fs to json; mixing them is an error.\n"
     "  -r, --reconnect        when the connection fails or drops, retry after 0.5 s, doubling\n"
-    "                         up to 30 s (back to 0.5 s once a connection attached a\n"
-    "                         filesystem), and attach every filesystem again. Without it the\n"
-    "                         provider exits when the connection fails or ends.\n"
+    "                         up to 30 s (back to 0.5 s once a connection served: json: a\n"
+    "                         filesystem attached; webfuse2: a request answered), and attach\n"
+    "                         again. Without it the provider exits when the connection fails\n"
+    "                         or ends. Files the gateway had open are closed on every drop.\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go to stderr.\n"
     "  -h, --help             show this help and exit.\n"
     "\n"
     "SIGINT (Ctrl-C) or SIGTERM closes the connection cleanly and exits; a second one exits at\n"
-    "once. If the gateway refuses a filesystem (name in use, bad name), the error is logged and\n"
-    "the others are still served.\n"
+    "once. json: if the gateway refuses a filesystem (name in use, bad name), the error is\n"
+    "logged and the others are still served. webfuse2: a gateway that refuses the filesystem\n"
+    "(name in use, bad name) closes the connection with the reason, which is logged.\n"
     "\n"
     "Exit status: 0 after a clean stop; 1 when the connection could not be made or ended (without\n"
-    "--reconnect), or when the gateway refused a filesystem; 2 for bad arguments.\n";
+    "--reconnect), or when the gateway refused a filesystem (json); 2 for bad arguments.\n";
 
 struct cli {
     const char *url;
     const char *protocol;
+    const char *path;
+    const char *token;
+    bool read_only;
+    bool token_given; /* --token on the command line (not from the environment) */
     bool reconnect;
     enum log_level log_level;
     struct provider_export_spec exports[PROVIDER_MAX_EXPORTS];
@@ -71,11 +100,11 @@ static int cli_check_dir(const char *dir)
 {
     struct stat st;
     if (stat(dir, &st) < 0) {
-        fprintf(stderr, PROGRAM ": cannot export %s: %s\n", dir, strerror(errno));
+        fprintf(stderr, PROGRAM ": cannot serve %s: %s\n", dir, strerror(errno));
         return -EINVAL;
     }
     if (!S_ISDIR(st.st_mode)) {
-        fprintf(stderr, PROGRAM ": cannot export %s: not a directory\n", dir);
+        fprintf(stderr, PROGRAM ": cannot serve %s: not a directory\n", dir);
         return -EINVAL;
     }
     return 0;
@@ -106,12 +135,40 @@ static int cli_add_export(struct cli *cli, const char *arg)
     return cli_check_dir(eq + 1);
 }
 
+/* --path once, and a directory. */
+static int cli_set_path(struct cli *cli, const char *dir)
+{
+    if (cli->path)
+        return usage_error("--path given twice (webfuse2 serves one directory; '%s')", dir);
+    cli->path = dir;
+    return cli_check_dir(dir);
+}
+
+/* What each protocol needs, and nothing that belongs to the other one. */
+static int cli_check_protocol(const struct cli *cli)
+{
+    if (strcmp(cli->protocol, "json") == 0) {
+        if (cli->path)
+            return usage_error("%s", "--path is for webfuse2; with --protocol json use --fs "
+                                     "NAME=DIR");
+        if (cli->token_given)
+            return usage_error("%s", "--token is for webfuse2; --protocol json sends none");
+        if (cli->export_count == 0)
+            return usage_error("%s", "missing --fs NAME=DIR (--protocol json)");
+        return 0;
+    }
+    if (cli->export_count > 0)
+        return usage_error("%s", "--fs is for --protocol json; webfuse2 (the default) serves "
+                                 "one directory: use --path DIR");
+    if (!cli->path)
+        return usage_error("%s", "missing --path DIR (or --protocol json with --fs NAME=DIR)");
+    return 0;
+}
+
 static int cli_check(const struct cli *cli)
 {
     if (!cli->url)
         return usage_error("%s", "missing --url");
-    if (cli->export_count == 0)
-        return usage_error("%s", "missing --fs NAME=DIR");
     struct provider_url url;
     int rc = provider_url_parse(cli->url, &url);
     if (rc == -EPROTONOSUPPORT)
@@ -119,18 +176,16 @@ static int cli_check(const struct cli *cli)
     if (rc < 0)
         return usage_error("bad url '%s': expected ws://HOST[:PORT][/PATH]", cli->url);
     if (!provider_protocol_known(cli->protocol))
-        return usage_error("unknown protocol '%s': the only one is json", cli->protocol);
-    return 0;
+        return usage_error("unknown protocol '%s': use webfuse2 or json", cli->protocol);
+    return cli_check_protocol(cli);
 }
 
 static const struct option long_options[] = {
-    {"url", required_argument, NULL, 'u'},
-    {"fs", required_argument, NULL, 'f'},
-    {"protocol", required_argument, NULL, 'p'},
-    {"reconnect", no_argument, NULL, 'r'},
-    {"log-level", required_argument, NULL, 'l'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"url", required_argument, NULL, 'u'},   {"fs", required_argument, NULL, 'f'},
+    {"path", required_argument, NULL, 'P'},  {"read-only", no_argument, NULL, 'R'},
+    {"token", required_argument, NULL, 't'}, {"protocol", required_argument, NULL, 'p'},
+    {"reconnect", no_argument, NULL, 'r'},   {"log-level", required_argument, NULL, 'l'},
+    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 };
 
 /* Returns 0, 1 when --help was shown, or a negative errno after printing why. */
@@ -138,7 +193,7 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
 {
     opterr = 0; /* our own messages, below */
     int c;
-    while ((c = getopt_long(argc, argv, ":u:f:p:rl:h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":u:f:P:Rt:p:rl:h", long_options, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case 'u':
@@ -146,6 +201,16 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
             break;
         case 'f':
             rc = cli_add_export(cli, optarg);
+            break;
+        case 'P':
+            rc = cli_set_path(cli, optarg);
+            break;
+        case 'R':
+            cli->read_only = true;
+            break;
+        case 't':
+            cli->token = optarg;
+            cli->token_given = true;
             break;
         case 'p':
             cli->protocol = optarg;
@@ -176,7 +241,7 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
 int main(int argc, char **argv)
 {
     log_set_program(PROGRAM);
-    struct cli cli = {.protocol = "json", .log_level = LOG_LEVEL_INFO};
+    struct cli cli = {.protocol = "webfuse2", .log_level = LOG_LEVEL_INFO};
     int rc = cli_parse(&cli, argc, argv);
     if (rc != 0) {
         cli_free(&cli);
@@ -189,6 +254,9 @@ int main(int argc, char **argv)
         .protocol = cli.protocol,
         .exports = cli.exports,
         .export_count = cli.export_count,
+        .path = cli.path,
+        .read_only = cli.read_only,
+        .token = cli.token_given ? cli.token : getenv("WEBFUSE_TOKEN"),
         .reconnect = cli.reconnect,
     };
     struct provider *provider;

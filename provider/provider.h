@@ -1,15 +1,13 @@
 /* provider: the reference webfuse provider.
  *
- * Exports local directories read-only to a webfuse gateway over one websocket client connection.
- * Three layers live in provider.c, each knowing only the one below it:
- *  - export: one exported directory; the inode table (stable provider inode numbers), open file
- *    handles and the file system calls. It knows no protocol and no socket.
- *  - protocol: turns wire messages into export calls and export answers into wire messages (the
- *    JSON protocol today; webfuse2 is meant to be added beside it as a second entry of the
- *    protocol table).
- *  - connection: the libwebsockets client, reassembly of incoming messages, the bounded outgoing
- *    queue, reconnecting with backoff, signals.
- * main.c parses the command line and calls what this header names.
+ * Serves local directories to a webfuse gateway over one websocket client connection, in one of
+ * two wire protocols:
+ *  - webfuse2 (the default): one directory, read-write (or read-only), by path; the gateway names
+ *    the filesystem after the URL path's last segment;
+ *  - json (first generation): several directories, read-only, by inode, each attached under its
+ *    own name with add_filesystem.
+ * main.c parses the command line and calls what this header names; the layers behind it are
+ * described in provider_internal.h.
  */
 #ifndef WEBFUSE_PROVIDER_H
 #define WEBFUSE_PROVIDER_H
@@ -33,7 +31,7 @@ struct provider_url {
  * than the buffer. */
 int provider_url_parse(const char *text, struct provider_url *url);
 
-/* True when `name` is a --protocol value this build speaks ("json"). */
+/* True when `name` is a --protocol value this build speaks ("webfuse2", "json"). */
 bool provider_protocol_known(const char *name);
 
 /* A filesystem name as the gateway accepts it: 1-64 characters of [A-Za-z0-9._-], not "." or
@@ -48,23 +46,30 @@ struct provider_export_spec {
 struct provider_options {
     const char *url;      /* as given on the command line; must parse with provider_url_parse */
     const char *protocol; /* a name provider_protocol_known accepts */
+    /* json: the filesystems to attach */
     const struct provider_export_spec *exports;
     size_t export_count; /* 1..PROVIDER_MAX_EXPORTS, names unique */
-    bool reconnect;      /* retry with backoff instead of exiting when the connection ends */
+    /* webfuse2: the one directory served, and how */
+    const char *path;
+    bool read_only;    /* refuse every change with EROFS */
+    const char *token; /* answer to getcreds; NULL answers an empty string */
+    bool reconnect;    /* retry with backoff instead of exiting when the connection ends */
 };
 
 struct provider;
 
-/* Opens every exported directory. Strings in `options` are borrowed and must outlive the
- * provider. Returns 0 with *out owned by the caller, or a negative errno after logging why
- * (-ENOTDIR, -EACCES, -ENOENT for a directory that cannot be exported; -EINVAL for bad options;
- * -ENOMEM). */
+/* Opens every exported directory (json) or the served one (webfuse2). Strings in `options` are
+ * borrowed and must outlive the provider. Returns 0 with *out owned by the caller, or a negative
+ * errno after logging why (-ENOTDIR, -EACCES, -ENOENT for a directory that cannot be served;
+ * -ENOSYS when the kernel lacks openat2, without which webfuse2 cannot keep paths inside the
+ * directory; -EINVAL for bad options; -ENOMEM). webfuse2 sets the process umask to 0: modes
+ * come from the gateway with the caller's umask already applied. */
 int provider_new(const struct provider_options *options, struct provider **out);
 
 /* Connects and serves until SIGINT/SIGTERM or, without reconnect, until the connection ends.
  * Installs handlers for SIGINT and SIGTERM for its duration. Returns the process exit status:
  * 0 after a clean stop, 1 when the connection failed or ended on its own or when the gateway
- * refused a filesystem. */
+ * refused a filesystem (json). */
 int provider_run(struct provider *provider);
 
 void provider_free(struct provider *provider);

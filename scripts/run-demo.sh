@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds webfuse, starts webfused on its defaults and attaches an example directory through
-# webfuse-provider. Ctrl-C stops both; the mount goes away.
+# webfuse-provider (webfuse2, read-write). Ctrl-C stops both; the mount goes away.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -23,7 +23,7 @@ trap cleanup EXIT INT TERM
 build/webfused --mount-root "$mount_root" &
 pids+=($!)
 sleep 0.5
-build/webfuse-provider --url ws://127.0.0.1:8081/ --fs example="$example" &
+build/webfuse-provider --url ws://127.0.0.1:8081/example --path "$example" &
 pids+=($!)
 
 for _ in $(seq 50); do
@@ -36,11 +36,12 @@ if ! mountpoint -q "$mount_root/example"; then
 fi
 cat <<MSG
 
-webfused is running; the provider exports $example as "example".
+webfused is running; the provider serves $example as "example", read-write.
 Try, in another terminal:
   ls -l $mount_root/example
   cat $mount_root/example/hello.txt
   sha256sum $mount_root/example/firmware.bin $example/firmware.bin
+  echo "written on the device" > $mount_root/example/note.txt; cat $example/note.txt
 Press Ctrl-C to stop.
 MSG
 wait "${pids[0]}"

@@ -30,7 +30,10 @@ bool session_hub_name_taken(const struct session_hub *hub, const char *name)
 {
     for (const struct session *s = hub->sessions; s; s = s->next)
         for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next)
-            if (strcmp(fs->name, name) == 0)
+            /* A detached mount may linger while a process holds a file in it; its name is free
+             * again, and a new mount at the same place hides nothing (the old one is lazily
+             * unmounted). */
+            if (fs->state != FS_CLOSING && strcmp(fs->name, name) == 0)
                 return true;
     return false;
 }
@@ -159,8 +162,13 @@ void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void
         done(arg);
         return;
     }
-    for (struct session *s = hub->sessions; s; s = s->next)
+    for (struct session *s = hub->sessions; s; s = s->next) {
         session_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "gateway shutting down");
+        /* Mounts already detached may still be held open by processes: cut them off. */
+        for (struct filesystem *fs = s->filesystems; fs; fs = fs->next)
+            if (fs->state == FS_CLOSING)
+                fusebridge_mount_abort(fs->mount);
+    }
 }
 
 void session_hub_free(struct session_hub *hub)

@@ -417,13 +417,20 @@ static void fs_unlink(struct session *s, struct filesystem *fs)
     s->filesystem_count--;
 }
 
+static void fs_on_gone(struct fusebridge_mount *mount, void *user)
+{
+    (void)mount;
+    struct filesystem *fs = user;
+    /* Unmounted by hand, or detached: nothing may wait for it any more. */
+    pending_fail(fs->session, fs, -EIO);
+    fs->state = FS_CLOSING;
+}
+
 static void fs_on_closed(struct fusebridge_mount *mount, void *user)
 {
     (void)mount;
     struct filesystem *fs = user;
     struct session *s = fs->session;
-    if (fs->state == FS_MOUNTED)
-        pending_fail(s, fs, -EIO); /* gone by hand: nothing may wait for it */
     log_info("session %llu: detached %s", (unsigned long long)s->id, fs->name);
     if (fs->mounted_since)
         session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, NULL);
@@ -438,6 +445,7 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
 static const struct fusebridge_callbacks fs_callbacks = {
     .on_mounted = fs_on_mounted,
     .on_ready = fs_on_ready,
+    .on_gone = fs_on_gone,
     .on_closed = fs_on_closed,
 };
 
@@ -490,7 +498,12 @@ void session_detach_fs(struct filesystem *fs)
         return;
     fs->state = FS_CLOSING;
     pending_fail(fs->session, fs, -EIO);
-    fusebridge_mount_close(fs->mount);
+    /* While running, a detached mount lingers until processes let go of its files (they get
+     * EIO); when shutting down, it is cut off. */
+    if (fs->session->hub->shutting_down)
+        fusebridge_mount_abort(fs->mount);
+    else
+        fusebridge_mount_close(fs->mount);
 }
 
 /* ---- the session's life -----------------------------------------------------------------------

@@ -10,6 +10,10 @@ What a test file gets from here:
     unmounts whatever is left under its directory.
   - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
     might hang in a thread with a time limit.
+  - for read-write tests: `Env.start_webfuse2_provider` (one directory, --path, optionally
+    --read-only; $WEBFUSE2_PROVIDER_CMD can name another webfuse2 provider, e.g. pyprovider.py),
+    `outcome()` (result or errno name, to compare a mount with a reference directory),
+    `entry_state`/`tree_state`/`tree_diff`/`check_same_tree`, and `renameat2`/`utimensat`.
 
   - the admin API: every daemon gets a free admin port, its own token file and registry database
     under the test's directory (unless told otherwise), and `Daemon.api()` speaks HTTP to it.
@@ -234,6 +238,125 @@ def parse_metrics(text):
     return samples
 
 
+# ---- file system calls and tree comparison ------------------------------------------------------
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+
+
+def _libc():
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def renameat2(old, new, flags=0):
+    """rename(2) with flags (RENAME_NOREPLACE, RENAME_EXCHANGE) through libc; raises OSError."""
+    import ctypes
+    rc = _libc().renameat2(_AT_FDCWD, os.fsencode(old), _AT_FDCWD, os.fsencode(new),
+                           ctypes.c_uint(flags))
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), old)
+
+
+def utimensat(path, atime, mtime, follow_symlinks=True):
+    """utimensat(2) with (seconds, nanoseconds) pairs; nanoseconds may be UTIME_NOW or
+    UTIME_OMIT (which os.utime cannot express). Raises OSError."""
+    import ctypes
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    times = (Timespec * 2)(Timespec(*atime), Timespec(*mtime))
+    flags = 0 if follow_symlinks else _AT_SYMLINK_NOFOLLOW
+    if _libc().utimensat(_AT_FDCWD, os.fsencode(path), times, flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+
+
+def outcome(fn, *args, **kwargs):
+    """("ok", result) or ("err", errno name) of fn(*args): one value to compare between a mount
+    and a reference directory."""
+    try:
+        return ("ok", fn(*args, **kwargs))
+    except OSError as e:
+        return ("err", errno.errorcode.get(e.errno, str(e.errno)))
+
+
+def entry_state(path, content=True, times=False):
+    """The comparable state of one directory entry (not followed): type, permission bits, size,
+    nlink, uid, gid, symlink target or sha256 of the contents."""
+    import hashlib
+    import stat as st_
+    st = os.lstat(path)
+    kind = st_.S_IFMT(st.st_mode)
+    d = {"type": {st_.S_IFREG: "file", st_.S_IFDIR: "dir", st_.S_IFLNK: "symlink",
+                  st_.S_IFIFO: "fifo", st_.S_IFCHR: "chr", st_.S_IFBLK: "blk",
+                  st_.S_IFSOCK: "sock"}.get(kind, oct(kind)),
+         "mode": oct(st_.S_IMODE(st.st_mode)), "nlink": st.st_nlink, "uid": st.st_uid,
+         "gid": st.st_gid}
+    if kind != st_.S_IFDIR:
+        d["size"] = st.st_size
+    if kind == st_.S_IFLNK:
+        d["target"] = os.readlink(path)
+    elif kind == st_.S_IFREG and content:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while True:
+                b = f.read(1 << 20)
+                if not b:
+                    break
+                h.update(b)
+        d["sha256"] = h.hexdigest()[:16]
+    elif kind in (st_.S_IFCHR, st_.S_IFBLK):
+        d["rdev"] = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if times:
+        d["mtime_ns"] = st.st_mtime_ns
+    return d
+
+
+def tree_state(root, content=True, times=False):
+    """{relative path: entry_state} of a whole tree (root included as "."), symlinks not
+    followed."""
+    result = {".": entry_state(root, content, times)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            result[os.path.relpath(full, root)] = entry_state(full, content, times)
+    return result
+
+
+def tree_diff(expected, actual, limit=20):
+    """Human-readable differences between two tree_state() results ("" when equal)."""
+    lines = []
+    for path in sorted(set(expected) | set(actual)):
+        e, a = expected.get(path), actual.get(path)
+        if e == a:
+            continue
+        if e is None:
+            lines.append("  %s: unexpected %r" % (path, a))
+        elif a is None:
+            lines.append("  %s: missing (expected %r)" % (path, e))
+        else:
+            keys = sorted(k for k in set(e) | set(a) if e.get(k) != a.get(k))
+            lines.append("  %s: %s" % (path, ", ".join(
+                "%s expected %r got %r" % (k, e.get(k), a.get(k)) for k in keys)))
+        if len(lines) >= limit:
+            lines.append("  ...")
+            break
+    return "\n".join(lines)
+
+
+def check_same_tree(reference, actual, what, content=True, times=False):
+    diff = tree_diff(tree_state(reference, content, times), tree_state(actual, content, times))
+    if diff:
+        fail("%s differs from the reference %s:\n%s" % (what, reference, diff))
+
+
 # ---- processes ----------------------------------------------------------------------------------
 
 
@@ -275,6 +398,40 @@ def _die_with_parent():
     unmounts what it mounted)."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+_provider_help = {}
+
+
+def provider_has_option(option):
+    """True when `webfuse-provider --help` mentions `option` (asked once per binary)."""
+    path = binary("WEBFUSE_PROVIDER", "webfuse-provider")
+    if path not in _provider_help:
+        try:
+            out = subprocess.run([path, "--help"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, timeout=10).stdout
+            _provider_help[path] = out.decode("utf-8", "replace")
+        except (OSError, subprocess.TimeoutExpired):
+            _provider_help[path] = ""
+    return option in _provider_help[path]
+
+
+def webfuse2_provider_command():
+    """argv prefix of the webfuse2 provider: $WEBFUSE2_PROVIDER_CMD or webfuse-provider."""
+    import shlex
+    override = os.environ.get("WEBFUSE2_PROVIDER_CMD")
+    if override:
+        return shlex.split(override)
+    return [binary("WEBFUSE_PROVIDER", "webfuse-provider")]
+
+
+def require_webfuse2_provider():
+    """Fails (TestFailure) unless the webfuse2 provider command can serve --path DIR."""
+    if os.environ.get("WEBFUSE2_PROVIDER_CMD"):
+        return
+    if not provider_has_option("--path"):
+        fail("%s does not speak webfuse2 (no --path in its --help)"
+             % binary("WEBFUSE_PROVIDER", "webfuse-provider"))
 
 
 class Process:
@@ -472,9 +629,12 @@ class Env:
         return d
 
     def start_provider(self, daemon, filesystems, extra=(), wait=True, url=None, timeout=10.0):
-        """Starts webfuse-provider with --fs NAME=DIR for each (name, dir) pair; waits until every
-        mount appears (each within `timeout` seconds)."""
+        """Starts webfuse-provider in its JSON mode with --fs NAME=DIR for each (name, dir) pair;
+        waits until every mount appears (each within `timeout` seconds). `--protocol json` is
+        added when the provider knows that option (webfuse2 became its default)."""
         argv = [binary("WEBFUSE_PROVIDER", "webfuse-provider"), "--url", url or daemon.url]
+        if provider_has_option("--protocol"):
+            argv += ["--protocol", "json"]
         for name, directory in filesystems:
             argv += ["--fs", "%s=%s" % (name, directory)]
         argv += list(extra)
@@ -494,6 +654,35 @@ class Env:
                     return False
 
                 wait_until(mounted, timeout, what="provider mount at %s" % mp)
+        return p
+
+    def start_webfuse2_provider(self, daemon, name, directory, read_only=False, extra=(),
+                               wait=True, url=None):
+        """Starts a webfuse2 provider serving `directory` read-write (or --read-only) as the
+        filesystem `name` (the last segment of the URL path); waits until
+        daemon.mount_path(name) is mounted. The command is webfuse-provider, or
+        $WEBFUSE2_PROVIDER_CMD (split like a shell would) when set, e.g. the reference provider
+        "python3 tests/integration/pyprovider.py", to tell a gateway bug from a provider bug."""
+        argv = webfuse2_provider_command() + [
+            "--url", url or "ws://127.0.0.1:%d/%s" % (daemon.port, name), "--path", directory]
+        if read_only:
+            argv.append("--read-only")
+        argv += list(extra)
+        p = Process("webfuse2-provider", argv, self._log_path("provider"))
+        with self._lock:
+            self.processes.append(p)
+        if wait:
+            mp = daemon.mount_path(name)
+
+            def mounted():
+                if is_mounted(mp):
+                    return True
+                if not p.alive():
+                    fail("webfuse2 provider exited with status %s before %s was mounted"
+                         % (p.returncode(), mp))
+                return False
+
+            wait_until(mounted, 10.0, what="webfuse2 provider mount at %s" % mp)
         return p
 
     def fake(self, daemon, **kwargs):

@@ -92,7 +92,12 @@ class Reader(threading.Thread):
                         break
                     self.total += len(b)
             finally:
-                os.close(fd)
+                # A close on a mount that is gone may fail too; the read's error is the one
+                # that counts.
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         except OSError as e:
             self.error = e
         finally:

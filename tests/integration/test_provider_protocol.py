@@ -213,7 +213,7 @@ class Session:
     def __init__(self, ctx, names=("a",), refuse=None, extra=()):
         self.server = wstest.Server()
         self.url = "ws://127.0.0.1:%d/" % self.server.port
-        args = ["--url", self.url, "--log-level", "debug"] + list(extra)
+        args = ["--protocol", "json", "--url", self.url, "--log-level", "debug"] + list(extra)
         for name in names:
             args += ["--fs", "%s=%s" % (name, ctx.tree)]
         self.provider = Provider(ctx.workdir, args)
@@ -283,12 +283,15 @@ def test_bad_arguments_exit_2(ctx):
         ["--url", "http://127.0.0.1:1/", "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:99999/", "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--protocol", "nope"],
+        ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--path", ctx.tree],
+        ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--token", "t"],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--log-level", "loud"],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--bogus"],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "stray"],
         ["--url"],
     ]
     for args in cases:
+        args = ["--protocol", "json"] + args  # webfuse2 is the default now
         out = subprocess.run([PROVIDER] + args, capture_output=True, timeout=TIMEOUT)
         check_eq(out.returncode, 2, "exit status for %r" % args)
         check(out.stderr.strip(), "an error message for %r" % args)
@@ -300,7 +303,7 @@ def test_connection_refused_exits_1(ctx):
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
     url = "ws://127.0.0.1:%d/" % port
-    out = subprocess.run([PROVIDER, "--url", url, "--fs", "a=" + ctx.tree],
+    out = subprocess.run([PROVIDER, "--protocol", "json", "--url", url, "--fs", "a=" + ctx.tree],
                          capture_output=True, timeout=TIMEOUT)
     check_eq(out.returncode, 1, "exit status")
     check("cannot connect to " + url in out.stderr.decode(), "message names the url: %r"
@@ -612,8 +615,8 @@ def test_reconnect_retries_until_the_gateway_listens(ctx):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    provider = Provider(ctx.workdir, ["--url", "ws://127.0.0.1:%d/" % port, "--fs",
-                                      "a=" + ctx.tree, "--reconnect"])
+    provider = Provider(ctx.workdir, ["--protocol", "json", "--url", "ws://127.0.0.1:%d/" % port,
+                                      "--fs", "a=" + ctx.tree, "--reconnect"])
     ctx.cleanups.append(provider.kill)
     time.sleep(1.2)  # a few refused attempts (0.5 s, then 1 s)
     check(provider.proc.poll() is None, "still running while nothing listens")

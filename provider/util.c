@@ -1,0 +1,122 @@
+/* Small helpers of the provider: URL parsing, name and UTF-8 checks. Pure functions. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "provider_internal.h"
+
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): JSON strings can carry
+ * only that, so names that are not UTF-8 cannot be sent. */
+bool provider_utf8_valid(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        unsigned char c = *s;
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false; /* also stops at the terminating NUL */
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+bool provider_fs_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 64 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int url_parse_port(const char *text, int *port)
+{
+    if (*text == '\0' || strlen(text) > 5)
+        return -EINVAL;
+    int value = 0;
+    for (const char *c = text; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return -EINVAL;
+        value = value * 10 + (*c - '0');
+    }
+    if (value < 1 || value > 65535)
+        return -EINVAL;
+    *port = value;
+    return 0;
+}
+
+/* Splits the authority "host", "host:port", "[v6]" or "[v6]:port" (already copied into the
+ * buffer, so it may be cut with NULs). */
+static int url_parse_authority(char *authority, struct provider_url *url)
+{
+    char *port = NULL;
+    if (authority[0] == '[') {
+        char *end = strchr(authority, ']');
+        if (!end || end == authority + 1)
+            return -EINVAL;
+        *end = '\0';
+        url->host = authority + 1;
+        if (end[1] == ':')
+            port = end + 2;
+        else if (end[1] != '\0')
+            return -EINVAL;
+    } else {
+        char *colon = strchr(authority, ':');
+        if (colon) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+        url->host = authority;
+    }
+    if (url->host[0] == '\0' || strpbrk(url->host, "@?#") != NULL)
+        return -EINVAL;
+    url->port = 80;
+    return port ? url_parse_port(port, &url->port) : 0;
+}
+
+int provider_url_parse(const char *text, struct provider_url *url)
+{
+    static const char scheme[] = "ws://";
+    memset(url, 0, sizeof(*url));
+    if (strncmp(text, scheme, sizeof(scheme) - 1) != 0)
+        return strstr(text, "://") ? -EPROTONOSUPPORT : -EINVAL;
+    const char *rest = text + sizeof(scheme) - 1;
+    /* The buffer holds "authority\0path\0" or "authority\0/\0": two more bytes than rest. */
+    if (strlen(rest) + 3 > sizeof(url->buffer))
+        return -ENAMETOOLONG;
+    size_t authority_len = strcspn(rest, "/");
+    memcpy(url->buffer, rest, authority_len);
+    url->buffer[authority_len] = '\0';
+    char *path = url->buffer + authority_len + 1;
+    strcpy(path, rest[authority_len] == '/' ? rest + authority_len : "/");
+    url->path = path;
+    return url_parse_authority(url->buffer, url);
+}
