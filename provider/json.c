@@ -277,6 +277,21 @@ static void json_refuse_request(struct provider *p, const struct codec_json_msg 
                         known ? CODEC_JSON_BAD_FORMAT : CODEC_JSON_BAD_NOTIMPLEMENTED);
 }
 
+/* An operator detached one of our filesystems on the gateway; the others stay. Returns false
+ * when msg is some other notification. */
+static bool json_on_detached(struct provider *p, const struct codec_json_msg *msg)
+{
+    const char *name;
+    if (codec_json_decode_filesystem_detached(msg, &name) != 0)
+        return false;
+    struct provider_fs *fs = provider_find_fs(p, name);
+    if (fs && fs->state == PROVIDER_FS_ATTACHED) {
+        fs->state = PROVIDER_FS_DETACHED;
+        log_info("%s: detached by the gateway", export_name(fs->export));
+    }
+    return true;
+}
+
 static void json_on_request(struct provider *p, const struct codec_json_msg *msg, bool has_id)
 {
     int64_t id = codec_json_msg_id(msg);
@@ -395,7 +410,8 @@ static void json_on_message(struct provider *p, const void *data, size_t len)
         json_on_request(p, msg, true);
         break;
     case CODEC_JSON_NOTIFICATION:
-        json_on_request(p, msg, false);
+        if (!json_on_detached(p, msg))
+            json_on_request(p, msg, false);
         break;
     case CODEC_JSON_RESULT:
     case CODEC_JSON_ERROR:

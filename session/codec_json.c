@@ -322,6 +322,14 @@ int codec_json_decode_authenticate(const struct codec_json_msg *msg, const char 
     return get_credential(credentials, "password", password);
 }
 
+int codec_json_decode_filesystem_detached(const struct codec_json_msg *msg, const char **name)
+{
+    if (msg->kind != CODEC_JSON_NOTIFICATION || strcmp(msg->method, "filesystem_detached") != 0 ||
+        json_array_size(msg->params) != 1)
+        return -EBADMSG;
+    return get_cstring(json_array_get(msg->params, 0), name);
+}
+
 int codec_json_decode_add_filesystem(const struct codec_json_msg *msg, const char **name)
 {
     const json_t *params = request_params(msg, "add_filesystem", 1);
@@ -833,6 +841,15 @@ int codec_json_encode_add_filesystem(char *buf, size_t cap, size_t *len, int64_t
 
     add(params, NULL, new_string(name, &rc), &rc);
     return dump_call(buf, cap, len, "add_filesystem", params, true, id, rc);
+}
+
+int codec_json_encode_filesystem_detached(char *buf, size_t cap, size_t *len, const char *name)
+{
+    int rc = 0;
+    json_t *params = new_container(json_array, &rc);
+
+    add(params, NULL, new_string(name, &rc), &rc);
+    return dump_call(buf, cap, len, "filesystem_detached", params, false, 0, rc);
 }
 
 /* The protocol has no negative times; a file from before 1970 is sent as 0 rather than as a

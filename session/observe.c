@@ -195,11 +195,9 @@ int session_hub_disconnect(struct session_hub *hub, uint64_t id, const char *rea
 static void json_tell_detached(struct session *s, const char *name)
 {
     char msg[160];
-    /* The name is [A-Za-z0-9._-]: nothing in it needs escaping. */
-    int len = snprintf(msg, sizeof(msg), "{\"method\":\"filesystem_detached\",\"params\":[\"%s\"]}",
-                       name);
-    if (len > 0 && (size_t)len < sizeof(msg))
-        session_send_control(s, msg, (size_t)len);
+    size_t len;
+    if (codec_json_encode_filesystem_detached(msg, sizeof(msg), &len, name) == 0)
+        session_send_control(s, msg, len);
 }
 
 int session_hub_detach(struct session_hub *hub, const char *name, const char *reason)

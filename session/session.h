@@ -99,6 +99,11 @@ int codec_json_encode_result_empty(char *buf, size_t cap, size_t *len, int64_t i
 int codec_json_encode_add_filesystem_result(char *buf, size_t cap, size_t *len, int64_t id,
                                             const char *name);
 int codec_json_encode_error(char *buf, size_t cap, size_t *len, int64_t id, int status);
+/* Our extension: the notification {"method":"filesystem_detached","params":[NAME]} tells a
+ * provider that an operator detached NAME; its session stays up. Old providers ignore it. */
+int codec_json_encode_filesystem_detached(char *buf, size_t cap, size_t *len, const char *name);
+/* Provider side: the name of a filesystem_detached notification. */
+int codec_json_decode_filesystem_detached(const struct codec_json_msg *msg, const char **name);
 
 /* Provider side. */
 int codec_json_encode_authenticate(char *buf, size_t cap, size_t *len, int64_t id,

@@ -363,6 +363,39 @@ static void encode_add_filesystem_writes_the_wire_form_and_decodes_back(void **s
     codec_json_msg_free(msg);
 }
 
+static void encode_filesystem_detached_is_a_notification_and_decodes_back(void **state)
+{
+    struct wire w;
+    struct codec_json_msg *msg;
+    const char *name = NULL;
+
+    (void)state;
+    assert_wire(codec_json_encode_filesystem_detached(w.buf, WIRE_CAP, &w.len, "fw.img"), &w,
+                "{\"method\":\"filesystem_detached\",\"params\":[\"fw.img\"]}");
+    msg = parse_wire(&w);
+    assert_int_equal(codec_json_msg_kind(msg), CODEC_JSON_NOTIFICATION);
+    assert_int_equal(codec_json_decode_filesystem_detached(msg, &name), 0);
+    assert_string_equal(name, "fw.img");
+    codec_json_msg_free(msg);
+}
+
+static void decode_filesystem_detached_refuses_requests_and_other_shapes(void **state)
+{
+    static const char *const texts[] = {
+        "{\"method\":\"filesystem_detached\",\"params\":[\"a\"],\"id\":1}",
+        "{\"method\":\"filesystem_detached\",\"params\":[]}",
+        "{\"method\":\"filesystem_detached\",\"params\":[1]}",
+        "{\"method\":\"close\",\"params\":[\"a\"]}",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct codec_json_msg *msg = parse_text(texts[i]);
+        const char *name;
+        assert_int_equal(codec_json_decode_filesystem_detached(msg, &name), -EBADMSG);
+        codec_json_msg_free(msg);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Gateway answers to the provider
  * ----------------------------------------------------------------------------------------------*/
@@ -1727,6 +1760,8 @@ int main(void)
         cmocka_unit_test(encode_authenticate_writes_the_wire_form_and_decodes_back),
         cmocka_unit_test(decode_add_filesystem_reads_the_wire_form),
         cmocka_unit_test(encode_add_filesystem_writes_the_wire_form_and_decodes_back),
+        cmocka_unit_test(encode_filesystem_detached_is_a_notification_and_decodes_back),
+        cmocka_unit_test(decode_filesystem_detached_refuses_requests_and_other_shapes),
         cmocka_unit_test(encode_result_empty_writes_an_empty_object),
         cmocka_unit_test(encode_add_filesystem_result_echoes_the_name),
         cmocka_unit_test(encode_error_writes_code_and_message_and_parses_back),
