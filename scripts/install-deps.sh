@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libwebsockets-dev libfuse3-dev fuse3 libuv1-dev libjansson-dev libsqlite3-dev libcmocka-dev
-  python3
+  python3 git
 )
 
 missing=()
