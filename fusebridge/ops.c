@@ -8,6 +8,7 @@
 #include "fusebridge_internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +47,9 @@ enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
 struct dir_listing {
     struct dir_listing *prev; /* in the mount's open listings (worker thread only) */
     struct dir_listing *next;
+    /* The open directory holds one reference and a READDIR op in flight another: an interrupted
+     * readdir lets releasedir arrive while the loop thread still fills the listing. */
+    atomic_int refs;
     bool loaded;
     char *buf;
     size_t size;
@@ -79,8 +83,18 @@ struct fusebridge_op **op_next(struct fusebridge_op *op)
     return &op->next;
 }
 
+static void listing_unref(struct dir_listing *listing)
+{
+    if (atomic_fetch_sub(&listing->refs, 1) == 1) {
+        free(listing->buf);
+        free(listing);
+    }
+}
+
 static void op_free(struct fusebridge_op *op)
 {
+    if (op->listing)
+        listing_unref(op->listing);
     for (size_t i = 0; i < sizeof(op->owned) / sizeof(op->owned[0]); i++)
         free(op->owned[i]);
     free(op->entry_name);
@@ -524,12 +538,15 @@ static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         free(listing); /* the kernel will not send releasedir for a failed open */
         return;
     }
+    atomic_init(&listing->refs, 1);
     listing->next = mount->listings;
     if (mount->listings)
         mount->listings->prev = listing;
     mount->listings = listing;
 }
 
+/* The directory is closed: it leaves the mount's list (worker thread) and goes when no op holds
+ * it any more. */
 static void listing_free(struct fusebridge_mount *mount, struct dir_listing *listing)
 {
     if (listing->prev)
@@ -538,8 +555,7 @@ static void listing_free(struct fusebridge_mount *mount, struct dir_listing *lis
         mount->listings = listing->next;
     if (listing->next)
         listing->next->prev = listing->prev;
-    free(listing->buf);
-    free(listing);
+    listing_unref(listing);
 }
 
 void listings_free_all(struct fusebridge_mount *mount)
@@ -573,6 +589,7 @@ static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
     if (!op)
         return;
     struct fusebridge_request *step = op_step(op, FUSEBRIDGE_READDIR, ino);
+    atomic_fetch_add(&listing->refs, 1);
     op->listing = listing;
     op->readdir_size = size;
     op->readdir_offset = off;
