@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "provider.h"
+#include "session.h"
 
 #define PROGRAM "webfuse-provider"
 #define EXIT_USAGE 2
@@ -125,7 +126,7 @@ static int cli_add_export(struct cli *cli, const char *arg)
     cli->exports[cli->export_count].name = name;
     cli->exports[cli->export_count].dir = eq + 1;
     cli->export_count++;
-    if (!provider_fs_name_valid(name))
+    if (!session_name_valid(name))
         return usage_error("bad filesystem name '%s': use 1-64 characters of A-Z a-z 0-9 . _ - "
                            "(not . or ..)",
                            name);

@@ -34,9 +34,6 @@ int provider_url_parse(const char *text, struct provider_url *url);
 /* True when `name` is a --protocol value this build speaks ("webfuse2", "json"). */
 bool provider_protocol_known(const char *name);
 
-/* A filesystem name as the gateway accepts it: 1-64 characters of [A-Za-z0-9._-], not "." or
- * "..". */
-bool provider_fs_name_valid(const char *name);
 
 struct provider_export_spec {
     const char *name; /* filesystem name sent to the gateway */

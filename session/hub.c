@@ -11,21 +11,6 @@
 /* libwebsockets hands received data over in pieces of at most this size. */
 #define HUB_RX_BUFFER 65536
 
-bool session_name_valid(const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0 || len > 64 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 bool session_hub_name_taken(const struct session_hub *hub, const char *name)
 {
     for (const struct session *s = hub->sessions; s; s = s->next)
