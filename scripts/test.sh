@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test under ctest.
+#   scripts/test.sh              release build in build/
+#   scripts/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer (leaks too) in
+#                                build-asan/; any report fails the test that caused it
 # Integration tests mount for real: run as root (or with /dev/fuse usable), else they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh "$@"
-cd build
+if [ "${1:-}" = "--sanitize" ]; then
+  export BUILD_DIR=build-asan ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+  scripts/build.sh -DWEBFUSE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+  export BUILD_DIR=build
+  scripts/build.sh
+fi
+cd "$BUILD_DIR"
 ctest --output-on-failure --timeout 600
