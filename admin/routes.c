@@ -136,7 +136,7 @@ static json_t *session_json(struct admin *admin, const struct session_info *info
         session_hub_list_fs(admin->hub, info->id, add_fs, filesystems);
     return json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o}", "id",
                      (json_int_t)info->id, "run", (json_int_t)registry_run(admin->registry),
-                     "state", "active", "remote", string_or_null(info->remote), "protocol",
+                     "state", info->state, "remote", string_or_null(info->remote), "protocol",
                      string_or_null(info->protocol), "user", string_or_null(info->user),
                      "connected_since", admin_time_json(info->connected_since), "requests",
                      (json_int_t)info->requests, "bytes_in", (json_int_t)info->bytes_in,

@@ -84,6 +84,9 @@ static void session_describe(const struct session *s, struct session_info *info)
         .id = s->id,
         .remote = s->remote,
         .protocol = s->protocol->name,
+        .state = !s->wsi      ? "closed"
+                 : s->closing ? "closing"
+                              : "active",
         .connected_since = s->connected_since,
         .requests = s->requests,
         .bytes_in = s->bytes_in,

@@ -178,6 +178,9 @@ struct session_info {
     const char *remote;       /* peer address */
     const char *protocol;     /* "json" or "webfuse2" */
     const char *user;         /* authenticated user, or NULL */
+    /* "active"; "closing" while a close frame is due; "closed" once the connection is gone and
+     * only its mounts are still draining */
+    const char *state;
     int64_t connected_since;  /* Unix time, seconds */
     uint64_t requests;        /* requests answered (or failed) */
     uint64_t bytes_in;        /* message bytes received from the provider */
