@@ -3,6 +3,9 @@
 #include "gateway.h"
 
 #include <errno.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +37,7 @@ struct gateway {
     struct lws_context *lws;
     struct session_hub *hub;
     struct admin *admin; /* NULL with --no-admin */
+    int locks[2];        /* held for the process's life: the mount root, the history */
     bool stopping;
     bool forced; /* the grace period ran out */
 };
@@ -226,25 +230,82 @@ static void fusectl_mount(void)
         log_debug("cannot mount fusectl at %s: %s", FUSECTL_DIR, strerror(errno));
 }
 
-static int prepare_mount_root(const char *mount_root)
+/* Takes an exclusive lock on `path` (a directory or a file, created if missing) for the rest of
+ * the process, so a second webfused cannot take over the mounts or the history of a running one:
+ * its start-up clean-up would detach live mounts and mark live sessions lost. */
+static int lock_exclusive(const char *path, bool directory, const char *what, int *fd_out)
+{
+    int flags = O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : O_CREAT);
+    int fd = open(path, flags, 0600);
+    if (fd < 0) {
+        log_error("cannot open %s %s: %s", what, path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int rc = -errno;
+        if (rc == -EWOULDBLOCK)
+            log_error("another webfused is already using %s %s", what, path);
+        else
+            log_error("cannot lock %s %s: %s", what, path, strerror(-rc));
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static int lock_history(const char *db_path, int *fd_out)
+{
+    char lock_path[PATH_MAX];
+    if (snprintf(lock_path, sizeof(lock_path), "%s.lock", db_path) >= (int)sizeof(lock_path))
+        return -ENAMETOOLONG;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        int rc = mkdir_parents(dir);
+        if (rc != 0) {
+            log_error("cannot create %s: %s", dir, strerror(-rc));
+            return rc;
+        }
+    }
+    return lock_exclusive(lock_path, false, "the history database", fd_out);
+}
+
+static int prepare_mount_root(const char *mount_root, int *lock_fd)
 {
     int rc = mkdir_parents(mount_root);
     if (rc != 0) {
         log_error("cannot create mount root %s: %s", mount_root, strerror(-rc));
         return rc;
     }
+    rc = lock_exclusive(mount_root, true, "the mount root", lock_fd);
+    if (rc != 0)
+        return rc;
     unmount_stale(mount_root);
     fusectl_mount();
     return 0;
+}
+
+static void locks_release(struct gateway *gw)
+{
+    for (size_t i = 0; i < sizeof(gw->locks) / sizeof(gw->locks[0]); i++)
+        if (gw->locks[i] >= 0)
+            close(gw->locks[i]);
 }
 
 int gateway_run(const struct gateway_options *opt)
 {
     struct gateway gw;
     memset(&gw, 0, sizeof(gw));
+    gw.locks[0] = gw.locks[1] = -1;
     signal(SIGPIPE, SIG_IGN);
-    if (prepare_mount_root(opt->mount_root) != 0)
+    if (prepare_mount_root(opt->mount_root, &gw.locks[0]) != 0 ||
+        (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
+        locks_release(&gw);
         return EXIT_FAILURE;
+    }
     if (uv_loop_init(&gw.loop) != 0 || uv_timer_init(&gw.loop, &gw.grace) != 0 ||
         signals_start(&gw) != 0) {
         log_error("cannot set up the event loop");
@@ -294,6 +355,7 @@ out_hub:
 out:
     if (uv_loop_close(&gw.loop) != 0)
         log_debug("event loop closed with handles left");
+    locks_release(&gw);
     log_info("exiting with status %d", status);
     return status;
 }

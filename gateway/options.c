@@ -2,7 +2,10 @@
 #include "gateway.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <net/if.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +77,19 @@ static int parse_number(const char *option, const char *text, unsigned long long
     return 0;
 }
 
+/* libwebsockets takes an IP address or an interface name, and with anything else it runs without
+ * listening: refuse it here instead. */
+static bool address_valid(const char *option, const char *text)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, text, addr) == 1 || inet_pton(AF_INET6, text, addr) == 1 ||
+        if_nametoindex(text) != 0)
+        return true;
+    fprintf(stderr, "webfused: %s must be an IP address or a network interface, not \"%s\"\n",
+            option, text);
+    return false;
+}
+
 static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
     {"bind", required_argument, NULL, 'b'},
@@ -101,6 +117,8 @@ static int apply_option(int c, const char *arg, struct gateway_options *opt)
         opt->port = (int)v;
         return 0;
     case 'b':
+        if (!address_valid("--bind", arg))
+            return -EINVAL;
         opt->bind = arg;
         return 0;
     case 'm':
@@ -126,6 +144,8 @@ static int apply_option(int c, const char *arg, struct gateway_options *opt)
         opt->admin_port = (int)v;
         return 0;
     case 'B':
+        if (!address_valid("--admin-bind", arg))
+            return -EINVAL;
         opt->admin_bind = arg;
         return 0;
     case 'T':

@@ -166,6 +166,26 @@ static int cli_check_protocol(const struct cli *cli)
     return 0;
 }
 
+/* webfuse2 names the filesystem after the URL path's last segment; catching a bad one here
+ * beats a refusal (or a different name) from the gateway. */
+static bool url_name_valid(const char *path)
+{
+    size_t len = strlen(path);
+    while (len > 0 && path[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    if (start == len)
+        return true; /* "/": the gateway generates a name */
+    char name[256];
+    if (len - start >= sizeof(name))
+        return false;
+    memcpy(name, path + start, len - start);
+    name[len - start] = '\0';
+    return session_name_valid(name);
+}
+
 static int cli_check(const struct cli *cli)
 {
     if (!cli->url)
@@ -178,6 +198,11 @@ static int cli_check(const struct cli *cli)
         return usage_error("bad url '%s': expected ws://HOST[:PORT][/PATH]", cli->url);
     if (!provider_protocol_known(cli->protocol))
         return usage_error("unknown protocol '%s': use webfuse2 or json", cli->protocol);
+    if (strcmp(cli->protocol, "webfuse2") == 0 && !url_name_valid(url.path))
+        return usage_error("the last segment of the URL path names the filesystem and must be "
+                           "1-64 characters of A-Z a-z 0-9 . _ -, not . or .. (or nothing, for a "
+                           "name the gateway chooses): '%s'",
+                           url.path);
     return cli_check_protocol(cli);
 }
 

@@ -194,15 +194,6 @@ int session_hub_disconnect(struct session_hub *hub, uint64_t id, const char *rea
     return 0;
 }
 
-/* Old providers ignore notifications they do not know, so telling them cannot break them. */
-static void json_tell_detached(struct session *s, const char *name)
-{
-    char msg[160];
-    size_t len;
-    if (codec_json_encode_filesystem_detached(msg, sizeof(msg), &len, name) == 0)
-        session_send_control(s, msg, len);
-}
-
 int session_hub_detach(struct session_hub *hub, const char *name, const char *reason)
 {
     struct filesystem *fs = fs_find(hub, name);
@@ -219,8 +210,7 @@ int session_hub_detach(struct session_hub *hub, const char *name, const char *re
         session_close(s, LWS_CLOSE_STATUS_NORMAL, reason);
         return 0;
     }
-    if (s->wsi)
-        json_tell_detached(s, name);
+    session_tell_detached(s, name);
     session_detach_fs(fs);
     return 0;
 }

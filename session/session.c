@@ -417,13 +417,32 @@ static void fs_unlink(struct session *s, struct filesystem *fs)
     s->filesystem_count--;
 }
 
+void session_tell_detached(struct session *s, const char *name)
+{
+    char msg[160];
+    size_t len;
+    if (s->wsi && codec_json_encode_filesystem_detached(msg, sizeof(msg), &len, name) == 0)
+        session_send_control(s, msg, len);
+}
+
 static void fs_on_gone(struct fusebridge_mount *mount, void *user)
 {
     (void)mount;
     struct filesystem *fs = user;
+    struct session *s = fs->session;
     /* Unmounted by hand, or detached: nothing may wait for it any more. */
-    pending_fail(fs->session, fs, -EIO);
+    pending_fail(s, fs, -EIO);
+    if (fs->state == FS_CLOSING)
+        return;
+    /* Gone by hand (fusermount3 -u): the provider must not go on believing it is attached. */
     fs->state = FS_CLOSING;
+    if (s->protocol->path_based) {
+        char reason[100];
+        snprintf(reason, sizeof(reason), "filesystem %s was unmounted on the device", fs->name);
+        session_close(s, LWS_CLOSE_STATUS_GOINGAWAY, reason);
+    } else {
+        session_tell_detached(s, fs->name);
+    }
 }
 
 static void fs_on_closed(struct fusebridge_mount *mount, void *user)

@@ -160,6 +160,9 @@ void session_account(struct session *s, struct filesystem *fs, enum fusebridge_k
 /* Tells the hub's observer; fs may be NULL. */
 void session_emit(struct session *s, enum session_event_kind kind, const char *fs_name,
                   const char *mountpoint, const char *detail);
+/* Tells a JSON provider that its filesystem `name` is detached (the filesystem_detached
+ * notification; old providers ignore it, so it cannot break them). */
+void session_tell_detached(struct session *s, const char *name);
 /* Fails what waits for `fs` and unmounts it; the filesystem is freed when the mount is gone. */
 void session_detach_fs(struct filesystem *fs);
 /* Makes s->scratch hold at least `need` bytes. */

@@ -251,7 +251,8 @@ void session_webfuse2_start(struct session *s, const char *uri)
     char reason[120];
     switch (error) {
     case -EINVAL:
-        snprintf(reason, sizeof(reason), "invalid filesystem name \"%.64s\"", name);
+        snprintf(reason, sizeof(reason), "invalid filesystem name \"%.64s%s\"", name,
+                 strlen(name) > 64 ? "..." : "");
         break;
     case -EEXIST:
         snprintf(reason, sizeof(reason), "filesystem name \"%.64s\" is taken", name);
