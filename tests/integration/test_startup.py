@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Start-up and mounts that go away under the gateway: a second webfused cannot take over a
+running one's mount root or history; a listen address that cannot work is refused; a mount
+unmounted by hand is noticed and its provider is told."""
+
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal  # noqa: E402
+
+suite = harness.Suite("test_startup")
+
+
+def webfused(*args):
+    """Runs webfused to completion (it must refuse to start); returns (status, stderr)."""
+    argv = [harness.binary("WEBFUSED", "webfused")] + list(args)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    return done.returncode, done.stderr
+
+
+@suite.test
+def second_daemon_on_the_same_mount_root_is_refused_and_leaves_the_mounts(env):
+    daemon = env.start_daemon(admin=False)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("still here")
+    env.start_webfuse2_provider(daemon, "keep", src)
+    status, err = webfused("--port", str(harness.free_port()), "--no-admin",
+                           "--mount-root", daemon.mount_root)
+    check(status != 0, "a second webfused on the same mount root exited with 0")
+    check("another webfused is already using the mount root" in err, "its error: %r" % err)
+    with open(os.path.join(daemon.mount_path("keep"), "f")) as f:
+        check_equal(f.read(), "still here", "the first daemon's mount after the refusal")
+
+
+@suite.test
+def second_daemon_on_the_same_history_is_refused_before_touching_it(env):
+    daemon = env.start_daemon()
+    status, err = webfused("--port", str(harness.free_port()), "--admin-port",
+                           str(harness.free_port()), "--mount-root", env.mkdir("other-root"),
+                           "--db", daemon.db, "--admin-token-file", daemon.token_file)
+    check(status != 0, "a second webfused on the same database exited with 0")
+    check("another webfused is already using the history database" in err, "its error: %r" % err)
+    check(daemon.alive(), "the first daemon died")
+
+
+@suite.test
+def listen_address_that_is_neither_ip_nor_interface_is_refused(env):
+    status, err = webfused("--bind", "999.1.1.1", "--no-admin", "--mount-root", env.mkdir("r"))
+    check_equal(status, 2, "exit status for --bind 999.1.1.1")
+    check("--bind must be an IP address or a network interface" in err, "its error: %r" % err)
+
+
+@suite.test
+def hand_unmount_closes_the_webfuse2_connection_with_a_reason(env):
+    daemon = env.start_daemon()
+    provider = env.start_webfuse2_provider(daemon, "gone", env.mkdir("src"))
+    mount = daemon.mount_path("gone")
+    subprocess.run(["fusermount3", "-u", mount], check=True, timeout=10)
+    harness.wait_until(lambda: "filesystem gone was unmounted on the device" in
+                       provider.log_text(), 5.0, what="the provider to hear why")
+    harness.wait_until(lambda: daemon.api("GET", "/api/v1/filesystems/gone").status == 404, 5.0,
+                       what="the admin API to forget the filesystem")
+
+
+@suite.test
+def hand_unmount_tells_a_json_provider_which_keeps_its_other_filesystem(env):
+    daemon = env.start_daemon()
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("other")
+    provider = env.start_provider(daemon, [("gone", env.mkdir("src-gone")), ("other", src)])
+    subprocess.run(["fusermount3", "-u", daemon.mount_path("gone")], check=True, timeout=10)
+    harness.wait_until(lambda: "gone: detached by the gateway" in provider.log_text(), 5.0,
+                       what="the JSON provider to be told")
+    with open(os.path.join(daemon.mount_path("other"), "f")) as f:
+        check_equal(f.read(), "other", "the session's other filesystem")
+    check(provider.alive(), "the JSON provider's session ended")
+
+
+if __name__ == "__main__":
+    suite.main()
