@@ -200,7 +200,9 @@ static void abort_work(uv_work_t *work)
 static void pool_work_done(struct fusebridge_mount *mount)
 {
     mount->unmount_running = false;
-    if (mount->state == MOUNT_GONE)
+    /* Not merely GONE: the worker may still be tearing down, and joining it here would block the
+     * loop (or wait forever for the loop). */
+    if (mount->worker_exit_seen)
         mount_finish(mount);
 }
 
@@ -288,27 +290,7 @@ static void mount_on_loop_ended(struct fusebridge_mount *mount)
     mount->state = MOUNT_GONE;
     fusebridge_mount_close(mount); /* fails whatever is still queued */
     mount->callbacks.on_gone(mount, mount->user);
-    if (mount->pool_jobs == 0)
-        uv_sem_post(&mount->ops_answered);
-    else
-        mount->release_due = true; /* the last job's reply goes out first */
-}
-
-int mount_pool_job_start(struct fusebridge_mount *mount, uv_work_t *work, uv_work_cb work_cb,
-                         uv_after_work_cb done_cb)
-{
-    int rc = uv_queue_work(mount->loop, work, work_cb, done_cb);
-    if (rc == 0)
-        mount->pool_jobs++;
-    return rc;
-}
-
-void mount_pool_job_done(struct fusebridge_mount *mount)
-{
-    if (--mount->pool_jobs == 0 && mount->release_due) {
-        mount->release_due = false;
-        uv_sem_post(&mount->ops_answered);
-    }
+    uv_sem_post(&mount->ops_answered);
 }
 
 static void mount_wakeup(uv_async_t *async)
@@ -330,6 +312,7 @@ static void mount_wakeup(uv_async_t *async)
         mount_on_loop_ended(mount);
     if (exited) {
         mount->state = MOUNT_GONE;
+        mount->worker_exit_seen = true;
         mount_finish(mount);
         return;
     }

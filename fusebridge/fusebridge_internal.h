@@ -103,6 +103,7 @@ struct fusebridge_mount {
     bool abort_requested;
     bool unmount_running; /* unmount or abort work is on the thread pool */
     bool finishing;
+    bool worker_exit_seen; /* the worker has reported its end: joining it cannot block */
 
     /* Shared with the worker, under `lock`. */
     uv_mutex_t lock;
@@ -114,8 +115,6 @@ struct fusebridge_mount {
     bool mount_seen;    /* the loop thread has acted on mount_done */
     bool loop_ended;    /* the worker's FUSE loop has returned ... */
     bool loop_end_seen; /* ... and the loop thread has acted on it */
-    unsigned pool_jobs; /* loop thread: thread-pool jobs holding ops of this mount */
-    bool release_due;   /* loop thread: ops_answered is to be posted when pool_jobs drops to 0 */
     bool worker_exited; /* the worker has torn the FUSE session down and ends */
 
     uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
@@ -128,12 +127,6 @@ struct fusebridge_mount {
 /* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
  * fails it with EIO when the mount is closing. Any thread. */
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
-
-/* Loop thread. Runs `work` on the thread pool for an op the mount still owns; the FUSE session
- * stays until `done` has called mount_pool_job_done. Returns 0 or a negative errno. */
-int mount_pool_job_start(struct fusebridge_mount *mount, uv_work_t *work, uv_work_cb work_cb,
-                         uv_after_work_cb done_cb);
-void mount_pool_job_done(struct fusebridge_mount *mount);
 
 /* ---- operations (ops.c) ---- */
 

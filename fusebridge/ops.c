@@ -804,68 +804,23 @@ static void aliases_invalidate(struct fusebridge_op *op, uint64_t provider_ino)
 }
 
 /* A write or setattr through one name of a hard-linked file leaves the other names' attributes
- * and cached data stale. Dropping cached data takes page locks that a read in flight may hold
- * while it waits for the loop thread, so it runs on the thread pool, and the kernel gets its reply
- * only afterwards: a program that writes through one name and then reads through another sees its
- * write. */
-#define ALIASES_MAX 64
-
-struct alias_job {
-    uv_work_t work;
-    struct fusebridge_op *op;
-    struct fusebridge_answer answer;
-    size_t count;
-    uint64_t inos[ALIASES_MAX];
-};
-
-static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *answer);
-
-static void alias_job_work(uv_work_t *work)
-{
-    struct alias_job *job = container_of(work, struct alias_job, work);
-    for (size_t i = 0; i < job->count; i++)
-        fuse_lowlevel_notify_inval_inode(job->op->mount->session, job->inos[i], 0, 0);
-}
-
-static void alias_job_done(uv_work_t *work, int status)
-{
-    (void)status;
-    struct alias_job *job = container_of(work, struct alias_job, work);
-    struct fusebridge_mount *mount = job->op->mount;
-    op_reply(job->op, &job->answer);
-    op_free(job->op);
-    free(job);
-    mount_pool_job_done(mount);
-}
-
-/* Returns true when the op's reply now waits for its other names to be invalidated. */
-static bool others_invalidate_first(struct fusebridge_op *op,
-                                    const struct fusebridge_answer *answer)
+ * stale, and their cached data. Only attributes are invalidated here, before the kernel gets its
+ * reply: that takes no page locks (dropping pages could wait on a write in flight through
+ * another name, whose reply may wait on us). The kernel drops the other names' cached pages
+ * itself when it next asks their attributes and sees the size or mtime changed (auto_inval_data),
+ * in the reader's own context. */
+static void others_invalidate(struct fusebridge_op *op)
 {
     bool changes = op->reply == REPLY_WRITE || (op->reply == REPLY_ATTR && op->nsteps > 1);
     if (!op->mount->path_based || !changes)
-        return false;
+        return;
     uint64_t ino = op->steps[0].ino;
     uint64_t shared = inode_table_shared_inode(&op->mount->inodes, ino);
-    if (shared == 0)
-        return false;
-    struct alias_job *job = calloc(1, sizeof(*job));
-    if (!job)
-        return false; /* stale for the cache time, not wrong for longer */
-    uint64_t inos[ALIASES_MAX];
-    size_t n = inode_table_aliases(&op->mount->inodes, shared, inos, ALIASES_MAX);
+    uint64_t inos[64];
+    size_t n = shared ? inode_table_aliases(&op->mount->inodes, shared, inos, 64) : 0;
     for (size_t i = 0; i < n; i++)
         if (inos[i] != ino)
-            job->inos[job->count++] = inos[i];
-    job->op = op;
-    job->answer = *answer;
-    job->answer.data = NULL; /* WRITE and ATTR answers carry no data */
-    if (job->count == 0 ||
-        mount_pool_job_start(op->mount, &job->work, alias_job_work, alias_job_done) != 0) {
-        free(job);
-        return false;
-    }
-    return true;
+            fuse_lowlevel_notify_inval_inode(op->mount->session, inos[i], -1, 0);
 }
 
 static void apply_effect(struct fusebridge_op *op)
@@ -942,8 +897,7 @@ int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answe
         mount_submit(op->mount, op, true);
         return 1;
     }
-    if (others_invalidate_first(op, answer))
-        return 0;
+    others_invalidate(op);
     op_reply(op, answer);
     op_free(op);
     return 0;

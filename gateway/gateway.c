@@ -171,11 +171,18 @@ static void gateway_finish(struct gateway *gw)
         lws_context_destroy(gw->lws);
 }
 
+static void on_finish_due(uv_timer_t *timer)
+{
+    gateway_finish(container_of(timer, struct gateway, grace));
+}
+
+/* Called from inside a libwebsockets callback (the last session's close): destroying the
+ * context there would pull it from under lws, so the teardown runs on the next loop turn. */
 static void on_sessions_gone(void *arg)
 {
     struct gateway *gw = arg;
     log_info("all sessions closed");
-    gateway_finish(gw);
+    uv_timer_start(&gw->grace, on_finish_due, 0, 0);
 }
 
 static void on_grace_expired(uv_timer_t *timer)

@@ -125,13 +125,21 @@ static struct session *session_find(struct session_hub *hub, uint64_t id)
     return NULL;
 }
 
+/* A detached mount may linger (a process holds a file) while its name is attached again: the
+ * live one wins. */
 static struct filesystem *fs_find(struct session_hub *hub, const char *name)
 {
-    for (struct session *s = hub->sessions; s; s = s->next)
-        for (struct filesystem *fs = s->filesystems; fs; fs = fs->next)
-            if (strcmp(fs->name, name) == 0)
+    struct filesystem *lingering = NULL;
+    for (struct session *s = hub->sessions; s; s = s->next) {
+        for (struct filesystem *fs = s->filesystems; fs; fs = fs->next) {
+            if (strcmp(fs->name, name) != 0)
+                continue;
+            if (fs->state != FS_CLOSING)
                 return fs;
-    return NULL;
+            lingering = fs;
+        }
+    }
+    return lingering;
 }
 
 void session_hub_list(struct session_hub *hub, session_info_fn fn, void *user)

@@ -347,6 +347,9 @@ void session_close(struct session *s, enum lws_close_status status, const char *
     s->close_status = status;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
     lws_callback_on_writable(s->wsi);
+    /* A provider that stopped reading never makes the socket writeable: drop it after a while,
+     * so its mounts still go. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_CLOSE_TIMEOUT_SEC);
 }
 
 /* ---- messages from the provider ---------------------------------------------------------------

@@ -114,11 +114,10 @@ int codec_json_encode_add_filesystem(char *buf, size_t cap, size_t *len, int64_t
  * ctime. -EINVAL for a type that is neither a regular file nor a directory. */
 int codec_json_encode_attr_result(char *buf, size_t cap, size_t *len, int64_t id,
                                   const struct stat *st);
-int codec_json_encode_open_result(char *buf, size_t cap, size_t *len, int64_t id,
-                                  uint64_t handle);
+int codec_json_encode_open_result(char *buf, size_t cap, size_t *len, int64_t id, uint64_t handle);
 /* base64 for n > 0, "identity" with empty data for n == 0. */
-int codec_json_encode_read_result(char *buf, size_t cap, size_t *len, int64_t id,
-                                  const void *data, size_t n);
+int codec_json_encode_read_result(char *buf, size_t cap, size_t *len, int64_t id, const void *data,
+                                  size_t n);
 struct codec_json_dirent {
     const char *name;
     uint64_t ino;
@@ -146,9 +145,9 @@ struct lws_protocols;
 struct session_hub;
 
 struct session_hub_config {
-    const char *mount_root;   /* filesystems mount at <mount_root>/<name> */
-    unsigned timeout_ms;      /* per provider request */
-    size_t max_message;       /* largest message accepted from a provider, bytes */
+    const char *mount_root; /* filesystems mount at <mount_root>/<name> */
+    unsigned timeout_ms;    /* per provider request */
+    size_t max_message;     /* largest message accepted from a provider, bytes */
 };
 
 /* Loop thread. `loop` must outlive the hub. Returns 0 or a negative errno. */
@@ -175,16 +174,16 @@ void session_hub_free(struct session_hub *hub);
 
 struct session_info {
     uint64_t id;
-    const char *remote;       /* peer address */
-    const char *protocol;     /* "json" or "webfuse2" */
-    const char *user;         /* authenticated user, or NULL */
+    const char *remote;   /* peer address */
+    const char *protocol; /* "json" or "webfuse2" */
+    const char *user;     /* authenticated user, or NULL */
     /* "active"; "closing" while a close frame is due; "closed" once the connection is gone and
      * only its mounts are still draining */
     const char *state;
-    int64_t connected_since;  /* Unix time, seconds */
-    uint64_t requests;        /* requests answered (or failed) */
-    uint64_t bytes_in;        /* message bytes received from the provider */
-    uint64_t bytes_out;       /* message bytes sent to the provider */
+    int64_t connected_since; /* Unix time, seconds */
+    uint64_t requests;       /* requests answered (or failed) */
+    uint64_t bytes_in;       /* message bytes received from the provider */
+    uint64_t bytes_out;      /* message bytes sent to the provider */
     size_t filesystem_count;
 };
 

@@ -16,6 +16,8 @@
 #define SESSION_MAX_FILESYSTEMS 64
 /* Messages for the provider (answers to its own requests) waiting to be written. */
 #define SESSION_MAX_CONTROL 64
+/* How long a close frame may wait for the socket before the connection is dropped. */
+#define SESSION_CLOSE_TIMEOUT_SEC 3
 /* How often pending requests are checked against their deadline. */
 #define SESSION_TICK_MS 100
 
