@@ -495,18 +495,10 @@ int export_read(struct export *exp, uint64_t pino, uint64_t handle, uint64_t off
         return -EBADF;
     if (offset > (uint64_t)INT64_MAX - size)
         return -EINVAL;
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = pread(h->fd, (char *)buf + done, size - done, (off_t)(offset + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    *out = done;
+    long n = provider_io_full(h->fd, buf, size, offset, false);
+    if (n < 0)
+        return (int)n;
+    *out = (size_t)n;
     return 0;
 }
 

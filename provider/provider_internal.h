@@ -41,6 +41,9 @@
 /* Strict UTF-8 of a NUL-terminated string (no overlong forms, no surrogates, nothing above
  * U+10FFFF). */
 bool provider_utf8_valid(const char *text);
+/* pread/pwrite of `size` bytes at `offset`, retried until done, end of file or an error. Returns
+ * the bytes moved, or a negative errno when the first attempt failed. */
+long provider_io_full(int fd, void *buf, size_t size, uint64_t offset, bool write);
 
 /* ------------------------------------------------------------------------------------------------
  * export.c: one directory by inode number (JSON protocol), read-only

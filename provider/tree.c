@@ -375,21 +375,10 @@ long tree_read(struct tree *t, struct tree_path path, uint64_t handle, uint64_t 
     int fd = tree_handle_or_path(t, path, handle, O_RDONLY, &temp);
     if (fd < 0)
         return fd;
-    size_t done = 0;
-    long rc = 0;
-    while (done < size) {
-        ssize_t n = pread(fd, (char *)buf + done, size - done, (off_t)(offset + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && done == 0)
-            rc = -errno;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
+    long rc = provider_io_full(fd, buf, size, offset, false);
     if (temp >= 0)
         close(temp);
-    return rc < 0 ? rc : (long)done;
+    return rc;
 }
 
 long tree_write(struct tree *t, struct tree_path path, uint64_t handle, uint64_t offset,
@@ -403,21 +392,10 @@ long tree_write(struct tree *t, struct tree_path path, uint64_t handle, uint64_t
     int fd = tree_handle_or_path(t, path, handle, O_WRONLY, &temp);
     if (fd < 0)
         return fd;
-    size_t done = 0;
-    long rc = 0;
-    while (done < size) {
-        ssize_t n = pwrite(fd, (const char *)data + done, size - done, (off_t)(offset + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && done == 0)
-            rc = -errno;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
+    long rc = provider_io_full(fd, (void *)data, size, offset, true);
     if (temp >= 0)
         close(temp);
-    return rc < 0 ? rc : (long)done;
+    return rc;
 }
 
 int tree_truncate(struct tree *t, struct tree_path path, uint64_t size, uint64_t handle)

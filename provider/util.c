@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "provider_internal.h"
 
@@ -104,4 +105,22 @@ int provider_url_parse(const char *text, struct provider_url *url)
     strcpy(path, rest[authority_len] == '/' ? rest + authority_len : "/");
     url->path = path;
     return url_parse_authority(url->buffer, url);
+}
+
+long provider_io_full(int fd, void *buf, size_t size, uint64_t offset, bool write)
+{
+    size_t done = 0;
+    while (done < size) {
+        char *at = (char *)buf + done;
+        off_t pos = (off_t)(offset + done);
+        ssize_t n = write ? pwrite(fd, at, size - done, pos) : pread(fd, at, size - done, pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && done == 0)
+            return -errno;
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    return (long)done;
 }
