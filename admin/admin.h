@@ -11,6 +11,7 @@
 #ifndef WEBFUSE_ADMIN_H
 #define WEBFUSE_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <uv.h>
@@ -24,6 +25,9 @@ struct admin_config {
     const char *db_path;    /* sqlite database; created with its directory when missing */
     const char *listen;     /* "http://ADDR:PORT", for the log line only */
 };
+
+/* False when webfused was built without the admin API (-DWEBFUSE_ADMIN=OFF). */
+bool admin_available(void);
 
 /* Start-up, before the loop runs: blocking is allowed here. Reads (or creates) the token, opens and
  * migrates the database, closes rows an earlier run left active as "lost", starts the registry

@@ -1,6 +1,6 @@
 /* webfused's process: one libuv loop, libwebsockets running on it as a foreign loop, the session
  * hub for providers, signals and the orderly shutdown. */
-#include "gateway.h"
+#include "gateway_internal.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -33,6 +33,7 @@ struct gateway {
     uv_loop_t loop;
     uv_signal_t sigint;
     uv_signal_t sigterm;
+    uv_signal_t sighup;
     uv_timer_t grace;
     struct lws_context *lws;
     struct session_hub *hub;
@@ -164,6 +165,7 @@ static void gateway_finish(struct gateway *gw)
     uv_close((uv_handle_t *)&gw->grace, NULL);
     uv_close((uv_handle_t *)&gw->sigint, NULL);
     uv_close((uv_handle_t *)&gw->sigterm, NULL);
+    uv_close((uv_handle_t *)&gw->sighup, NULL);
     if (gw->admin)
         admin_close(gw->admin);
     /* libwebsockets closes its own handles; the loop runs until they are gone. */
@@ -201,22 +203,40 @@ static void on_signal(uv_signal_t *signal, int signum)
         return;
     gw->stopping = true;
     log_info("%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    notify_systemd("STOPPING=1");
     /* The handlers stay until the end: a second signal must not kill us halfway. */
     uv_timer_start(&gw->grace, on_grace_expired, GATEWAY_SHUTDOWN_GRACE_MS, 0);
     session_hub_shutdown(gw->hub, on_sessions_gone, gw);
+}
+
+/* SIGHUP: logrotate moved the log file away. Sessions are not touched. */
+static void on_reload(uv_signal_t *signal, int signum)
+{
+    (void)signal;
+    (void)signum;
+    int rc = log_reopen();
+    if (rc != 0)
+        log_error("SIGHUP: cannot reopen the log: %s", strerror(-rc));
+    else
+        log_info("SIGHUP: log reopened");
 }
 
 static int signals_start(struct gateway *gw)
 {
     gw->sigint.data = gw;
     gw->sigterm.data = gw;
+    gw->sighup.data = gw;
     int rc = uv_signal_init(&gw->loop, &gw->sigint);
     if (rc == 0)
         rc = uv_signal_init(&gw->loop, &gw->sigterm);
     if (rc == 0)
+        rc = uv_signal_init(&gw->loop, &gw->sighup);
+    if (rc == 0)
         rc = uv_signal_start(&gw->sigint, on_signal, SIGINT);
     if (rc == 0)
         rc = uv_signal_start(&gw->sigterm, on_signal, SIGTERM);
+    if (rc == 0)
+        rc = uv_signal_start(&gw->sighup, on_reload, SIGHUP);
     return rc;
 }
 
@@ -341,6 +361,7 @@ int gateway_run(const struct gateway_options *opt)
         goto out_hub;
 
     log_info("listening on ws://%s:%d/, mounting under %s", opt->bind, opt->port, opt->mount_root);
+    notify_systemd("READY=1");
     uv_run(&gw.loop, UV_RUN_DEFAULT);
     status = EXIT_SUCCESS;
 

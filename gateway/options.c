@@ -1,5 +1,7 @@
-/* Command-line options of webfused. */
-#include "gateway.h"
+/* Command-line options of webfused, and the same names in the configuration file. */
+#include "gateway_internal.h"
+
+#include "admin.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -10,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #define DEFAULT_PORT 8081
 #define DEFAULT_BIND "127.0.0.1"
@@ -18,6 +23,7 @@
 #define DEFAULT_ADMIN_BIND "127.0.0.1"
 #define DEFAULT_ADMIN_TOKEN_FILE "/var/lib/webfuse/admin-token"
 #define DEFAULT_DB "/var/lib/webfuse/webfused.db"
+#define DEFAULT_CONFIG "/etc/webfuse/webfused.conf"
 #define DEFAULT_TIMEOUT_SEC 10
 #define DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
 /* A read of 1 MiB must fit, base64-encoded with its envelope. */
@@ -29,8 +35,13 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: webfused [OPTION]...\n"
             "Websocket gateway: providers connect and attach filesystems, which appear as FUSE\n"
-            "mounts under the mount root. Runs in the foreground and logs to stderr.\n"
+            "mounts under the mount root. Runs in the foreground.\n"
             "\n"
+            "  -c, --config FILE       read options from FILE, a JSON object whose keys are the\n"
+            "                          long options below without \"--\" (flags take true);\n"
+            "                          the command line overrides it (default %s\n"
+            "                          when that file exists)\n"
+            "      --check-config      check the configuration and the options, then exit\n"
             "  -p, --port N            provider websocket port (default %d)\n"
             "  -b, --bind ADDR         address to listen on (default %s)\n"
             "  -m, --mount-root DIR    mount filesystems at DIR/<name>; created if missing\n"
@@ -40,8 +51,10 @@ static void usage(FILE *out)
             "      --max-message BYTES largest message accepted from a provider (default %u,\n"
             "                          at least %u)\n"
             "  -l, --log-level LEVEL   error, warn, info or debug (default info)\n"
+            "      --log TARGET        stderr (default), syslog, or an absolute file path;\n"
+            "                          SIGHUP reopens the file\n"
             "\n"
-            "Admin API (REST over HTTP, see webfusectl):\n"
+            "Admin API (REST over HTTP, see webfusectl)%s:\n"
             "      --admin-port N      admin HTTP port (default %d)\n"
             "      --admin-bind ADDR   address the admin port listens on (default %s)\n"
             "      --admin-token-file FILE\n"
@@ -56,20 +69,22 @@ static void usage(FILE *out)
             "  -V, --version           show the version and exit\n"
             "\n"
             "SIGINT or SIGTERM unmount every filesystem, close every provider connection and\n"
-            "exit with status 0.\n",
-            DEFAULT_PORT, DEFAULT_BIND, DEFAULT_MOUNT_ROOT, DEFAULT_TIMEOUT_SEC,
-            DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE, DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND,
+            "exit with status 0. SIGHUP reopens the log file.\n",
+            DEFAULT_CONFIG, DEFAULT_PORT, DEFAULT_BIND, DEFAULT_MOUNT_ROOT, DEFAULT_TIMEOUT_SEC,
+            DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE,
+            admin_available() ? "" : " - not in this build, which runs as with --no-admin",
+            DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND,
             DEFAULT_ADMIN_TOKEN_FILE, DEFAULT_DB);
 }
 
-static int parse_number(const char *option, const char *text, unsigned long long min,
+static int parse_number(const char *origin, const char *text, unsigned long long min,
                         unsigned long long max, unsigned long long *value)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v < min || v > max) {
-        fprintf(stderr, "webfused: %s must be a number from %llu to %llu, not \"%s\"\n", option,
+        fprintf(stderr, "webfused: %s must be a number from %llu to %llu, not \"%s\"\n", origin,
                 min, max, text);
         return -EINVAL;
     }
@@ -79,18 +94,21 @@ static int parse_number(const char *option, const char *text, unsigned long long
 
 /* libwebsockets takes an IP address or an interface name, and with anything else it runs without
  * listening: refuse it here instead. */
-static bool address_valid(const char *option, const char *text)
+static bool address_valid(const char *origin, const char *text)
 {
     unsigned char addr[sizeof(struct in6_addr)];
     if (inet_pton(AF_INET, text, addr) == 1 || inet_pton(AF_INET6, text, addr) == 1 ||
         if_nametoindex(text) != 0)
         return true;
     fprintf(stderr, "webfused: %s must be an IP address or a network interface, not \"%s\"\n",
-            option, text);
+            origin, text);
     return false;
 }
 
 static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check-config", no_argument, NULL, 'C'},
+    {"log", required_argument, NULL, 'L'},
     {"port", required_argument, NULL, 'p'},
     {"bind", required_argument, NULL, 'b'},
     {"mount-root", required_argument, NULL, 'm'},
@@ -107,52 +125,60 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int apply_option(int c, const char *arg, struct gateway_options *opt)
+static bool admin_option(int c)
+{
+    return c == 'A' || c == 'B' || c == 'T' || c == 'D';
+}
+
+static int apply_option(int c, const char *origin, const char *arg, struct gateway_options *opt)
 {
     unsigned long long v;
+    if (admin_option(c) && !admin_available()) {
+        fprintf(stderr, "webfused: %s: this webfused was built without the admin API\n", origin);
+        return -EINVAL;
+    }
     switch (c) {
     case 'p':
-        if (parse_number("--port", arg, 1, 65535, &v) != 0)
+        if (parse_number(origin, arg, 1, 65535, &v) != 0)
             return -EINVAL;
         opt->port = (int)v;
         return 0;
     case 'b':
-        if (!address_valid("--bind", arg))
+        if (!address_valid(origin, arg))
             return -EINVAL;
         opt->bind = arg;
         return 0;
     case 'm':
         if (arg[0] != '/') {
-            fprintf(stderr, "webfused: --mount-root must be an absolute path, not \"%s\"\n", arg);
+            fprintf(stderr, "webfused: %s must be an absolute path, not \"%s\"\n", origin, arg);
             return -EINVAL;
         }
         opt->mount_root = arg;
         return 0;
     case 't':
-        if (parse_number("--timeout", arg, 1, 3600, &v) != 0)
+        if (parse_number(origin, arg, 1, 3600, &v) != 0)
             return -EINVAL;
         opt->timeout_sec = (unsigned)v;
         return 0;
     case 'M':
-        if (parse_number("--max-message", arg, MIN_MAX_MESSAGE, MAX_MAX_MESSAGE, &v) != 0)
+        if (parse_number(origin, arg, MIN_MAX_MESSAGE, MAX_MAX_MESSAGE, &v) != 0)
             return -EINVAL;
         opt->max_message = (size_t)v;
         return 0;
     case 'A':
-        if (parse_number("--admin-port", arg, 1, 65535, &v) != 0)
+        if (parse_number(origin, arg, 1, 65535, &v) != 0)
             return -EINVAL;
         opt->admin_port = (int)v;
         return 0;
     case 'B':
-        if (!address_valid("--admin-bind", arg))
+        if (!address_valid(origin, arg))
             return -EINVAL;
         opt->admin_bind = arg;
         return 0;
     case 'T':
     case 'D':
         if (arg[0] == '\0') {
-            fprintf(stderr, "webfused: %s needs a file name\n",
-                    c == 'T' ? "--admin-token-file" : "--db");
+            fprintf(stderr, "webfused: %s needs a file name\n", origin);
             return -EINVAL;
         }
         if (c == 'T')
@@ -163,9 +189,20 @@ static int apply_option(int c, const char *arg, struct gateway_options *opt)
     case 'N':
         opt->admin = false;
         return 0;
+    case 'C':
+        opt->check_config = true;
+        return 0;
+    case 'L':
+        if (log_check_target(arg) != 0) {
+            fprintf(stderr, "webfused: %s must be stderr, syslog or an absolute path, not \"%s\"\n",
+                    origin, arg);
+            return -EINVAL;
+        }
+        opt->log_target = arg;
+        return 0;
     case 'l':
         if (log_parse_level(arg, &opt->log_level) != 0) {
-            fprintf(stderr, "webfused: --log-level must be error, warn, info or debug\n");
+            fprintf(stderr, "webfused: %s must be error, warn, info or debug\n", origin);
             return -EINVAL;
         }
         return 0;
@@ -175,7 +212,40 @@ static int apply_option(int c, const char *arg, struct gateway_options *opt)
     }
 }
 
-int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
+static const struct option *option_by_name(const char *name)
+{
+    for (const struct option *o = long_options; o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return o;
+    return NULL;
+}
+
+static const struct option *option_by_code(int c)
+{
+    for (const struct option *o = long_options; o->name; o++)
+        if (o->val == c)
+            return o;
+    return NULL;
+}
+
+enum option_arg options_arg_kind(const char *name)
+{
+    const struct option *o = option_by_name(name);
+    if (!o)
+        return OPTION_ARG_UNKNOWN;
+    return o->has_arg == no_argument ? OPTION_ARG_NONE : OPTION_ARG_VALUE;
+}
+
+int options_set(struct gateway_options *opt, const char *name, const char *value,
+                const char *origin)
+{
+    const struct option *o = option_by_name(name);
+    if (!o)
+        return -EINVAL;
+    return apply_option(o->val, origin, value, opt);
+}
+
+static void options_defaults(struct gateway_options *opt)
 {
     *opt = (struct gateway_options){
         .port = DEFAULT_PORT,
@@ -184,15 +254,38 @@ int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
         .timeout_sec = DEFAULT_TIMEOUT_SEC,
         .max_message = DEFAULT_MAX_MESSAGE,
         .log_level = LOG_LEVEL_INFO,
-        .admin = true,
+        .log_target = "stderr",
+        .admin = admin_available(),
         .admin_port = DEFAULT_ADMIN_PORT,
         .admin_bind = DEFAULT_ADMIN_BIND,
         .admin_token_file = DEFAULT_ADMIN_TOKEN_FILE,
         .db_path = DEFAULT_DB,
     };
+}
+
+/* The file named by the last --config (the command line overrides it, so it is read first), or
+ * the default file when it exists; NULL for none. */
+static const char *config_path(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
+        path = DEFAULT_CONFIG;
+    return path;
+}
+
+static int parse_command_line(int argc, char **argv, struct gateway_options *opt)
+{
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "p:b:m:t:l:hV", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:p:b:m:t:l:hV", long_options, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 1;
@@ -201,16 +294,46 @@ int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
             printf("webfused %s\n", WEBFUSE_VERSION);
             return 1;
         }
-        if (apply_option(c, optarg, opt) != 0)
+        if (c == 'c')
+            continue; /* read before the command line */
+        const struct option *o = option_by_code(c);
+        char origin[64];
+        snprintf(origin, sizeof(origin), "--%s", o ? o->name : "?");
+        if (!o || apply_option(c, origin, optarg, opt) != 0) {
+            if (!o)
+                fprintf(stderr, "Try 'webfused --help' for more information.\n");
             return -EINVAL;
+        }
     }
     if (optind < argc) {
         fprintf(stderr, "webfused: unexpected argument \"%s\"\n", argv[optind]);
         return -EINVAL;
     }
+    return 0;
+}
+
+int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
+{
+    options_defaults(opt);
+    const char *config = config_path(argc, argv);
+    if (config && config_apply_file(opt, config) != 0)
+        return -EINVAL;
+    int rc = parse_command_line(argc, argv, opt);
+    if (rc != 0)
+        return rc;
     if (opt->admin && opt->admin_port == opt->port && strcmp(opt->admin_bind, opt->bind) == 0) {
         fprintf(stderr, "webfused: --admin-port must differ from --port\n");
         return -EINVAL;
     }
+    if (opt->check_config) {
+        printf("webfused: configuration %s is valid\n", config ? config : "(command line only)");
+        return 1;
+    }
     return 0;
+}
+
+void gateway_options_free(struct gateway_options *opt)
+{
+    json_decref(opt->config);
+    opt->config = NULL;
 }

@@ -1,14 +1,20 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 static const char *program = "webfuse";
+static int log_fd = STDERR_FILENO;
+static bool to_syslog;
+static const char *log_path; /* NULL unless logging to a file */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -38,10 +44,66 @@ int log_parse_level(const char *text, enum log_level *level)
     return -EINVAL;
 }
 
+int log_check_target(const char *target)
+{
+    if (strcmp(target, "stderr") == 0 || strcmp(target, "syslog") == 0 || target[0] == '/')
+        return 0;
+    return -EINVAL;
+}
+
+static int open_log_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    return fd < 0 ? -errno : fd;
+}
+
+int log_open(const char *target)
+{
+    if (strcmp(target, "syslog") == 0) {
+        openlog(program, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        to_syslog = true;
+        return 0;
+    }
+    if (strcmp(target, "stderr") == 0)
+        return 0;
+    int fd = open_log_file(target);
+    if (fd < 0)
+        return fd;
+    log_fd = fd;
+    log_path = target;
+    return 0;
+}
+
+int log_reopen(void)
+{
+    if (!log_path)
+        return 0;
+    int fd = open_log_file(log_path);
+    if (fd < 0)
+        return fd;
+    /* dup2 swaps the file under log_fd in one step: a thread writing now writes to one of the two. */
+    int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+static void syslog_write(enum log_level level, const char *fmt, va_list ap)
+{
+    static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    vsyslog(priorities[level], fmt, ap);
+}
+
 void log_write(enum log_level level, const char *fmt, ...)
 {
     if (level > current_level)
         return;
+    if (to_syslog) {
+        va_list ap;
+        va_start(ap, fmt);
+        syslog_write(level, fmt, ap);
+        va_end(ap);
+        return;
+    }
 
     char line[1024];
     struct timespec now;
@@ -60,6 +122,6 @@ void log_write(enum log_level level, const char *fmt, ...)
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2; /* truncated message: still one whole line */
     line[len++] = '\n';
-    ssize_t ignored = write(STDERR_FILENO, line, len);
+    ssize_t ignored = write(log_fd, line, len);
     (void)ignored;
 }

@@ -1,4 +1,4 @@
-/* log: leveled, line-oriented logging to stderr, safe from any thread. */
+/* log: leveled, line-oriented logging to stderr, a file or syslog, safe from any thread. */
 #ifndef WEBFUSE_LOG_H
 #define WEBFUSE_LOG_H
 
@@ -11,8 +11,20 @@ enum log_level log_get_level(void);
 /* Parses "error", "warn", "info" or "debug"; returns 0 or -EINVAL. */
 int log_parse_level(const char *text, enum log_level *level);
 
+/* Checks a log target: "stderr", "syslog" or an absolute file path. Returns 0 or -EINVAL. */
+int log_check_target(const char *target);
+
+/* Sends lines to `target` (see log_check_target) from now on. Called once at start-up, before
+ * threads exist. Returns 0, or a negative errno when the file cannot be opened (lines then keep
+ * going to stderr). */
+int log_open(const char *target);
+
+/* Reopens the log file (after logrotate moved it away); a no-op for stderr and syslog. Safe while
+ * other threads log: the new file replaces the old one under the same descriptor. */
+int log_reopen(void);
+
 /* Writes one line "<time> <prog> <LEVEL> <message>\n" with a single write(2), so lines from
- * several threads never interleave. */
+ * several threads never interleave; to syslog, the message with the matching priority. */
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The program name printed on each line (borrowed; must outlive logging). */

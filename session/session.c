@@ -453,7 +453,8 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
     (void)mount;
     struct filesystem *fs = user;
     struct session *s = fs->session;
-    log_info("session %llu: detached %s", (unsigned long long)s->id, fs->name);
+    log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
+             s->remote);
     if (fs->mounted_since)
         session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, NULL);
     else

@@ -1,0 +1,94 @@
+/* webfused's configuration file: one JSON object whose keys are the long command-line options
+ * without "--", e.g. {"port": 8081, "mount-root": "/run/webfuse", "no-admin": true}. One set of
+ * names and one validation for both, so the file cannot drift from --help. */
+#include "gateway_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* Options that steer the parsing itself and have no meaning inside the file. */
+static bool key_forbidden(const char *key)
+{
+    static const char *const forbidden[] = {"config", "check-config", "help", "version"};
+    for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
+        if (strcmp(key, forbidden[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The option's argument as text; numbers are converted and kept alive in `keep`. */
+static const char *value_text(json_t *value, json_t *keep)
+{
+    if (json_is_string(value))
+        return json_string_value(value);
+    if (!json_is_integer(value))
+        return NULL;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+    json_t *text = json_string(buf);
+    if (!text || json_array_append_new(keep, text) != 0)
+        return NULL;
+    return json_string_value(text);
+}
+
+static int apply_key(struct gateway_options *opt, const char *path, const char *key, json_t *value)
+{
+    char origin[512];
+    snprintf(origin, sizeof(origin), "%s: key \"%s\"", path, key);
+    enum option_arg kind = options_arg_kind(key);
+    if (kind == OPTION_ARG_UNKNOWN || key_forbidden(key)) {
+        fprintf(stderr, "webfused: %s: unknown key \"%s\" (see webfused --help for the names)\n",
+                path, key);
+        return -EINVAL;
+    }
+    if (kind == OPTION_ARG_NONE) {
+        if (!json_is_boolean(value)) {
+            fprintf(stderr, "webfused: %s must be true or false\n", origin);
+            return -EINVAL;
+        }
+        return json_is_true(value) ? options_set(opt, key, NULL, origin) : 0;
+    }
+    const char *text = value_text(value, opt->config);
+    if (!text) {
+        fprintf(stderr, "webfused: %s must be a string or an integer\n", origin);
+        return -EINVAL;
+    }
+    return options_set(opt, key, text, origin);
+}
+
+int config_apply_file(struct gateway_options *opt, const char *path)
+{
+    json_error_t error;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &error);
+    if (!root) {
+        if (error.line < 0)
+            fprintf(stderr, "webfused: %s: %s\n", path, error.text);
+        else
+            fprintf(stderr, "webfused: %s:%d:%d: %s\n", path, error.line, error.column, error.text);
+        return -EINVAL;
+    }
+    if (!json_is_object(root)) {
+        fprintf(stderr, "webfused: %s: must hold one JSON object\n", path);
+        json_decref(root);
+        return -EINVAL;
+    }
+    /* The options borrow strings from the document: it lives as long as they do. */
+    if (!opt->config)
+        opt->config = json_array();
+    if (!opt->config || json_array_append_new(opt->config, root) != 0) {
+        fprintf(stderr, "webfused: out of memory\n");
+        return -ENOMEM;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value) {
+        int rc = apply_key(opt, path, key, value);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""webfused's configuration file, --check-config, log targets, SIGHUP and systemd readiness
+(issue 9): every key of the file takes effect, the command line overrides it, every kind of
+mistake is an error naming the key and the file, SIGHUP reopens the log under traffic without
+touching sessions, and a Type=notify service manager hears READY=1 and STOPPING=1."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal, fail  # noqa: E402
+
+suite = harness.Suite("test_config")
+suite.needs_provider = True
+
+WEBFUSED = harness.binary("WEBFUSED", "webfused")
+
+
+def write_config(env, content, name="webfused.conf"):
+    path = env.path(name)
+    with open(path, "w") as f:
+        f.write(content if isinstance(content, str) else json.dumps(content, indent=2))
+    return path
+
+
+def check_config(*args, timeout=10):
+    """Runs webfused --check-config with args; returns (status, stdout, stderr)."""
+    p = subprocess.run([WEBFUSED, "--check-config"] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def start_from_config(env, config_path, port, mount_root, admin_port=None, token_file=None,
+                      db=None, extra=()):
+    """Starts webfused with nothing but --config (and `extra`); waits until it listens."""
+    argv = [WEBFUSED, "--config", config_path] + list(extra)
+    d = harness.Daemon(env, argv, env._log_path("webfused"), port, mount_root, admin_port,
+                       token_file, db)
+    env.processes.append(d)
+
+    def listening():
+        if not d.alive():
+            fail("webfused exited with status %s before listening" % d.returncode())
+        return harness.port_open(port) and (not admin_port or harness.port_open(admin_port))
+
+    harness.wait_until(listening, 10.0, what="webfused to listen on port %d" % port)
+    return d
+
+
+def full_config(env):
+    """A configuration that sets every option a file may set, to values unlike the defaults."""
+    return {
+        "port": harness.free_port(),
+        "bind": "127.0.0.1",
+        "mount-root": env.mkdir("root-from-file"),
+        "timeout": 7,
+        "max-message": 4194304,
+        "log-level": "debug",
+        "log": env.path("webfused.log"),
+        "admin-port": harness.free_port(),
+        "admin-bind": "127.0.0.1",
+        "admin-token-file": env.path("token-from-file"),
+        "db": env.path("history-from-file.db"),
+    }
+
+
+@suite.test
+def every_key_takes_effect(env):
+    cfg = full_config(env)
+    path = write_config(env, cfg)
+    status, out, err = check_config("--config", path)
+    check_equal(status, 0, "--check-config status (stderr %r)" % err)
+    check(path in out and "valid" in out, "--check-config says the file is valid: %r" % out)
+
+    d = start_from_config(env, path, cfg["port"], cfg["mount-root"], cfg["admin-port"],
+                          cfg["admin-token-file"], cfg["db"])
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"from the file's settings\n")
+    env.start_webfuse2_provider(d, "cfg", src)
+    with open(os.path.join(cfg["mount-root"], "cfg", "f"), "rb") as f:
+        check_equal(f.read(), b"from the file's settings\n", "bytes through the mount")
+    check(os.path.getsize(cfg["admin-token-file"]) > 0, "the token file named in the file exists")
+    check(os.path.exists(cfg["db"]), "the history database named in the file exists")
+    sessions = d.api_ok("GET", "/api/v1/sessions")
+    check(len(sessions["sessions"]) == 1, "the admin API on the file's port lists the session")
+    with open(cfg["log"]) as f:
+        log = f.read()
+    check("listening on ws://127.0.0.1:%d/" % cfg["port"] in log,
+          "the log file named in the file has the start-up line")
+    check(" debug: " in log, "log-level from the file: debug lines are written")
+    check_equal(os.path.getsize(d.log_path), 0, "bytes on stderr while logging to a file")
+
+
+@suite.test
+def flags_take_booleans(env):
+    port = harness.free_port()
+    root = env.mkdir("root")
+    path = write_config(env, {"port": port, "mount-root": root, "no-admin": True})
+    d = start_from_config(env, path, port, root)
+    check(d.alive(), "daemon runs with no-admin from the file")
+    path = write_config(env, {"port": port, "mount-root": root, "no-admin": False,
+                              "admin-port": port}, "conflict.conf")
+    status, _, err = check_config("--config", path)
+    check_equal(status, 2, "no-admin false keeps the admin port, which then collides")
+    check("--admin-port must differ" in err, "collision explained: %r" % err)
+
+
+@suite.test
+def command_line_overrides_file(env):
+    file_port, cli_port = harness.free_port(), harness.free_port()
+    root = env.mkdir("root")
+    path = write_config(env, {"port": file_port, "mount-root": env.mkdir("ignored"),
+                              "no-admin": True, "log-level": "error"})
+    d = start_from_config(env, path, cli_port, root,
+                          extra=["--port", str(cli_port), "--mount-root", root, "-l", "info"])
+    check(not harness.port_open(file_port), "the file's port is not used")
+    src = env.mkdir("src")
+    env.start_webfuse2_provider(d, "over", src)
+    check(harness.is_mounted(os.path.join(root, "over")), "mounted under the command line's root")
+    check("listening on" in d.log_text(), "info lines kept: --log-level from the command line")
+
+
+@suite.test
+def errors_name_the_key_and_the_file(env):
+    cases = [
+        ({"prot": 1}, ['unknown key "prot"']),
+        ({"port": "eighty"}, ['key "port"', "must be a number"]),
+        ({"port": 70000}, ['key "port"', "from 1 to 65535"]),
+        ({"port": True}, ['key "port"', "string or an integer"]),
+        ({"mount-root": ["a"]}, ['key "mount-root"', "string or an integer"]),
+        ({"mount-root": "relative"}, ['key "mount-root"', "absolute path"]),
+        ({"bind": "not-an-address"}, ['key "bind"', "IP address"]),
+        ({"timeout": 0}, ['key "timeout"', "from 1 to 3600"]),
+        ({"max-message": 10}, ['key "max-message"']),
+        ({"log-level": "loud"}, ['key "log-level"', "error, warn, info or debug"]),
+        ({"log": "relative.log"}, ['key "log"', "stderr, syslog or an absolute path"]),
+        ({"no-admin": "yes"}, ['key "no-admin"', "true or false"]),
+        ({"db": ""}, ['key "db"', "file name"]),
+        ({"config": "/etc/other"}, ['unknown key "config"']),
+        ({"help": True}, ['unknown key "help"']),
+        ("[1, 2]", ["one JSON object"]),
+        ('{"port": 1,', ["webfused.conf:1:"]),
+        ('{"port": 8001, "port": 8002}', ["duplicate"]),
+    ]
+    for content, expected in cases:
+        path = write_config(env, content)
+        status, out, err = check_config("--config", path)
+        check_equal(status, 2, "status for %r (stdout %r)" % (content, out))
+        check(path in err, "error for %r names the file: %r" % (content, err))
+        for text in expected:
+            check(text in err, "error for %r mentions %r: %r" % (content, text, err))
+    status, _, err = check_config("--config", env.path("missing.conf"))
+    check_equal(status, 2, "status for a missing file")
+    check("missing.conf" in err, "missing file named: %r" % err)
+
+
+@suite.test
+def check_config_covers_the_command_line(env):
+    status, out, _ = check_config("--port", "9000", "--no-admin", "--config", write_config(env, {}))
+    check_equal(status, 0, "valid options")
+    status, _, err = check_config("--port", "0", "--config", write_config(env, {}))
+    check_equal(status, 2, "bad command-line value")
+    check("--port" in err, "the command-line option is named: %r" % err)
+
+
+class LogReader(threading.Thread):
+    """Reads a file through a mount over and over until stopped; records every failure."""
+
+    def __init__(self, path, expected):
+        super().__init__(daemon=True)
+        self.path, self.expected = path, expected
+        self.stop = threading.Event()
+        self.reads = 0
+        self.errors = []
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                with open(self.path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                if digest != self.expected:
+                    self.errors.append("content differs")
+                self.reads += 1
+            except OSError as e:
+                self.errors.append(str(e))
+
+
+@suite.test
+def sighup_reopens_the_log_under_traffic(env):
+    log = env.path("daemon.log")
+    d = env.start_daemon(extra=["--log", log])
+    src = env.mkdir("src")
+    data = os.urandom(1 << 20)
+    with open(os.path.join(src, "big"), "wb") as f:
+        f.write(data)
+    env.start_webfuse2_provider(d, "traffic", src)
+    reader = LogReader(os.path.join(d.mount_path("traffic"), "big"),
+                       hashlib.sha256(data).hexdigest())
+    reader.start()
+    harness.wait_until(lambda: reader.reads >= 3, 20.0, what="reads before SIGHUP")
+    rotated = log + ".1"
+    os.rename(log, rotated)
+    for _ in range(3):
+        d.signal(signal.SIGHUP)
+        harness.wait_until(lambda: os.path.exists(log) and "log reopened" in open(log).read(),
+                           10.0, what="a new log file after SIGHUP")
+        os.rename(log, rotated + ".again")
+    d.signal(signal.SIGHUP)
+    harness.wait_until(lambda: os.path.exists(log), 10.0, what="the log file again")
+    before = reader.reads
+    harness.wait_until(lambda: reader.reads >= before + 3, 20.0, what="reads after SIGHUP")
+    reader.stop.set()
+    reader.join(30)
+    check_equal(reader.errors, [], "read errors during the reloads")
+    check(d.alive(), "the daemon survives SIGHUP")
+    sessions = d.api_ok("GET", "/api/v1/sessions")["sessions"]
+    check_equal(len(sessions), 1, "sessions after SIGHUP")
+    check("listening on" in open(rotated).read(), "the old file kept the lines before rotation")
+
+
+@suite.test
+def syslog_target(env):
+    if os.path.exists("/dev/log"):
+        print("  /dev/log exists (a syslog daemon runs): syslog delivery not checked here")
+        status, _, err = check_config("--log", "syslog", "--no-admin")
+        check_equal(status, 0, "--log syslog accepted (%r)" % err)
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/dev/log")
+    env.add_cleanup(lambda: (sock.close(), os.unlink("/dev/log")))
+    d = env.start_daemon(extra=["--log", "syslog"], log_level="info")
+    sock.settimeout(10)
+    seen = []
+    while not any("listening on" in m for m in seen):
+        seen.append(sock.recv(65536).decode(errors="replace"))
+    line = [m for m in seen if "listening on" in m][0]
+    check("webfused[%d]" % d.pid in line, "syslog line carries the name and pid: %r" % line)
+    check(line.startswith("<30>"), "daemon facility, info priority: %r" % line)
+    check_equal(os.path.getsize(d.log_path), 0, "bytes on stderr while logging to syslog")
+
+
+@suite.test
+def systemd_readiness(env):
+    path = env.path("notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    env.add_cleanup(sock.close)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        d = env.start_daemon()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    check_equal(sock.recv(4096), b"READY=1", "first notification")
+    check(harness.port_open(d.port), "listening when READY=1 arrives")
+    d.signal(signal.SIGTERM)
+    check_equal(sock.recv(4096), b"STOPPING=1", "notification on SIGTERM")
+    check_equal(d.wait(10), 0, "exit status")
+
+
+if __name__ == "__main__":
+    suite.main()
