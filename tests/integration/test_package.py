@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Install and package (issue 9): `cmake --install` into a temporary root, the .deb built by
+CPack with its file list and dependencies checked, the installed binaries run for real from
+both, the man pages cover every option of --help, and the systemd unit passes
+systemd-analyze."""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal, fail  # noqa: E402
+
+suite = harness.Suite("test_package")
+
+BUILD = os.environ.get("WEBFUSE_BUILD_DIR") or os.path.join(harness.REPO, "build")
+SOURCE = os.environ.get("WEBFUSE_SOURCE_DIR") or harness.REPO
+
+# What an installed webfuse consists of (paths inside the root, prefix /usr).
+EXPECTED_FILES = [
+    "etc/webfuse/webfused.conf",
+    "usr/sbin/webfused",
+    "usr/bin/webfuse-provider",
+    "usr/bin/webfusectl",
+    "usr/lib/systemd/system/webfused.service",
+    "usr/share/man/man8/webfused.8",
+    "usr/share/man/man1/webfuse-provider.1",
+    "usr/share/man/man1/webfusectl.1",
+    "usr/share/doc/webfuse/README.md",
+    "usr/share/doc/webfuse/user-guide.md",
+]
+
+
+def run(argv, **kwargs):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=kwargs.pop("timeout", 120),
+                       **kwargs)
+    if p.returncode != 0:
+        fail("%s failed with %d:\n%s%s" % (" ".join(argv), p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+def prefix_of_build():
+    with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+        m = re.search(r"^CMAKE_INSTALL_PREFIX:PATH=(.*)$", f.read(), re.M)
+    return m.group(1) if m else None
+
+
+def serve_from(env, root):
+    """Runs the daemon, provider and webfusectl installed under `root` together: a file attached
+    by the installed provider reads back through the installed daemon's mount."""
+    src = env.mkdir("src")
+    data = os.urandom(200000)
+    with open(os.path.join(src, "firmware.bin"), "wb") as f:
+        f.write(data)
+    saved = {k: os.environ.get(k) for k in ("WEBFUSED", "WEBFUSE_PROVIDER")}
+    os.environ["WEBFUSED"] = os.path.join(root, "usr/sbin/webfused")
+    os.environ["WEBFUSE_PROVIDER"] = os.path.join(root, "usr/bin/webfuse-provider")
+    try:
+        d = env.start_daemon()
+        env.start_webfuse2_provider(d, "installed", src, read_only=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with open(os.path.join(d.mount_path("installed"), "firmware.bin"), "rb") as f:
+        check(f.read() == data, "bytes read through the installed daemon's mount")
+    out = run([os.path.join(root, "usr/bin/webfusectl"), "--url", d.admin_url,
+               "--token-file", d.token_file, "filesystems"])
+    check("installed" in out, "the installed webfusectl lists the mount: %r" % out)
+    conf = os.path.join(root, "etc/webfuse/webfused.conf")
+    out = run([os.path.join(root, "usr/sbin/webfused"), "--check-config", "--config", conf])
+    check("valid" in out, "the installed example configuration is valid: %r" % out)
+
+
+@suite.test(budget=240)
+def install_into_temporary_root(env):
+    check_equal(prefix_of_build(), "/usr", "install prefix of the build")
+    root = env.mkdir("root")
+    run(["cmake", "--install", BUILD], env=dict(os.environ, DESTDIR=root))
+    for path in EXPECTED_FILES:
+        check(os.path.isfile(os.path.join(root, path)), "installed: %s" % path)
+    unit = open(os.path.join(root, "usr/lib/systemd/system/webfused.service")).read()
+    check("ExecStart=/usr/sbin/webfused --config /etc/webfuse/webfused.conf" in unit,
+          "the unit starts the installed daemon with the installed configuration")
+    serve_from(env, root)
+
+
+@suite.test(budget=240)
+def debian_package(env):
+    for old in glob.glob(os.path.join(BUILD, "webfuse_*.deb")):
+        os.unlink(old)
+    run(["cpack", "-G", "DEB"], cwd=BUILD, timeout=200)
+    debs = glob.glob(os.path.join(BUILD, "webfuse_*.deb"))
+    check_equal(len(debs), 1, "packages built")
+    deb = debs[0]
+    listing = run(["dpkg-deb", "-c", deb])
+    files = {line.split()[-1].lstrip("./") for line in listing.splitlines()
+             if not line.startswith("d")}
+    for path in EXPECTED_FILES:
+        check(path in files, "in the package: %s (list: %s)" % (path, sorted(files)))
+    stray = [f for f in files if not (f.startswith("usr/") or f.startswith("etc/webfuse/"))]
+    check_equal(stray, [], "files outside /usr and /etc/webfuse")
+    depends = run(["dpkg-deb", "-f", deb, "Depends"])
+    for lib in ("libwebsockets", "libfuse3", "libuv1", "libjansson", "libsqlite3", "fuse3"):
+        check(lib in depends, "Depends names %s: %r" % (lib, depends))
+    check("-dev" not in depends, "Depends has no -dev package: %r" % depends)
+    conffiles = run(["dpkg-deb", "-I", deb, "conffiles"])
+    check_equal(conffiles.strip(), "/etc/webfuse/webfused.conf", "conffiles")
+    root = env.mkdir("debroot")
+    run(["dpkg-deb", "-x", deb, root])
+    serve_from(env, root)
+
+
+def options_of(help_text):
+    return sorted(set(re.findall(r"(--[a-z][a-z0-9-]+)", help_text)))
+
+
+@suite.test
+def man_pages_cover_every_option(env):
+    binaries = [("webfused", "webfused.8"), ("webfuse-provider", "webfuse-provider.1"),
+                ("webfusectl", "webfusectl.1")]
+    for name, page in binaries:
+        exe = os.path.join(BUILD, name)
+        p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
+        text = open(os.path.join(SOURCE, "docs", "man", page)).read().replace("\\-", "-")
+        missing = [o for o in options_of(p.stdout + p.stderr) if o not in text]
+        check_equal(missing, [], "options of %s --help missing from %s" % (name, page))
+        if shutil.which("groff"):
+            r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(SOURCE, "docs", "man",
+                                                                          page)],
+                               capture_output=True, text=True, timeout=30)
+            check_equal(r.stderr, "", "groff warnings for %s" % page)
+
+
+@suite.test
+def systemd_unit_verifies(env):
+    if not shutil.which("systemd-analyze"):
+        print("  systemd-analyze not installed: unit not verified")
+        return
+    unit = os.path.join(SOURCE, "scripts", "webfused.service")
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no", unit], capture_output=True,
+                       text=True, timeout=60)
+    # The unit names /usr/sbin/webfused, which this machine need not have installed.
+    complaints = [line for line in (p.stdout + p.stderr).splitlines()
+                  if line.strip() and "is not executable" not in line]
+    check_equal(complaints, [], "systemd-analyze verify")
+
+
+if __name__ == "__main__":
+    suite.main()
