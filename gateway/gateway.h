@@ -20,6 +20,7 @@ struct gateway_options {
     const char *admin_bind;       /* address the admin port listens on */
     const char *admin_token_file; /* bearer token; created when missing */
     const char *db_path;          /* sqlite registry */
+    const char *docroot;          /* static files served on the provider port; NULL: none */
 };
 
 /* Fills `opt` from argv. Returns 0 to run, 1 when --help or --version was printed, or -EINVAL

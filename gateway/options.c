@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_PORT 8081
 #define DEFAULT_BIND "127.0.0.1"
@@ -40,6 +42,9 @@ static void usage(FILE *out)
             "      --max-message BYTES largest message accepted from a provider (default %u,\n"
             "                          at least %u)\n"
             "  -l, --log-level LEVEL   error, warn, info or debug (default info)\n"
+            "      --docroot DIR       serve the files in DIR over HTTP at / of the provider\n"
+            "                          port (e.g. the browser provider page in web/); off\n"
+            "                          by default\n"
             "\n"
             "Admin API (REST over HTTP, see webfusectl):\n"
             "      --admin-port N      admin HTTP port (default %d)\n"
@@ -90,6 +95,18 @@ static bool address_valid(const char *option, const char *text)
     return false;
 }
 
+/* Checked with the other options: a typo must stop the daemon, not leave it running with a page
+ * that answers 404. */
+static bool docroot_check(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, R_OK | X_OK) != 0) {
+        fprintf(stderr, "webfused: --docroot must be a readable directory, not \"%s\"\n", dir);
+        return false;
+    }
+    return true;
+}
+
 static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
     {"bind", required_argument, NULL, 'b'},
@@ -102,6 +119,7 @@ static const struct option long_options[] = {
     {"admin-token-file", required_argument, NULL, 'T'},
     {"db", required_argument, NULL, 'D'},
     {"no-admin", no_argument, NULL, 'N'},
+    {"docroot", required_argument, NULL, 'W'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -162,6 +180,11 @@ static int apply_option(int c, const char *arg, struct gateway_options *opt)
         return 0;
     case 'N':
         opt->admin = false;
+        return 0;
+    case 'W':
+        if (!docroot_check(arg))
+            return -EINVAL;
+        opt->docroot = arg;
         return 0;
     case 'l':
         if (log_parse_level(arg, &opt->log_level) != 0) {
