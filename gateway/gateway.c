@@ -28,6 +28,9 @@
 #define GATEWAY_SOCKET_BUFFER (256 * 1024)
 #define FUSECTL_DIR "/sys/fs/fuse/connections"
 #define FUSECTL_SUPER_MAGIC 0x65735543
+/* libwebsockets builds a file's path as "<docroot>/<uri>" in a 256-byte buffer and serves
+ * whatever that truncates to: keep the root short enough that real file names fit. */
+#define GATEWAY_DOCROOT_MAX 160
 
 struct gateway {
     uv_loop_t loop;
@@ -38,7 +41,9 @@ struct gateway {
     struct lws_context *lws;
     struct session_hub *hub;
     struct admin *admin; /* NULL with --no-admin */
-    int locks[2];        /* held for the process's life: the mount root, the history */
+    char docroot[PATH_MAX];
+    struct lws_http_mount docroot_mount; /* libwebsockets keeps a pointer for the vhost's life */
+    int locks[2]; /* held for the process's life: the mount root, the history */
     bool stopping;
     bool forced; /* the grace period ran out */
 };
@@ -102,8 +107,41 @@ static void lws_log_line(int level, const char *line)
               line);
 }
 
+/* Types libwebsockets 4.1 does not know by itself (it refuses to serve a file without one).
+ * Browsers load ES modules only when they come as JavaScript. */
+static const struct lws_protocol_vhost_options mime_other = {NULL, NULL, "*",
+                                                             "application/octet-stream"};
+static const struct lws_protocol_vhost_options mime_mjs = {&mime_other, NULL, ".mjs",
+                                                           "text/javascript"};
+
+/* Static files at / of the provider port. Websocket upgrades are taken before mounts are looked
+ * at, so providers connect to any path as before; the request parser of libwebsockets resolves
+ * "." and ".." segments (also percent-encoded ones) before the path reaches the mount, so no
+ * request names a file outside the root. */
+static int docroot_prepare(struct gateway *gw, const char *dir)
+{
+    if (!realpath(dir, gw->docroot)) {
+        int rc = -errno;
+        log_error("cannot resolve --docroot %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    if (strlen(gw->docroot) > GATEWAY_DOCROOT_MAX) {
+        log_error("--docroot %s is longer than %d characters", gw->docroot, GATEWAY_DOCROOT_MAX);
+        return -ENAMETOOLONG;
+    }
+    gw->docroot_mount = (struct lws_http_mount){
+        .mountpoint = "/",
+        .mountpoint_len = 1,
+        .origin = gw->docroot,
+        .def = "index.html",
+        .origin_protocol = LWSMPRO_FILE,
+        .extra_mimetypes = &mime_mjs,
+    };
+    return 0;
+}
+
 /* One libwebsockets context on our loop, with a vhost per listening socket: providers' websockets
- * on --port, the admin API's HTTP on --admin-port. */
+ * (and the static files of --docroot) on --port, the admin API's HTTP on --admin-port. */
 static int lws_start(struct gateway *gw, const struct gateway_options *opt)
 {
     void *foreign_loops[] = {&gw->loop};
@@ -135,6 +173,12 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
     vhost.iface = opt->bind;
     vhost.protocols = session_hub_protocols(gw->hub);
     vhost.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (opt->docroot) {
+        int rc = docroot_prepare(gw, opt->docroot);
+        if (rc != 0)
+            return rc;
+        vhost.mounts = &gw->docroot_mount;
+    }
     if (!lws_create_vhost(gw->lws, &vhost)) {
         log_error("cannot listen on %s:%d (is the port in use or the address wrong?)", opt->bind,
                   opt->port);
@@ -361,6 +405,8 @@ int gateway_run(const struct gateway_options *opt)
         goto out_hub;
 
     log_info("listening on ws://%s:%d/, mounting under %s", opt->bind, opt->port, opt->mount_root);
+    if (opt->docroot)
+        log_info("serving %s at http://%s:%d/", gw.docroot, opt->bind, opt->port);
     notify_systemd("READY=1");
     uv_run(&gw.loop, UV_RUN_DEFAULT);
     status = EXIT_SUCCESS;

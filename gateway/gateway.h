@@ -24,6 +24,7 @@ struct gateway_options {
     const char *admin_bind;       /* address the admin port listens on */
     const char *admin_token_file; /* bearer token; created when missing */
     const char *db_path;          /* sqlite registry */
+    const char *docroot;          /* static files served on the provider port; NULL: none */
     struct json_t *config;        /* keeps the strings borrowed from the configuration file */
 };
 

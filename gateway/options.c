@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -53,6 +54,9 @@ static void usage(FILE *out)
             "  -l, --log-level LEVEL   error, warn, info or debug (default info)\n"
             "      --log TARGET        stderr (default), syslog, or an absolute file path;\n"
             "                          SIGHUP reopens the file\n"
+            "      --docroot DIR       serve the files in DIR over HTTP at / of the provider\n"
+            "                          port (e.g. the browser provider page in web/); off\n"
+            "                          by default\n"
             "\n"
             "Admin API (REST over HTTP, see webfusectl)%s:\n"
             "      --admin-port N      admin HTTP port (default %d)\n"
@@ -105,6 +109,18 @@ static bool address_valid(const char *origin, const char *text)
     return false;
 }
 
+/* Checked with the other options: a typo must stop the daemon, not leave it running with a page
+ * that answers 404. */
+static bool docroot_check(const char *origin, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, R_OK | X_OK) != 0) {
+        fprintf(stderr, "webfused: %s must be a readable directory, not \"%s\"\n", origin, dir);
+        return false;
+    }
+    return true;
+}
+
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},
     {"check-config", no_argument, NULL, 'C'},
@@ -120,6 +136,7 @@ static const struct option long_options[] = {
     {"admin-token-file", required_argument, NULL, 'T'},
     {"db", required_argument, NULL, 'D'},
     {"no-admin", no_argument, NULL, 'N'},
+    {"docroot", required_argument, NULL, 'W'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -199,6 +216,11 @@ static int apply_option(int c, const char *origin, const char *arg, struct gatew
             return -EINVAL;
         }
         opt->log_target = arg;
+        return 0;
+    case 'W':
+        if (!docroot_check(origin, arg))
+            return -EINVAL;
+        opt->docroot = arg;
         return 0;
     case 'l':
         if (log_parse_level(arg, &opt->log_level) != 0) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds webfuse, starts webfused on its defaults and attaches an example directory through
-# webfuse-provider (webfuse2, read-write). Ctrl-C stops both; the mount goes away.
+# Builds webfuse, starts webfused on its defaults with the browser provider page (web/) at / of
+# its provider port, and attaches an example directory through webfuse-provider (webfuse2,
+# read-write). Ctrl-C stops both; the mounts go away.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -20,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-build/webfused --mount-root "$mount_root" &
+build/webfused --mount-root "$mount_root" --docroot web &
 pids+=($!)
 sleep 0.5
 build/webfuse-provider --url ws://127.0.0.1:8081/example --path "$example" &
@@ -42,6 +43,10 @@ Try, in another terminal:
   cat $mount_root/example/hello.txt
   sha256sum $mount_root/example/firmware.bin $example/firmware.bin
   echo "written on the device" > $mount_root/example/note.txt; cat $example/note.txt
+
+The browser page is at http://127.0.0.1:8081/ : pick files there and attach them, and they
+appear under $mount_root/upload (read-only, read straight from the browser). webfused listens
+on 127.0.0.1 only; to open the page from another machine, start it with --bind 0.0.0.0.
 Press Ctrl-C to stop.
 MSG
 wait "${pids[0]}"

@@ -33,6 +33,8 @@ EXPECTED_FILES = [
     "usr/share/man/man1/webfusectl.1",
     "usr/share/doc/webfuse/README.md",
     "usr/share/doc/webfuse/user-guide.md",
+    "usr/share/webfuse/web/index.html",
+    "usr/share/webfuse/web/webfuse-provider.js",
 ]
 
 
@@ -75,13 +77,20 @@ def serve_from(env, root):
                "--token-file", d.token_file, "filesystems"])
     check("installed" in out, "the installed webfusectl lists the mount: %r" % out)
     conf = os.path.join(root, "etc/webfuse/webfused.conf")
+    with open(conf) as f:
+        text = f.read().replace('"/usr/share/webfuse/web"',
+                                '"%s"' % os.path.join(root, "usr/share/webfuse/web"))
+    conf = env.path("installed.conf")
+    with open(conf, "w") as f:
+        f.write(text)
     out = run([os.path.join(root, "usr/sbin/webfused"), "--check-config", "--config", conf])
     check("valid" in out, "the installed example configuration is valid: %r" % out)
 
 
 @suite.test(budget=240)
 def install_into_temporary_root(env):
-    check_equal(prefix_of_build(), "/usr", "install prefix of the build")
+    check_equal(prefix_of_build(), "/usr", "install prefix of the build (a build tree configured "
+                "before /usr became the default: reconfigure with -DCMAKE_INSTALL_PREFIX=/usr)")
     root = env.mkdir("root")
     run(["cmake", "--install", BUILD], env=dict(os.environ, DESTDIR=root))
     for path in EXPECTED_FILES:
@@ -94,6 +103,7 @@ def install_into_temporary_root(env):
 
 @suite.test(budget=240)
 def debian_package(env):
+    check_equal(prefix_of_build(), "/usr", "install prefix of the build")
     for old in glob.glob(os.path.join(BUILD, "webfuse_*.deb")):
         os.unlink(old)
     run(["cpack", "-G", "DEB"], cwd=BUILD, timeout=200)

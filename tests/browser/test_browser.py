@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""The browser provider page in headless chromium, against a real webfused serving it.
+
+The page (web/) is opened from webfused's provider port (--docroot), files are chosen and
+attached as a person would (driver.mjs steers chromium through playwright-core), and this script
+checks what the device sees through the FUSE mount. Screenshots go to $WEBFUSE_BROWSER_OUT
+(ctest: <build>/browser/).
+
+Skipped (77) without root and /dev/fuse, or without /usr/bin/chromium; fails when playwright-core
+is not installed in tests/browser/node_modules (scripts/install-deps.sh installs it).
+"""
+
+import errno
+import hashlib
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import harness  # noqa: E402
+from harness import check, check_equal, fail  # noqa: E402
+
+WEB = os.path.join(harness.REPO, "web")
+DRIVER = os.path.join(HERE, "driver.mjs")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+OUT = os.environ.get("WEBFUSE_BROWSER_OUT", os.path.join(harness.REPO, "build", "browser"))
+BIG = 64 * 1024 * 1024
+MiB = 1024 * 1024
+
+suite = harness.Suite("browser")
+files = {}  # name -> (path, size, sha256), made once by the suite's setup
+
+
+def sha256_of(path, chunk=MiB):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+@suite.setup
+def make_files(suite_dir):
+    src = os.path.join(suite_dir, "laptop")
+    os.makedirs(src)
+    sizes = {"firmware.img": BIG, "notes.txt": None, "odd size.bin": 3 * MiB + 12345,
+             "second.bin": 5 * MiB + 1}
+    for name, size in sizes.items():
+        path = os.path.join(src, name)
+        with open(path, "wb") as f:
+            if size is None:
+                f.write(b"Release notes: read straight from the browser.\n" * 20)
+            else:
+                left = size
+                while left:
+                    n = min(left, 4 * MiB)
+                    f.write(os.urandom(n))
+                    left -= n
+        files[name] = (path, os.path.getsize(path), sha256_of(path))
+
+
+class Browser(harness.Process):
+    """driver.mjs with a JSON line protocol on its stdin/stdout; its stderr (the pages' console
+    included) goes to a log file that is printed when a test fails."""
+
+    def __init__(self, env):
+        self.name = "browser"
+        self.argv = ["node", DRIVER]
+        self.log_path = env._log_path("browser")
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._log, start_new_session=True,
+                                      preexec_fn=harness._die_with_parent,
+                                      cwd=HERE)
+        self.pid = self.popen.pid
+        self.lines = queue.Queue()
+        self.next_id = 1
+        threading.Thread(target=self._read, daemon=True).start()
+        with env._lock:
+            env.processes.append(self)
+        env.add_cleanup(self.quit)
+        first = self._answer(0, 60.0)
+        if not first.get("ok"):
+            fail("chromium did not start: %s" % first.get("error"))
+
+    def _read(self):
+        for line in self.popen.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _answer(self, want, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail("the browser driver did not answer within %.0f s" % timeout)
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                fail("the browser driver exited (status %s)" % self.popen.poll())
+            msg = json.loads(line)
+            if msg.get("id") == want:
+                return msg
+
+    def call(self, cmd, timeout=30.0, **args):
+        n = self.next_id
+        self.next_id += 1
+        self.popen.stdin.write((json.dumps(dict(args, id=n, cmd=cmd)) + "\n").encode())
+        self.popen.stdin.flush()
+        msg = self._answer(n, timeout)
+        if not msg.get("ok"):
+            fail("browser %s %r failed: %s" % (cmd, args, msg.get("error")))
+        return msg.get("value")
+
+    def quit(self):
+        if self.alive():
+            try:
+                self.popen.stdin.write(b'{"cmd": "quit"}\n')
+                self.popen.stdin.flush()
+                self.popen.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+    def kill(self):
+        # The driver runs in its own process group, with chromium in it or below it.
+        if self.alive():
+            try:
+                os.killpg(self.pid, 9)
+            except ProcessLookupError:
+                pass
+        super().kill()
+
+
+class Page:
+    """One tab of the page, as a person uses it."""
+
+    def __init__(self, browser, name, daemon, width=1000, height=900):
+        self.b = browser
+        self.name = name
+        info = self.b.call("open", page=name, url="http://127.0.0.1:%d/" % daemon.port,
+                           width=width, height=height)
+        check_equal(info["status"], 200, "status of the page")
+
+    def choose(self, *names):
+        self.b.call("setFiles", page=self.name, selector="#file-input",
+                    paths=[files[n][0] for n in names])
+
+    def attach(self, fs_name=None):
+        if fs_name is not None:
+            self.b.call("fill", page=self.name, selector="#fs-name", value=fs_name)
+        self.b.call("click", page=self.name, selector="#attach")
+
+    def status(self):
+        return self.b.call("text", page=self.name, selector="#status")
+
+    def state(self):
+        return self.b.call("eval", page=self.name,
+                           expression="document.getElementById('state-badge').dataset.state")
+
+    def wait_status(self, words, timeout=10.0):
+        def has():
+            text = self.status()
+            return all(w in text for w in words) and text
+
+        try:
+            return harness.wait_until(has, timeout, interval=0.1, what="status %r" % (words,))
+        except harness.TestFailure:
+            fail("page %s status is %r, expected it to contain %r"
+                 % (self.name, self.status(), words))
+
+    def rows(self):
+        """[{name, size, served, covered, progress}] as the page shows them."""
+        return self.b.call("eval", page=self.name, expression="""
+            [...document.querySelectorAll('#file-list li')].map((li) => ({
+              name: li.dataset.name, size: Number(li.dataset.size),
+              served: Number(li.dataset.served), covered: Number(li.dataset.covered),
+              progress: li.querySelector('progress').value,
+              text: li.querySelector('.file-meta').textContent }))""")
+
+    def screenshot(self, file_name):
+        os.makedirs(OUT, exist_ok=True)
+        path = os.path.join(OUT, file_name)
+        self.b.call("screenshot", page=self.name, path=path)
+        return path
+
+    def errors(self):
+        return self.b.call("errors", page=self.name)
+
+    def close(self):
+        self.b.call("close", page=self.name)
+
+
+def start(env):
+    daemon = env.start_daemon(extra=["--docroot", WEB])
+    return daemon, Browser(env)
+
+
+def stop_cleanly(daemon):
+    """Stops webfused (pages may still hold HTTP connections): exit status 0, no sanitizer
+    report in its log."""
+    daemon.stop(grace=6.0)
+    check_equal(daemon.returncode(), 0, "webfused's exit status")
+    log = daemon.log_text()
+    check("Sanitizer" not in log and "runtime error" not in log, "webfused's log has a report")
+
+
+def listing(mp):
+    return {n: os.stat(os.path.join(mp, n)).st_size for n in os.listdir(mp)}
+
+
+@suite.test(budget=240)
+def page_lends_files_and_device_reads_them(env):
+    daemon, browser = start(env)
+    a = Page(browser, "a", daemon)
+    chosen = ["firmware.img", "notes.txt", "odd size.bin"]
+    a.choose(*chosen)
+    check_equal([r["name"] for r in a.rows()], chosen, "files listed on the page")
+    a.attach()
+    mp = daemon.mount_path("upload")
+    harness.wait_mounted(mp)
+    a.wait_status(["Attached", "upload"])
+    check_equal(a.state(), "open", "state badge")
+
+    check_equal(listing(mp), {n: files[n][1] for n in chosen}, "listing of the mount")
+
+    # Read the big file through the mount, with a screenshot half way.
+    h = hashlib.sha256()
+    reading = 0.0
+    with open(os.path.join(mp, "firmware.img"), "rb") as f:
+        for i in range(BIG // MiB):
+            began = time.monotonic()
+            block = harness.bounded(lambda: f.read(MiB), 20, "read of firmware.img")
+            reading += time.monotonic() - began
+            h.update(block)
+            if i == BIG // MiB // 2:
+                time.sleep(0.3)  # the page redraws every 100 ms
+                shot = a.screenshot("serving.png")
+        check_equal(f.read(1), b"", "end of firmware.img")
+    print("  read 64 MiB from the page in %.1f s (%.0f MiB/s)" % (reading, 64 / reading))
+    check_equal(h.hexdigest(), files["firmware.img"][2], "sha256 of firmware.img read on the device")
+    check(os.path.getsize(shot) > 10000, "screenshot %s looks empty" % shot)
+    for n in ("notes.txt", "odd size.bin"):
+        check_equal(sha256_of(os.path.join(mp, n)), files[n][2], "sha256 of %s" % n)
+
+    def all_read():
+        rows = a.rows()
+        return all(r["covered"] == r["size"] for r in rows) and rows
+
+    rows = harness.wait_until(all_read, 5, what="the page to show every file read")
+    for r in rows:
+        check(r["served"] >= r["size"], "%s: served %d < size %d" % (r["name"], r["served"], r["size"]))
+        check_equal(r["progress"], r["size"], "progress bar of %s" % r["name"])
+        check("100% read" in r["text"], "%s shows %r" % (r["name"], r["text"]))
+    a.screenshot("served.png")
+
+    # A second page attaches a second filesystem beside the first.
+    b = Page(browser, "b", daemon, width=390, height=844)
+    b.choose("second.bin")
+    b.attach("second")
+    mp2 = daemon.mount_path("second")
+    harness.wait_mounted(mp2)
+    b.wait_status(["Attached", "second"])
+    check_equal(listing(mp2), {"second.bin": files["second.bin"][1]}, "listing of the second mount")
+    check_equal(sha256_of(os.path.join(mp2, "second.bin")), files["second.bin"][2],
+                "sha256 of second.bin")
+    harness.drop_caches()
+    check_equal(sha256_of(os.path.join(mp, "odd size.bin")), files["odd size.bin"][2],
+                "the first page still serves")
+    b.screenshot("phone.png")
+
+    # The operator detaches the second one: its page says so, with the reason.
+    r = daemon.api("DELETE", "/api/v1/filesystems/second", body={"reason": "update installed"})
+    check_equal(r.status, 202, "admin detach")
+    b.wait_status(["detached", "second", "update installed"])
+    harness.wait_unmounted(mp2, timeout=10)
+    check(b.state() != "open", "page b still says attached")
+    b.screenshot("detached.png")
+
+    # Closing a page while a program reads: the program gets an error, the mount goes.
+    harness.drop_caches()
+    started = threading.Event()
+    outcome = {}
+
+    def reader():
+        try:
+            with open(os.path.join(mp, "firmware.img"), "rb") as f:
+                total = 0
+                while True:
+                    block = f.read(MiB)
+                    if not block:
+                        outcome["eof"] = total
+                        return
+                    total += len(block)
+                    started.set()
+                    time.sleep(0.05)
+        except OSError as e:
+            outcome["errno"] = e.errno
+            outcome["at"] = total
+        finally:
+            started.set()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    check(started.wait(20), "the reader did not start")
+    a.close()
+    t.join(30)
+    check(not t.is_alive(), "the reader hangs after the page closed")
+    check("errno" in outcome, "the reader read to the end (%r) although the page closed" % outcome)
+    check(outcome["errno"] in (errno.EIO, errno.ENOTCONN),
+          "reader got %s, expected EIO or ENOTCONN" % harness.errno_name(outcome["errno"]))
+    harness.wait_unmounted(mp, timeout=10)
+    check_equal(b.errors(), [], "script errors on page b")
+    stop_cleanly(daemon)
+
+
+@suite.test(budget=120)
+def names_detach_and_refusals_are_shown(env):
+    daemon, browser = start(env)
+    a = Page(browser, "a", daemon)
+    a.attach()
+    a.wait_status(["Choose at least one file"])
+    a.choose("notes.txt")
+    for bad in ("a/b", "..", "a b", ""):
+        a.attach(bad)
+        a.wait_status(["name needs fixing"])
+        error = a.b.call("text", page="a", selector="#fs-name-error")
+        check(error.strip() != "", "no error shown next to the name %r" % bad)
+    check_equal(os.listdir(daemon.mount_root), [], "mounts after refused names")
+
+    a.attach("firmware")
+    mp = daemon.mount_path("firmware")
+    harness.wait_mounted(mp)
+    a.wait_status(["Attached"])
+
+    # The same name from another page: the gateway refuses it, the page tells why.
+    b = Page(browser, "b", daemon)
+    b.choose("odd size.bin")
+    b.attach("firmware")
+    b.wait_status(["refused", "firmware", "taken"])
+    check_equal(b.state(), "lost", "badge after a refusal")
+    check_equal(listing(mp), {"notes.txt": files["notes.txt"][1]}, "the first mount is untouched")
+
+    # Detach from the page.
+    a.b.call("click", page="a", selector="#detach")
+    a.wait_status(["Detached"])
+    harness.wait_unmounted(mp, timeout=10)
+    check_equal(a.state(), "closed", "badge after detaching")
+
+    # ... and the name is free again: the second page takes it.
+    b.attach("firmware")
+    harness.wait_mounted(mp)
+    b.wait_status(["Attached"])
+    check_equal(listing(mp), {"odd size.bin": files["odd size.bin"][1]}, "the second page's mount")
+
+    # The gateway goes away: the page says the connection ended.
+    stop_cleanly(daemon)
+    b.wait_status(["detached", "gateway shutting down"])
+    check_equal(a.errors() + b.errors(), [], "script errors")
+
+
+@suite.test(budget=120)
+def dropped_files_are_served(env):
+    daemon, browser = start(env)
+    a = Page(browser, "a", daemon, width=390, height=844)
+    # What a drop from the desktop delivers: a DataTransfer with files, dropped on the zone.
+    a.b.call("eval", page="a", expression="""(() => {
+        const dt = new DataTransfer();
+        const bytes = new Uint8Array(300000).map((_, i) => (i * 7) % 251);
+        dt.items.add(new File([bytes], 'dropped.bin', { lastModified: 1700000000000 }));
+        dt.items.add(new File(['hello from a drop'], 'hello.txt'));
+        const zone = document.getElementById('dropzone');
+        for (const type of ['dragenter', 'dragover', 'drop'])
+          zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    })()""")
+    check_equal([r["name"] for r in a.rows()], ["dropped.bin", "hello.txt"], "dropped files listed")
+    a.attach("dropped")
+    mp = daemon.mount_path("dropped")
+    harness.wait_mounted(mp)
+    with open(os.path.join(mp, "hello.txt"), "rb") as f:
+        check_equal(f.read(), b"hello from a drop", "hello.txt")
+    with open(os.path.join(mp, "dropped.bin"), "rb") as f:
+        check_equal(f.read(), bytes((i * 7) % 251 for i in range(300000)), "dropped.bin")
+    check_equal(int(os.stat(os.path.join(mp, "dropped.bin")).st_mtime), 1700000000, "mtime")
+    # Read-only: nothing the device does changes the laptop's files.
+    for action in (lambda: open(os.path.join(mp, "hello.txt"), "wb"),
+                   lambda: open(os.path.join(mp, "new.txt"), "wb"),
+                   lambda: os.unlink(os.path.join(mp, "hello.txt"))):
+        try:
+            action()
+            fail("a change on a read-only mount succeeded")
+        except OSError as e:
+            check(e.errno in (errno.EROFS, errno.EACCES, errno.EPERM),
+                  "change refused with %s" % harness.errno_name(e.errno))
+    check_equal(a.errors(), [], "script errors")
+
+
+def main():
+    harness.require_root_and_fuse()
+    if not os.access(CHROMIUM, os.X_OK):
+        print("SKIP: %s is missing (scripts/install-deps.sh installs Debian's chromium)" % CHROMIUM)
+        sys.exit(harness.SKIP_EXIT)
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")) or \
+            not shutil.which("node"):
+        print("FAIL: node or playwright-core is missing in %s (run scripts/install-deps.sh)" % HERE)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    suite.main()
+
+
+if __name__ == "__main__":
+    main()
