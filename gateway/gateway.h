@@ -20,6 +20,23 @@ struct gateway_options {
     const char *admin_bind;       /* address the admin port listens on */
     const char *admin_token_file; /* bearer token; created when missing */
     const char *db_path;          /* sqlite registry */
+    /* TLS: certificate and key (PEM) of the provider port, and of the admin port (by default
+     * the same as the provider port's); NULL = plain. */
+    const char *cert;
+    const char *key;
+    const char *admin_cert;
+    const char *admin_key;
+    const char *auth_file;   /* users who may attach; NULL = anyone may attach anything */
+    const char *auth_header; /* webfuse2: the HTTP header with the token */
+    /* Limits (see session_hub_config). */
+    unsigned max_sessions;
+    unsigned max_filesystems;
+    unsigned max_pending;
+    unsigned max_path;
+    unsigned idle_timeout_sec;
+    bool allow_other;      /* mounts are open to every user of the device */
+    const char *run_user;  /* drop to this user once the sockets are open; NULL = stay */
+    const char *run_group; /* ... and this group (default: the user's) */
 };
 
 /* Fills `opt` from argv. Returns 0 to run, 1 when --help or --version was printed, or -EINVAL
