@@ -15,7 +15,7 @@ static const char *const event_kinds[] = {
     [SESSION_EVENT_CONNECT] = "connect", [SESSION_EVENT_DISCONNECT] = "disconnect",
     [SESSION_EVENT_ATTACH] = "attach",   [SESSION_EVENT_ATTACH_FAILED] = "attach_failed",
     [SESSION_EVENT_DETACH] = "detach",   [SESSION_EVENT_AUTH_FAILED] = "auth_failed",
-    [SESSION_EVENT_ERROR] = "error",
+    [SESSION_EVENT_ERROR] = "error",     [SESSION_EVENT_ATTACH_DENIED] = "attach_denied",
 };
 
 static char *copy(const char *text)

@@ -63,8 +63,12 @@ static int mountpoint_prepare(const char *path)
 static int session_create(struct fusebridge_mount *mount)
 {
     char options[512];
-    snprintf(options, sizeof(options), "fsname=webfuse:%s,subtype=webfuse,default_permissions%s",
-             mount->fsname, mount->read_only ? ",ro" : "");
+    /* nosuid,nodev: a provider's set-user-ID files and device nodes must not act on the
+     * device. */
+    snprintf(options, sizeof(options),
+             "fsname=webfuse:%s,subtype=webfuse,default_permissions,nosuid,nodev%s%s",
+             mount->fsname, mount->read_only ? ",ro" : "",
+             mount->allow_other ? ",allow_other" : "");
     char *argv[] = {"webfused", "-o", options, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 
@@ -331,6 +335,7 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     mount->callbacks = *callbacks;
     mount->user = user;
     mount->read_only = options->read_only;
+    mount->allow_other = options->allow_other;
     mount->mountpoint = strdup(options->mountpoint);
     mount->fsname = strdup(options->fsname);
     int rc = -ENOMEM;

@@ -112,6 +112,9 @@ struct fusebridge_options {
     const char *mountpoint; /* directory to create and mount on (copied) */
     const char *fsname;     /* shown in /proc/mounts as webfuse:<fsname> (copied) */
     bool read_only;
+    /* Every user of the device may use the mount (the kernel still checks file modes); without
+     * it only the user running the gateway can. */
+    bool allow_other;
     /* The provider names files by path (webfuse2), not by inode (JSON): the bridge keeps the
      * inode table, and every kernel request the provider can serve is forwarded. */
     bool path_based;

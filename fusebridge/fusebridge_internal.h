@@ -94,6 +94,7 @@ struct fusebridge_mount {
     char *mountpoint;
     char *fsname;
     bool read_only;
+    bool allow_other;
     bool path_based;
     struct inode_table inodes; /* path-based mounts only */
 

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "session.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -140,6 +141,17 @@ static int docroot_prepare(struct gateway *gw, const char *dir)
     return 0;
 }
 
+/* TLS on a vhost when a certificate is configured. A plain client on such a port fails its
+ * handshake and is dropped; nothing else notices. */
+static void tls_set(struct lws_context_creation_info *vhost, const char *cert, const char *key)
+{
+    if (!cert)
+        return;
+    vhost->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    vhost->ssl_cert_filepath = cert;
+    vhost->ssl_private_key_filepath = key;
+}
+
 /* One libwebsockets context on our loop, with a vhost per listening socket: providers' websockets
  * (and the static files of --docroot) on --port, the admin API's HTTP on --admin-port. */
 static int lws_start(struct gateway *gw, const struct gateway_options *opt)
@@ -149,6 +161,8 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (opt->cert || (opt->admin && opt->admin_cert))
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = foreign_loops;
     /* Cleared by libwebsockets once the context is wholly destroyed (see gateway_run). */
     info.pcontext = &gw->lws;
@@ -179,9 +193,11 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
             return rc;
         vhost.mounts = &gw->docroot_mount;
     }
+    tls_set(&vhost, opt->cert, opt->key);
     if (!lws_create_vhost(gw->lws, &vhost)) {
-        log_error("cannot listen on %s:%d (is the port in use or the address wrong?)", opt->bind,
-                  opt->port);
+        log_error("cannot listen on %s:%d (is the port in use or the address wrong?%s)", opt->bind,
+                  opt->port,
+                  opt->cert ? " are --cert and --key a PEM certificate and its key?" : "");
         return -EADDRINUSE;
     }
     if (gw->admin) {
@@ -190,10 +206,12 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
         vhost.port = opt->admin_port;
         vhost.iface = opt->admin_bind;
         vhost.protocols = admin_protocols(gw->admin);
+        tls_set(&vhost, opt->admin_cert, opt->admin_key);
         if (!lws_create_vhost(gw->lws, &vhost)) {
             log_error("cannot listen for the admin API on %s:%d (is the port in use or the "
-                      "address wrong? --no-admin turns it off)",
-                      opt->admin_bind, opt->admin_port);
+                      "address wrong?%s --no-admin turns it off)",
+                      opt->admin_bind, opt->admin_port,
+                      opt->admin_cert ? " are the admin certificate and key a PEM pair?" : "");
             return -EADDRINUSE;
         }
     }
@@ -366,33 +384,81 @@ static void locks_release(struct gateway *gw)
             close(gw->locks[i]);
 }
 
+/* Start-up checks and loads that need no loop: TLS files, --user, the users file. */
+static int gateway_prepare(const struct gateway_options *opt, struct gateway_identity *identity,
+                           struct auth_users **users)
+{
+    int rc = gateway_tls_check(opt);
+    if (rc == 0)
+        rc = gateway_identity_resolve(opt, identity);
+    if (rc != 0 || !opt->auth_file)
+        return rc;
+    char err[512];
+    rc = auth_users_load(opt->auth_file, users, err, sizeof(err));
+    if (rc != 0) {
+        log_error("--auth-file: %s", err);
+        return rc;
+    }
+    log_info("%zu user(s) may attach filesystems (from %s)", auth_users_count(*users),
+             opt->auth_file);
+    return 0;
+}
+
+int gateway_check(const struct gateway_options *opt)
+{
+    struct gateway_identity identity = {0};
+    struct auth_users *users = NULL;
+    int rc = gateway_prepare(opt, &identity, &users);
+    auth_users_free(users);
+    if (rc != 0)
+        return 2;
+    printf("webfused: configuration %s is valid\n",
+           opt->config_path ? opt->config_path : "(command line only)");
+    return EXIT_SUCCESS;
+}
+
 int gateway_run(const struct gateway_options *opt)
 {
     struct gateway gw;
     memset(&gw, 0, sizeof(gw));
     gw.locks[0] = gw.locks[1] = -1;
     signal(SIGPIPE, SIG_IGN);
-    if (prepare_mount_root(opt->mount_root, &gw.locks[0]) != 0 ||
+    struct gateway_identity identity = {0};
+    struct auth_users *users = NULL;
+    if (gateway_prepare(opt, &identity, &users) != 0 ||
+        prepare_mount_root(opt->mount_root, &gw.locks[0]) != 0 ||
+        gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw);
+        auth_users_free(users);
         return EXIT_FAILURE;
     }
     if (uv_loop_init(&gw.loop) != 0 || uv_timer_init(&gw.loop, &gw.grace) != 0 ||
         signals_start(&gw) != 0) {
         log_error("cannot set up the event loop");
+        auth_users_free(users);
         return EXIT_FAILURE;
     }
     struct session_hub_config hub_config = {
         .mount_root = opt->mount_root,
         .timeout_ms = opt->timeout_sec * 1000,
         .max_message = opt->max_message,
+        .max_sessions = opt->max_sessions,
+        .max_filesystems = opt->max_filesystems,
+        .max_pending = opt->max_pending,
+        .max_path = opt->max_path,
+        .idle_timeout_ms = opt->idle_timeout_sec * 1000,
+        .allow_other = opt->allow_other,
+        .users = users,
+        .auth_header = opt->auth_header,
     };
     int status = EXIT_FAILURE;
     if (session_hub_new(&gw.loop, &hub_config, &gw.hub) != 0)
         goto out;
     if (opt->admin) {
         char listen[300];
-        snprintf(listen, sizeof(listen), "http://%s:%d/", opt->admin_bind, opt->admin_port);
+        snprintf(listen, sizeof(listen), "%s://%s:%d/", opt->admin_cert ? "https" : "http",
+                 opt->admin_bind, opt->admin_port);
         struct admin_config admin_config = {
             .token_file = opt->admin_token_file,
             .db_path = opt->db_path,
@@ -401,12 +467,15 @@ int gateway_run(const struct gateway_options *opt)
         if (admin_new(&gw.loop, gw.hub, &admin_config, &gw.admin) != 0)
             goto out_hub;
     }
-    if (lws_start(&gw, opt) != 0)
+    if (lws_start(&gw, opt) != 0 || gateway_identity_drop(&identity, opt->run_user) != 0)
         goto out_hub;
 
-    log_info("listening on ws://%s:%d/, mounting under %s", opt->bind, opt->port, opt->mount_root);
+    gateway_warn_exposure(opt);
+    log_info("listening on %s://%s:%d/, mounting under %s%s", opt->cert ? "wss" : "ws", opt->bind,
+             opt->port, opt->mount_root, users ? ", providers must authenticate" : "");
     if (opt->docroot)
-        log_info("serving %s at http://%s:%d/", gw.docroot, opt->bind, opt->port);
+        log_info("serving %s at %s://%s:%d/", gw.docroot, opt->cert ? "https" : "http", opt->bind,
+                 opt->port);
     notify_systemd("READY=1");
     uv_run(&gw.loop, UV_RUN_DEFAULT);
     status = EXIT_SUCCESS;
@@ -430,6 +499,7 @@ out:
     if (uv_loop_close(&gw.loop) != 0)
         log_debug("event loop closed with handles left");
     locks_release(&gw);
+    auth_users_free(users);
     log_info("exiting with status %d", status);
     return status;
 }

@@ -19,20 +19,42 @@ struct gateway_options {
     enum log_level log_level;
     const char *log_target;       /* "stderr", "syslog" or a file path */
     bool check_config;            /* validate, print the verdict and exit */
+    const char *config_path;      /* the configuration file read, or NULL */
     bool admin;                   /* serve the admin API and keep the registry */
     int admin_port;               /* admin HTTP port */
     const char *admin_bind;       /* address the admin port listens on */
     const char *admin_token_file; /* bearer token; created when missing */
     const char *db_path;          /* sqlite registry */
+    /* TLS: certificate and key (PEM) of the provider port, and of the admin port (by default
+     * the same as the provider port's); NULL = plain. */
+    const char *cert;
+    const char *key;
+    const char *admin_cert;
+    const char *admin_key;
+    const char *auth_file;   /* users who may attach; NULL = anyone may attach anything */
+    const char *auth_header; /* webfuse2: the HTTP header with the token */
+    /* Limits (see session_hub_config). */
+    unsigned max_sessions;
+    unsigned max_filesystems;
+    unsigned max_pending;
+    unsigned max_path;
+    unsigned idle_timeout_sec;
+    bool allow_other;      /* mounts are open to every user of the device */
+    const char *run_user;  /* drop to this user once the sockets are open; NULL = stay */
+    const char *run_group; /* ... and this group (default: the user's) */
     const char *docroot;          /* static files served on the provider port; NULL: none */
     struct json_t *config;        /* keeps the strings borrowed from the configuration file */
 };
 
-/* Fills `opt` from the configuration file, then argv. Returns 0 to run, 1 when --help, --version
- * or --check-config was printed, or -EINVAL after printing what is wrong to stderr. Release with
+/* Fills `opt` from the configuration file, then argv. Returns 0 to run (or to check, with
+ * opt->check_config), 1 when --help or --version was printed, or -EINVAL after printing what is wrong to stderr. Release with
  * gateway_options_free in every case. */
 int gateway_options_parse(int argc, char **argv, struct gateway_options *opt);
 void gateway_options_free(struct gateway_options *opt);
+
+/* --check-config: also checks what the options name (TLS files, users file, --user) without
+ * starting anything; prints the verdict. Returns the process exit status. */
+int gateway_check(const struct gateway_options *opt);
 
 /* Runs the daemon until SIGINT or SIGTERM. Returns the process exit status. */
 int gateway_run(const struct gateway_options *opt);

@@ -14,6 +14,11 @@ int main(int argc, char **argv)
         return rc > 0 ? EXIT_SUCCESS : 2;
     }
     log_set_level(options.log_level);
+    if (options.check_config) {
+        int status = gateway_check(&options);
+        gateway_options_free(&options);
+        return status;
+    }
     rc = log_open(options.log_target);
     if (rc != 0) {
         log_error("cannot open the log %s: %s", options.log_target, strerror(-rc));

@@ -4,6 +4,7 @@
 #include "admin.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <net/if.h>
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+
+#include "session.h"
 
 #define DEFAULT_PORT 8081
 #define DEFAULT_BIND "127.0.0.1"
@@ -69,6 +72,32 @@ static void usage(FILE *out)
             "                          created when missing (default %s)\n"
             "      --no-admin          no admin port and no history database\n"
             "\n"
+            "Security (see the README's security section):\n"
+            "      --cert FILE         TLS certificate (PEM) of the provider port: wss://\n"
+            "      --key FILE          its private key (PEM)\n"
+            "      --admin-cert FILE   TLS certificate of the admin port: https:// (default:\n"
+            "                          --cert, so with --cert both ports speak TLS)\n"
+            "      --admin-key FILE    its private key (default: --key)\n"
+            "      --auth-file FILE    providers must authenticate as a user of FILE and may\n"
+            "                          attach only the names listed for them; one line per\n"
+            "                          user, NAME:HASH:FS[,FS...] (FS * = any), HASH from\n"
+            "                          'webfusectl passwd'. Without it anyone may attach.\n"
+            "      --auth-header NAME  webfuse2: the HTTP header carrying USER:PASSWORD\n"
+            "                          (default %s; \"Authorization: Bearer\" works too)\n"
+            "      --max-sessions N    provider connections at once (default %d)\n"
+            "      --max-filesystems N filesystems one connection may attach (default %d)\n"
+            "      --max-pending N     requests in flight per connection; more wait (default\n"
+            "                          %d)\n"
+            "      --max-path BYTES    longest path sent to a webfuse2 provider; longer ones\n"
+            "                          fail with ENAMETOOLONG (default %d)\n"
+            "      --idle-timeout SEC  close a connection that attached nothing by then\n"
+            "                          (default %d)\n"
+            "      --allow-other       let every user of the device use the mounts (file\n"
+            "                          modes still apply); by default only webfused's user can\n"
+            "      --user NAME         after opening the ports, run as this user (mounts then\n"
+            "                          go through fusermount3)\n"
+            "      --group NAME        ... and this group (default: the user's group)\n"
+            "\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
@@ -77,8 +106,10 @@ static void usage(FILE *out)
             DEFAULT_CONFIG, DEFAULT_PORT, DEFAULT_BIND, DEFAULT_MOUNT_ROOT, DEFAULT_TIMEOUT_SEC,
             DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE,
             admin_available() ? "" : " - not in this build, which runs as with --no-admin",
-            DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND,
-            DEFAULT_ADMIN_TOKEN_FILE, DEFAULT_DB);
+            DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND, DEFAULT_ADMIN_TOKEN_FILE, DEFAULT_DB,
+            SESSION_DEFAULT_AUTH_HEADER, SESSION_DEFAULT_MAX_SESSIONS,
+            SESSION_DEFAULT_MAX_FILESYSTEMS, SESSION_DEFAULT_MAX_PENDING, SESSION_DEFAULT_MAX_PATH,
+            SESSION_DEFAULT_IDLE_TIMEOUT_SEC);
 }
 
 static int parse_number(const char *origin, const char *text, unsigned long long min,
@@ -121,6 +152,24 @@ static bool docroot_check(const char *origin, const char *dir)
     return true;
 }
 
+/* Long-only options. */
+enum {
+    OPT_CERT = 256,
+    OPT_KEY,
+    OPT_ADMIN_CERT,
+    OPT_ADMIN_KEY,
+    OPT_AUTH_FILE,
+    OPT_AUTH_HEADER,
+    OPT_MAX_SESSIONS,
+    OPT_MAX_FILESYSTEMS,
+    OPT_MAX_PENDING,
+    OPT_MAX_PATH,
+    OPT_IDLE_TIMEOUT,
+    OPT_ALLOW_OTHER,
+    OPT_USER,
+    OPT_GROUP,
+};
+
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},
     {"check-config", no_argument, NULL, 'C'},
@@ -137,10 +186,111 @@ static const struct option long_options[] = {
     {"db", required_argument, NULL, 'D'},
     {"no-admin", no_argument, NULL, 'N'},
     {"docroot", required_argument, NULL, 'W'},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"admin-cert", required_argument, NULL, OPT_ADMIN_CERT},
+    {"admin-key", required_argument, NULL, OPT_ADMIN_KEY},
+    {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"auth-header", required_argument, NULL, OPT_AUTH_HEADER},
+    {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+    {"max-filesystems", required_argument, NULL, OPT_MAX_FILESYSTEMS},
+    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
+    {"max-path", required_argument, NULL, OPT_MAX_PATH},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
+    {"user", required_argument, NULL, OPT_USER},
+    {"group", required_argument, NULL, OPT_GROUP},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+/* A header name: 1-64 characters of A-Z a-z 0-9 and '-'. */
+static bool header_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '-')
+            return false;
+    return true;
+}
+
+static int apply_file_option(int c, const char *origin, const char *arg,
+                             struct gateway_options *opt)
+{
+    static const struct {
+        int code;
+        size_t offset;
+    } files[] = {
+        {OPT_CERT, offsetof(struct gateway_options, cert)},
+        {OPT_KEY, offsetof(struct gateway_options, key)},
+        {OPT_ADMIN_CERT, offsetof(struct gateway_options, admin_cert)},
+        {OPT_ADMIN_KEY, offsetof(struct gateway_options, admin_key)},
+        {OPT_AUTH_FILE, offsetof(struct gateway_options, auth_file)},
+        {OPT_USER, offsetof(struct gateway_options, run_user)},
+        {OPT_GROUP, offsetof(struct gateway_options, run_group)},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (files[i].code != c)
+            continue;
+        if (arg[0] == '\0') {
+            fprintf(stderr, "webfused: %s needs a value\n", origin);
+            return -EINVAL;
+        }
+        *(const char **)((char *)opt + files[i].offset) = arg;
+        return 0;
+    }
+    return -ENOENT;
+}
+
+/* The security options: files, limits, flags. -ENOENT when `c` is none of them. */
+static int apply_security_option(int c, const char *origin, const char *arg,
+                                 struct gateway_options *opt)
+{
+    unsigned long long v = 0;
+    int rc = apply_file_option(c, origin, arg, opt);
+    if (rc != -ENOENT)
+        return rc;
+    switch (c) {
+    case OPT_AUTH_HEADER:
+        if (!header_name_valid(arg)) {
+            fprintf(stderr,
+                    "webfused: %s must be a header name (1-64 of A-Z a-z 0-9 -), not \"%s\"\n",
+                    origin, arg);
+            return -EINVAL;
+        }
+        opt->auth_header = arg;
+        return 0;
+    case OPT_MAX_SESSIONS:
+        rc = parse_number(origin, arg, 1, 100000, &v);
+        opt->max_sessions = (unsigned)v;
+        return rc;
+    case OPT_MAX_FILESYSTEMS:
+        rc = parse_number(origin, arg, 1, 1024, &v);
+        opt->max_filesystems = (unsigned)v;
+        return rc;
+    case OPT_MAX_PENDING:
+        rc = parse_number(origin, arg, 1, 65536, &v);
+        opt->max_pending = (unsigned)v;
+        return rc;
+    case OPT_MAX_PATH:
+        rc = parse_number(origin, arg, 16, 65536, &v);
+        opt->max_path = (unsigned)v;
+        return rc;
+    case OPT_IDLE_TIMEOUT:
+        rc = parse_number(origin, arg, 1, 86400, &v);
+        opt->idle_timeout_sec = (unsigned)v;
+        return rc;
+    case OPT_ALLOW_OTHER:
+        opt->allow_other = true;
+        return 0;
+    default:
+        return -ENOENT;
+    }
+}
+
 
 static bool admin_option(int c)
 {
@@ -149,6 +299,9 @@ static bool admin_option(int c)
 
 static int apply_option(int c, const char *origin, const char *arg, struct gateway_options *opt)
 {
+    int rc = apply_security_option(c, origin, arg, opt);
+    if (rc != -ENOENT)
+        return rc;
     unsigned long long v;
     if (admin_option(c) && !admin_available()) {
         fprintf(stderr, "webfused: %s: this webfused was built without the admin API\n", origin);
@@ -234,6 +387,29 @@ static int apply_option(int c, const char *origin, const char *arg, struct gatew
     }
 }
 
+/* A certificate needs its key and the other way round; the admin port takes the provider
+ * port's pair unless it has its own. --group goes with --user. */
+static int security_options_check(struct gateway_options *opt)
+{
+    if (!opt->cert != !opt->key) {
+        fprintf(stderr, "webfused: --cert and --key go together\n");
+        return -EINVAL;
+    }
+    if (!opt->admin_cert != !opt->admin_key) {
+        fprintf(stderr, "webfused: --admin-cert and --admin-key go together\n");
+        return -EINVAL;
+    }
+    if (!opt->admin_cert)
+        opt->admin_cert = opt->cert;
+    if (!opt->admin_key)
+        opt->admin_key = opt->key;
+    if (opt->run_group && !opt->run_user) {
+        fprintf(stderr, "webfused: --group needs --user\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static const struct option *option_by_name(const char *name)
 {
     for (const struct option *o = long_options; o->name; o++)
@@ -282,6 +458,12 @@ static void options_defaults(struct gateway_options *opt)
         .admin_bind = DEFAULT_ADMIN_BIND,
         .admin_token_file = DEFAULT_ADMIN_TOKEN_FILE,
         .db_path = DEFAULT_DB,
+        .auth_header = SESSION_DEFAULT_AUTH_HEADER,
+        .max_sessions = SESSION_DEFAULT_MAX_SESSIONS,
+        .max_filesystems = SESSION_DEFAULT_MAX_FILESYSTEMS,
+        .max_pending = SESSION_DEFAULT_MAX_PENDING,
+        .max_path = SESSION_DEFAULT_MAX_PATH,
+        .idle_timeout_sec = SESSION_DEFAULT_IDLE_TIMEOUT_SEC,
     };
 }
 
@@ -347,11 +529,8 @@ int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
         fprintf(stderr, "webfused: --admin-port must differ from --port\n");
         return -EINVAL;
     }
-    if (opt->check_config) {
-        printf("webfused: configuration %s is valid\n", config ? config : "(command line only)");
-        return 1;
-    }
-    return 0;
+    opt->config_path = config;
+    return security_options_check(opt);
 }
 
 void gateway_options_free(struct gateway_options *opt)

@@ -379,6 +379,8 @@ static void provider_connect(struct provider *p)
     info.protocol = p->protocol->subprotocol;
     info.pwsi = &p->wsi;
     info.retry_and_idle_policy = &provider_idle_policy;
+    /* Verified against the system's trusted certificates and --ca, host name included. */
+    info.ssl_connection = p->url.tls ? LCCSCF_USE_SSL : 0;
     p->state = PROVIDER_CONN_CONNECTING;
     log_debug("connecting to %s", p->options->url);
     /* Name resolution happens inside this call and blocks: fine for a provider, whose loop has
@@ -448,6 +450,10 @@ static int provider_create_context(struct provider *p)
     /* Socket reads go through this buffer; lws's 4 KiB default costs a loop turn per 4 KiB of a
      * 1 MiB write request. */
     info.pt_serv_buf_size = 256 * 1024;
+    if (p->url.tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.client_ssl_ca_filepath = p->options->ca_file;
+    }
     p->context = lws_create_context(&info);
     if (!p->context) {
         log_error("cannot create the libwebsockets context");

@@ -20,7 +20,11 @@ static struct provider_fs *provider_find_fs(struct provider *p, const char *name
 
 /* What to encode: a tagged set of the codec's provider-side encoders, so that one function can
  * size the buffer, encode and retry with the size the codec asks for. */
+/* Our authenticate request's id: above every add_filesystem id (export index + 1). */
+#define JSON_AUTHENTICATE_ID (PROVIDER_MAX_EXPORTS + 1)
+
 enum json_out_kind {
+    JSON_OUT_AUTHENTICATE,
     JSON_OUT_ADD_FILESYSTEM,
     JSON_OUT_ERROR,
     JSON_OUT_ATTR,
@@ -32,7 +36,8 @@ enum json_out_kind {
 struct json_out {
     enum json_out_kind kind;
     int64_t id;
-    const char *name;                        /* ADD_FILESYSTEM */
+    const char *name;                        /* ADD_FILESYSTEM; AUTHENTICATE: the user */
+    const char *password;                    /* AUTHENTICATE */
     int status;                              /* ERROR */
     const struct stat *st;                   /* ATTR */
     uint64_t handle;                         /* OPEN */
@@ -45,6 +50,8 @@ struct json_out {
 static int json_encode(char *buf, size_t cap, size_t *len, const struct json_out *out)
 {
     switch (out->kind) {
+    case JSON_OUT_AUTHENTICATE:
+        return codec_json_encode_authenticate(buf, cap, len, out->id, out->name, out->password);
     case JSON_OUT_ADD_FILESYSTEM:
         return codec_json_encode_add_filesystem(buf, cap, len, out->id, out->name);
     case JSON_OUT_ERROR:
@@ -373,10 +380,32 @@ static void json_check_attached(struct provider *p)
     }
 }
 
-/* The gateway's answer to one of our add_filesystem requests (id = index + 1). */
+static void json_add_filesystems(struct provider *p);
+
+/* The answer to our authenticate: attach on success; on refusal there is nothing to do here. */
+static void json_on_authenticated(struct provider *p, const struct codec_json_msg *msg)
+{
+    if (codec_json_msg_kind(msg) == CODEC_JSON_RESULT) {
+        log_info("authenticated as %s", p->options->user);
+        json_add_filesystems(p);
+        return;
+    }
+    int status = codec_json_msg_error_status(msg);
+    log_error("the gateway refused the credentials of %s: code %d (%s)", p->options->user, status,
+              json_status_meaning(status));
+    p->any_refused = true;
+    provider_close_connection(p, LWS_CLOSE_STATUS_NORMAL, "authentication refused");
+}
+
+/* The gateway's answer to one of our add_filesystem requests (id = index + 1) or to our
+ * authenticate. */
 static void json_on_response(struct provider *p, const struct codec_json_msg *msg)
 {
     int64_t id = codec_json_msg_id(msg);
+    if (id == JSON_AUTHENTICATE_ID && p->options->user) {
+        json_on_authenticated(p, msg);
+        return;
+    }
     if (id < 1 || (uint64_t)id > p->fs_count || p->fs[id - 1].state != PROVIDER_FS_ADDING) {
         log_warn("gateway sent a response with unexpected id %" PRId64, id);
         return;
@@ -421,8 +450,8 @@ static void json_on_message(struct provider *p, const void *data, size_t len)
     codec_json_msg_free(msg);
 }
 
-/* A new connection starts by adding every filesystem; ids are the index + 1. */
-static void json_on_connected(struct provider *p)
+/* Adds every filesystem; ids are the index + 1. */
+static void json_add_filesystems(struct provider *p)
 {
     for (size_t i = 0; i < p->fs_count; i++) {
         struct provider_fs *fs = &p->fs[i];
@@ -439,6 +468,25 @@ static void json_on_connected(struct provider *p)
         log_debug("%s: add_filesystem sent", export_name(fs->export));
     }
     json_check_attached(p);
+}
+
+/* A new connection authenticates first (when a user is given) and attaches once the gateway
+ * said yes: a gateway that checks passwords answers add_filesystem only after that. */
+static void json_on_connected(struct provider *p)
+{
+    if (!p->options->user) {
+        json_add_filesystems(p);
+        return;
+    }
+    struct json_out out = {.kind = JSON_OUT_AUTHENTICATE,
+                           .id = JSON_AUTHENTICATE_ID,
+                           .name = p->options->user,
+                           .password = p->options->password};
+    int rc = json_send(p, &out);
+    if (rc < 0) {
+        log_error("cannot send authenticate: %s", strerror(-rc));
+        provider_close_connection(p, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "cannot authenticate");
+    }
 }
 
 static int json_open_exports(struct provider *p)

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "provider.h"
 #include "session.h"
@@ -14,10 +16,12 @@
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
-    "Usage: " PROGRAM " --url ws://HOST[:PORT]/NAME --path DIR [--read-only] [--token TOKEN]\n"
-    "                        [--reconnect] [--log-level LEVEL]\n"
-    "       " PROGRAM " --protocol json --url ws://HOST[:PORT][/PATH] --fs NAME=DIR\n"
-    "                        [--fs NAME=DIR ...] [--reconnect] [--log-level LEVEL]\n"
+    "Usage: " PROGRAM " --url ws[s]://HOST[:PORT]/NAME --path DIR [--read-only]\n"
+    "                        [--user NAME | --token TOKEN] [--ca FILE] [--reconnect]\n"
+    "                        [--log-level LEVEL]\n"
+    "       " PROGRAM " --protocol json --url ws[s]://HOST[:PORT][/PATH] --fs NAME=DIR\n"
+    "                        [--fs NAME=DIR ...] [--user NAME] [--ca FILE] [--reconnect]\n"
+    "                        [--log-level LEVEL]\n"
     "\n"
     "Serves local directories to a webfuse gateway (webfused) over one websocket connection.\n"
     "\n"
@@ -38,16 +42,23 @@ static const char usage_text[] =
     "Regular files and directories below DIR are served; symbolic links, devices, FIFOs and\n"
     "sockets are left out, and nothing outside DIR can be reached.\n"
     "\n"
-    "  -u, --url URL          gateway to connect to, ws://HOST[:PORT][/PATH]; PORT defaults to\n"
-    "                         80, PATH to /. An IPv6 address goes in brackets: ws://[::1]:8080/.\n"
-    "                         wss:// (TLS) is not supported yet.\n"
+    "  -u, --url URL          gateway to connect to, ws://HOST[:PORT][/PATH], or wss:// for\n"
+    "                         TLS; PORT defaults to 80 (ws) or 443 (wss), PATH to /. An IPv6\n"
+    "                         address goes in brackets: ws://[::1]:8080/.\n"
+    "  -c, --ca FILE          wss://: also trust the certificates in FILE (PEM), e.g. the\n"
+    "                         gateway's own self-signed certificate. The gateway's name (or\n"
+    "                         address) must match its certificate.\n"
+    "  -U, --user NAME        authenticate as NAME (a user of the gateway's --auth-file). The\n"
+    "                         password comes from the WEBFUSE_PASSWORD environment variable,\n"
+    "                         else it is asked for on the terminal. json: sent with\n"
+    "                         authenticate; webfuse2: answers getcreds with NAME:PASSWORD.\n"
     "  -P, --path DIR         webfuse2: the directory to serve (required; exactly one).\n"
     "  -R, --read-only        webfuse2: refuse every change (writes, creating, deleting,\n"
     "                         renaming, attributes, times) with EROFS. json is always\n"
     "                         read-only, so there it changes nothing.\n"
     "  -t, --token TOKEN      webfuse2: the credentials sent when the gateway asks for them\n"
-    "                         (getcreds). Default: the WEBFUSE_TOKEN environment variable, else\n"
-    "                         an empty string.\n"
+    "                         (getcreds); webfused takes USER:PASSWORD. Default: the\n"
+    "                         WEBFUSE_TOKEN environment variable, else an empty string.\n"
     "  -f, --fs NAME=DIR      json: serve directory DIR as filesystem NAME (1-64 characters of\n"
     "                         A-Z a-z 0-9 . _ -, not . or ..). Repeat for more, up to 64.\n"
     "  -p, --protocol NAME    wire protocol: webfuse2 (default; binary, read-write) or json\n"
@@ -74,6 +85,10 @@ struct cli {
     const char *protocol;
     const char *path;
     const char *token;
+    const char *user;
+    const char *ca_file;
+    char password[AUTH_PASSWORD_MAX + 1];
+    char *user_token; /* webfuse2 with --user: "NAME:PASSWORD" (owned) */
     bool read_only;
     bool token_given; /* --token on the command line (not from the environment) */
     bool reconnect;
@@ -87,6 +102,11 @@ static void cli_free(struct cli *cli)
 {
     for (size_t i = 0; i < cli->export_count; i++)
         free(cli->names[i]);
+    explicit_bzero(cli->password, sizeof(cli->password));
+    if (cli->user_token) {
+        explicit_bzero(cli->user_token, strlen(cli->user_token));
+        free(cli->user_token);
+    }
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -193,9 +213,17 @@ static int cli_check(const struct cli *cli)
     struct provider_url url;
     int rc = provider_url_parse(cli->url, &url);
     if (rc == -EPROTONOSUPPORT)
-        return usage_error("unsupported url '%s': only ws:// is supported", cli->url);
+        return usage_error("unsupported url '%s': only ws:// and wss:// are supported", cli->url);
     if (rc < 0)
-        return usage_error("bad url '%s': expected ws://HOST[:PORT][/PATH]", cli->url);
+        return usage_error("bad url '%s': expected ws[s]://HOST[:PORT][/PATH]", cli->url);
+    if (cli->ca_file && !url.tls)
+        return usage_error("--ca is for wss:// URLs, not '%s'", cli->url);
+    if (cli->ca_file && access(cli->ca_file, R_OK) != 0)
+        return usage_error("cannot read --ca %s", cli->ca_file);
+    if (cli->user && cli->token_given)
+        return usage_error("%s", "--user and --token exclude each other");
+    if (cli->user && !auth_name_valid(cli->user))
+        return usage_error("bad user name '%s': 1-64 characters of A-Z a-z 0-9 . _ @ -", cli->user);
     if (!provider_protocol_known(cli->protocol))
         return usage_error("unknown protocol '%s': use webfuse2 or json", cli->protocol);
     if (strcmp(cli->protocol, "webfuse2") == 0 && !url_name_valid(url.path))
@@ -211,7 +239,8 @@ static const struct option long_options[] = {
     {"path", required_argument, NULL, 'P'},  {"read-only", no_argument, NULL, 'R'},
     {"token", required_argument, NULL, 't'}, {"protocol", required_argument, NULL, 'p'},
     {"reconnect", no_argument, NULL, 'r'},   {"log-level", required_argument, NULL, 'l'},
-    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    {"help", no_argument, NULL, 'h'},        {"user", required_argument, NULL, 'U'},
+    {"ca", required_argument, NULL, 'c'},    {NULL, 0, NULL, 0},
 };
 
 /* Returns 0, 1 when --help was shown, or a negative errno after printing why. */
@@ -219,7 +248,7 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
 {
     opterr = 0; /* our own messages, below */
     int c;
-    while ((c = getopt_long(argc, argv, ":u:f:P:Rt:p:rl:h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":u:f:P:Rt:p:rl:hU:c:", long_options, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case 'u':
@@ -240,6 +269,12 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
             break;
         case 'p':
             cli->protocol = optarg;
+            break;
+        case 'U':
+            cli->user = optarg;
+            break;
+        case 'c':
+            cli->ca_file = optarg;
             break;
         case 'r':
             cli->reconnect = true;
@@ -264,11 +299,42 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
     return cli_check(cli);
 }
 
+/* --user: the password from WEBFUSE_PASSWORD or the terminal; webfuse2 sends NAME:PASSWORD as
+ * its token. */
+static int cli_credentials(struct cli *cli)
+{
+    if (!cli->user)
+        return 0;
+    const char *env = getenv("WEBFUSE_PASSWORD");
+    if (env) {
+        if (strlen(env) >= sizeof(cli->password))
+            return usage_error("%s", "WEBFUSE_PASSWORD is too long");
+        strcpy(cli->password, env);
+    } else {
+        char prompt[128];
+        snprintf(prompt, sizeof(prompt), "Password for %s: ", cli->user);
+        int rc = auth_password_prompt(prompt, cli->password, sizeof(cli->password));
+        if (rc == -ENXIO)
+            return usage_error("%s", "--user needs a password: set WEBFUSE_PASSWORD or run on a "
+                                     "terminal");
+        if (rc < 0)
+            return usage_error("cannot read the password: %s", strerror(-rc));
+    }
+    if (strcmp(cli->protocol, "webfuse2") == 0 &&
+        asprintf(&cli->user_token, "%s:%s", cli->user, cli->password) < 0) {
+        cli->user_token = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     log_set_program(PROGRAM);
     struct cli cli = {.protocol = "webfuse2", .log_level = LOG_LEVEL_INFO};
     int rc = cli_parse(&cli, argc, argv);
+    if (rc == 0)
+        rc = cli_credentials(&cli);
     if (rc != 0) {
         cli_free(&cli);
         return rc > 0 ? EXIT_SUCCESS : EXIT_USAGE;
@@ -282,8 +348,13 @@ int main(int argc, char **argv)
         .export_count = cli.export_count,
         .path = cli.path,
         .read_only = cli.read_only,
-        .token = cli.token_given ? cli.token : getenv("WEBFUSE_TOKEN"),
+        .token = cli.user_token    ? cli.user_token
+                 : cli.token_given ? cli.token
+                                   : getenv("WEBFUSE_TOKEN"),
         .reconnect = cli.reconnect,
+        .user = cli.user,
+        .password = cli.password,
+        .ca_file = cli.ca_file,
     };
     struct provider *provider;
     rc = provider_new(&options, &provider);

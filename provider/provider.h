@@ -18,17 +18,17 @@
 /* Most --fs options one provider takes. */
 #define PROVIDER_MAX_EXPORTS 64
 
-/* A parsed ws:// URL. Strings point into `buffer`. */
+/* A parsed ws:// or wss:// URL. Strings point into `buffer`. */
 struct provider_url {
     char buffer[1024];
     const char *host; /* without brackets for an IPv6 literal */
-    int port;         /* 80 when the URL names none */
+    int port;         /* 80 (ws) or 443 (wss) when the URL names none */
     const char *path; /* starts with '/'; "/" when the URL names none */
+    bool tls;         /* wss:// */
 };
 
-/* Parses "ws://HOST[:PORT][/PATH]". Returns 0, -EPROTONOSUPPORT for another scheme (wss://
- * included: not supported yet), -EINVAL for a malformed URL, -ENAMETOOLONG when it is longer
- * than the buffer. */
+/* Parses "ws://HOST[:PORT][/PATH]" or "wss://...". Returns 0, -EPROTONOSUPPORT for another
+ * scheme, -EINVAL for a malformed URL, -ENAMETOOLONG when it is longer than the buffer. */
 int provider_url_parse(const char *text, struct provider_url *url);
 
 /* True when `name` is a --protocol value this build speaks ("webfuse2", "json"). */
@@ -51,6 +51,10 @@ struct provider_options {
     bool read_only;    /* refuse every change with EROFS */
     const char *token; /* answer to getcreds; NULL answers an empty string */
     bool reconnect;    /* retry with backoff instead of exiting when the connection ends */
+    /* json: authenticate as this user (with `password`) before attaching; NULL = do not. */
+    const char *user;
+    const char *password;
+    const char *ca_file; /* wss://: trust the gateway certificates in this PEM file too */
 };
 
 struct provider;

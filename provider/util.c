@@ -84,17 +84,22 @@ static int url_parse_authority(char *authority, struct provider_url *url)
     }
     if (url->host[0] == '\0' || strpbrk(url->host, "@?#") != NULL)
         return -EINVAL;
-    url->port = 80;
+    url->port = url->tls ? 443 : 80;
     return port ? url_parse_port(port, &url->port) : 0;
 }
 
 int provider_url_parse(const char *text, struct provider_url *url)
 {
-    static const char scheme[] = "ws://";
     memset(url, 0, sizeof(*url));
-    if (strncmp(text, scheme, sizeof(scheme) - 1) != 0)
+    const char *rest;
+    if (strncmp(text, "ws://", 5) == 0) {
+        rest = text + 5;
+    } else if (strncmp(text, "wss://", 6) == 0) {
+        rest = text + 6;
+        url->tls = true;
+    } else {
         return strstr(text, "://") ? -EPROTONOSUPPORT : -EINVAL;
-    const char *rest = text + sizeof(scheme) - 1;
+    }
     /* The buffer holds "authority\0path\0" or "authority\0/\0": two more bytes than rest. */
     if (strlen(rest) + 3 > sizeof(url->buffer))
         return -ENAMETOOLONG;

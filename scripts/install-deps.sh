@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libwebsockets-dev libfuse3-dev fuse3 libuv1-dev libjansson-dev libsqlite3-dev libcmocka-dev
+  libcrypt-dev libssl-dev openssl
   python3 git
   nodejs chromium squashfs-tools
 )

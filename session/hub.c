@@ -66,6 +66,8 @@ static int hub_on_established(struct session_hub *hub, struct lws *wsi,
     log_info("session %llu: %s connected from %s", (unsigned long long)s->id, protocol->name,
              s->remote);
     session_emit(s, SESSION_EVENT_CONNECT, NULL, NULL, NULL);
+    if (!session_limits_admit(s))
+        return 0; /* closing with a reason */
     if (webfuse2) {
         char uri[512];
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
@@ -101,6 +103,20 @@ static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     }
 }
 
+static void hub_config_defaults(struct session_hub_config *c)
+{
+    if (c->max_sessions == 0)
+        c->max_sessions = SESSION_DEFAULT_MAX_SESSIONS;
+    if (c->max_filesystems == 0)
+        c->max_filesystems = SESSION_DEFAULT_MAX_FILESYSTEMS;
+    if (c->max_pending == 0)
+        c->max_pending = SESSION_DEFAULT_MAX_PENDING;
+    if (c->max_path == 0)
+        c->max_path = SESSION_DEFAULT_MAX_PATH;
+    if (c->idle_timeout_ms == 0)
+        c->idle_timeout_ms = SESSION_DEFAULT_IDLE_TIMEOUT_SEC * 1000;
+}
+
 int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,
                     struct session_hub **out)
 {
@@ -115,6 +131,13 @@ int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,
     hub->loop = loop;
     hub->config = *config;
     hub->config.mount_root = hub->mount_root;
+    hub_config_defaults(&hub->config);
+    int rc = session_auth_hub_init(hub);
+    if (rc != 0) {
+        free(hub->mount_root);
+        free(hub);
+        return rc;
+    }
     hub->protocols[0] = (struct lws_protocols){
         .name = CODEC_JSON_SUBPROTOCOL,
         .callback = hub_callback,
@@ -143,6 +166,7 @@ void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void
     hub->shutting_down = true;
     hub->on_empty = done;
     hub->on_empty_arg = arg;
+    session_auth_hub_shutdown(hub);
     if (hub->count == 0) {
         done(arg);
         return;
@@ -158,6 +182,7 @@ void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void
 
 void session_hub_free(struct session_hub *hub)
 {
+    session_auth_hub_free(hub);
     free(hub->mount_root);
     free(hub);
 }

@@ -66,6 +66,9 @@ static int attach_error_status(int error)
         return CODEC_JSON_BAD_FORMAT;
     case -EMFILE:
         return CODEC_JSON_BAD_BUSY;
+    case -EACCES:
+    case -EPERM:
+        return CODEC_JSON_BAD_ACCESS_DENIED;
     default:
         return CODEC_JSON_BAD;
     }
@@ -82,9 +85,21 @@ static void json_add_filesystem(struct session *s, const struct codec_json_msg *
     int error;
     if (session_attach(s, name, id, &error))
         return; /* answered in json_on_attached */
+    char why[120];
+    if (error == -EACCES)
+        snprintf(why, sizeof(why), "not authenticated");
+    else if (error == -EPERM)
+        snprintf(why, sizeof(why), "user \"%s\" may not attach it", s->auth.user);
+    else if (error == -EMFILE)
+        snprintf(why, sizeof(why), "too many filesystems (limit %zu)",
+                 s->hub->config.max_filesystems);
+    else
+        snprintf(why, sizeof(why), "%s", strerror(-error));
     log_warn("session %llu: refused filesystem \"%.64s\" (remote %s): %s",
-             (unsigned long long)s->id, name, s->remote, strerror(-error));
-    session_emit(s, SESSION_EVENT_ATTACH_FAILED, name, NULL, strerror(-error));
+             (unsigned long long)s->id, name, s->remote, why);
+    bool denied = error == -EACCES || error == -EPERM;
+    session_emit(s, denied ? SESSION_EVENT_ATTACH_DENIED : SESSION_EVENT_ATTACH_FAILED, name, NULL,
+                 why);
     json_send_error(s, id, attach_error_status(error));
 }
 
@@ -96,8 +111,39 @@ static void json_authenticate(struct session *s, const struct codec_json_msg *ms
         json_send_error(s, id, CODEC_JSON_BAD_FORMAT);
         return;
     }
-    /* No authentication is configured: every session is authenticated from the start. */
-    json_send_empty_result(s, id);
+    if (!s->hub->config.users) {
+        /* No authentication is configured: every session is authenticated from the start. */
+        json_send_empty_result(s, id);
+        return;
+    }
+    if (strcmp(type, "username") != 0) {
+        log_warn("session %llu: authenticate with credentials of type \"%.32s\" (remote %s): "
+                 "only \"username\" is known",
+                 (unsigned long long)s->id, type, s->remote);
+        session_emit(s, SESSION_EVENT_AUTH_FAILED, NULL, NULL, "unknown credentials type");
+        json_send_error(s, id, CODEC_JSON_BAD_ACCESS_DENIED);
+        return;
+    }
+    if (s->auth.busy) {
+        json_send_error(s, id, CODEC_JSON_BAD_BUSY); /* one check at a time */
+        return;
+    }
+    if (s->auth.done_once) {
+        /* Who a session is does not change while it has filesystems attached. */
+        log_warn("session %llu: second authenticate refused", (unsigned long long)s->id);
+        json_send_error(s, id, CODEC_JSON_BAD);
+        return;
+    }
+    s->auth.reply_id = id;
+    session_auth_start(s, username, password); /* answered in json_on_authenticated */
+}
+
+static void json_on_authenticated(struct session *s, int status)
+{
+    if (status == 0)
+        json_send_empty_result(s, s->auth.reply_id);
+    else
+        json_send_error(s, s->auth.reply_id, CODEC_JSON_BAD_ACCESS_DENIED);
 }
 
 static void json_on_request(struct session *s, const struct codec_json_msg *msg)
@@ -268,6 +314,7 @@ const struct session_protocol session_protocol_json = {
     .expects_answer = json_expects_answer,
     .on_message = json_on_message,
     .on_attached = json_on_attached,
+    .on_authenticated = json_on_authenticated,
     .write_mode = LWS_WRITE_TEXT,
     .index = 0,
     .name = "json",

@@ -84,6 +84,7 @@ static void session_describe(const struct session *s, struct session_info *info)
         .id = s->id,
         .remote = s->remote,
         .protocol = s->protocol->name,
+        .user = s->auth.user[0] ? s->auth.user : NULL,
         .state = !s->wsi      ? "closed"
                  : s->closing ? "closing"
                               : "active",

@@ -23,12 +23,12 @@ static void session_free(uv_handle_t *handle);
 
 static struct pending *pending_slot(struct session *s, uint32_t id)
 {
-    return &s->pending[id % SESSION_MAX_PENDING];
+    return &s->pending[id % s->hub->config.max_pending];
 }
 
 static bool pending_has_room(const struct session *s)
 {
-    return s->pending_count < SESSION_MAX_PENDING;
+    return s->pending_count < s->hub->config.max_pending;
 }
 
 static void pending_tick(uv_timer_t *timer);
@@ -122,7 +122,7 @@ void session_account(struct session *s, struct filesystem *fs, enum fusebridge_k
 /* Fails the pending requests of `fs` (of every filesystem when NULL) with `error`. */
 static void pending_fail(struct session *s, const struct filesystem *fs, int error)
 {
-    for (size_t i = 0; s->pending && i < SESSION_MAX_PENDING && s->pending_count > 0; i++) {
+    for (size_t i = 0; s->pending && i < s->hub->config.max_pending && s->pending_count > 0; i++) {
         struct pending *p = &s->pending[i];
         if (p->id != 0 && (!fs || p->fs == fs)) {
             session_account(s, p->fs, p->kind, error, 0);
@@ -135,7 +135,7 @@ static void pending_tick(uv_timer_t *timer)
 {
     struct session *s = container_of(timer, struct session, tick);
     uint64_t now = uv_now(s->hub->loop);
-    for (size_t i = 0; i < SESSION_MAX_PENDING && s->pending_count > 0; i++) {
+    for (size_t i = 0; i < s->hub->config.max_pending && s->pending_count > 0; i++) {
         struct pending *p = &s->pending[i];
         if (p->id != 0 && p->deadline <= now) {
             log_warn("session %llu: request %u to %s timed out", (unsigned long long)s->id, p->id,
@@ -287,8 +287,9 @@ static int op_write(struct session *s, struct filesystem *fs, struct fusebridge_
             struct filesystem *ignored;
             session_take_pending(s, id, &op, &ignored);
         }
-        /* A name JSON cannot carry does not exist for the provider. */
-        fusebridge_reply_error(op, rc == -EINVAL ? -ENOENT : -EIO);
+        /* A name JSON cannot carry does not exist for the provider; a path over the limit is
+         * too long. */
+        fusebridge_reply_error(op, rc == -EINVAL ? -ENOENT : rc == -ENAMETOOLONG ? rc : -EIO);
         return 0;
     }
     if (!answered) {
@@ -391,6 +392,7 @@ static void fs_on_mounted(struct fusebridge_mount *mount, int status, void *user
     if (status == 0) {
         fs->state = FS_MOUNTED;
         fs->mounted_since = time(NULL);
+        session_limits_attached(s);
         session_emit(s, SESSION_EVENT_ATTACH, fs->name, fs->mountpoint, NULL);
         log_info("session %llu: attached %s at %s (remote %s)", (unsigned long long)s->id, fs->name,
                  fs->mountpoint, s->remote);
@@ -480,9 +482,11 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         *error = -EINVAL;
     else if (hub->shutting_down || s->closing)
         *error = -ESHUTDOWN;
-    else if (s->filesystem_count >= SESSION_MAX_FILESYSTEMS)
+    else /* before the others: whoever may not attach learns nothing about names in use */
+        *error = session_auth_may_attach(s, name);
+    if (*error == 0 && s->filesystem_count >= hub->config.max_filesystems)
         *error = -EMFILE;
-    else if (session_hub_name_taken(hub, name))
+    else if (*error == 0 && session_hub_name_taken(hub, name))
         *error = -EEXIST;
     if (*error)
         return NULL;
@@ -501,6 +505,7 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         .fsname = name,
         .read_only = !s->protocol->path_based,
         .path_based = s->protocol->path_based,
+        .allow_other = hub->config.allow_other,
     };
     int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
     if (rc != 0) {
@@ -538,7 +543,7 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->pending = calloc(SESSION_MAX_PENDING, sizeof(*s->pending));
+    s->pending = calloc(hub->config.max_pending, sizeof(*s->pending));
     if (!s->pending || uv_timer_init(hub->loop, &s->tick) != 0) {
         free(s->pending);
         free(s);
@@ -555,6 +560,7 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
         return NULL;
     }
     lws_get_peer_simple(wsi, s->remote, sizeof(s->remote));
+    session_auth_open(s);
     return s;
 }
 
@@ -563,6 +569,7 @@ void session_on_closed(struct session *s)
     log_info("session %llu: connection from %s closed", (unsigned long long)s->id, s->remote);
     session_emit(s, SESSION_EVENT_DISCONNECT, NULL, NULL, NULL);
     s->wsi = NULL;
+    session_limits_closed(s);
     control_free_all(s);
     pending_fail(s, NULL, -EIO);
     if (!s->filesystems) {

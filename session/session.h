@@ -143,11 +143,31 @@ long base64_decode(const char *text, size_t n, void *out, size_t cap);
 
 struct lws_protocols;
 struct session_hub;
+struct auth_users;
+
+/* Defaults of the limits below (a 0 in the config takes them). */
+#define SESSION_DEFAULT_MAX_SESSIONS 64
+#define SESSION_DEFAULT_MAX_FILESYSTEMS 64
+#define SESSION_DEFAULT_MAX_PENDING 256
+#define SESSION_DEFAULT_MAX_PATH 4096
+#define SESSION_DEFAULT_IDLE_TIMEOUT_SEC 30
+#define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
 
 struct session_hub_config {
     const char *mount_root; /* filesystems mount at <mount_root>/<name> */
     unsigned timeout_ms;    /* per provider request */
     size_t max_message;     /* largest message accepted from a provider, bytes */
+    size_t max_sessions;    /* provider connections at once; more are closed with 1013 */
+    size_t max_filesystems; /* filesystems one session may attach */
+    /* Requests one session may have in flight; further kernel requests wait in their mount. */
+    size_t max_pending;
+    size_t max_path;          /* longest path sent to a webfuse2 provider; longer: ENAMETOOLONG */
+    unsigned idle_timeout_ms; /* a connection that attached nothing by then is closed */
+    bool allow_other;         /* mounts are open to every user of the device, not only ours */
+    /* NULL: anyone may attach any name. Else providers must authenticate as one of these users
+     * and attach only the names listed for them. Borrowed: must outlive the hub. */
+    const struct auth_users *users;
+    const char *auth_header; /* webfuse2: the HTTP header with the token (NULL: the default) */
 };
 
 /* Loop thread. `loop` must outlive the hub. Returns 0 or a negative errno. */
@@ -229,7 +249,8 @@ enum session_event_kind {
     SESSION_EVENT_ATTACH_FAILED, /* a filesystem was refused or could not be mounted */
     SESSION_EVENT_DETACH,        /* a filesystem is gone */
     SESSION_EVENT_AUTH_FAILED,   /* authentication failed */
-    SESSION_EVENT_ERROR,         /* a protocol error: malformed message, timeout */
+    SESSION_EVENT_ERROR,         /* a protocol error: malformed message, timeout, a limit */
+    SESSION_EVENT_ATTACH_DENIED, /* the user may not attach that name, or is not authenticated */
 };
 
 struct session_event {

@@ -9,11 +9,6 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* Requests one session may have in flight to its provider. Further kernel requests wait in their
- * mount's queue until a slot frees up: that is the backpressure towards the kernel. */
-#define SESSION_MAX_PENDING 256
-/* Filesystems one session may attach. */
-#define SESSION_MAX_FILESYSTEMS 64
 /* Messages for the provider (answers to its own requests) waiting to be written. */
 #define SESSION_MAX_CONTROL 64
 /* How long a close frame may wait for the socket before the connection is dropped. */
@@ -54,6 +49,8 @@ struct session_protocol {
     int (*on_message)(struct session *s, const char *data, size_t len);
     /* A mount attempt of `fs` ended with `status` (0 or a negative errno). */
     void (*on_attached)(struct session *s, struct filesystem *fs, int status);
+    /* The verification session_auth_start began ended: 0 authenticated, else -EACCES. */
+    void (*on_authenticated)(struct session *s, int status);
     enum lws_write_protocol write_mode;
     int index;        /* 0 = json, 1 = webfuse2: the metrics' protocol index */
     const char *name; /* as shown to operators */
@@ -77,6 +74,17 @@ struct control_msg {
     unsigned char data[]; /* LWS_PRE bytes of headroom, then the message */
 };
 
+/* auth.c: where a session stands with authentication. */
+struct session_auth_state {
+    bool authenticated; /* from the start when no users file is configured */
+    bool busy;          /* a verification is out */
+    bool done_once;     /* JSON: authenticated once; a second authenticate is refused */
+    uint32_t creds_id;  /* webfuse2: the getcreds request waiting for its answer, or 0 */
+    int64_t reply_id;   /* JSON: the authenticate request to answer */
+    char user[65];      /* who it authenticated as; "" before */
+    char fs_name[256];  /* webfuse2: the filesystem to attach once authenticated */
+};
+
 struct session {
     struct session *prev;
     struct session *next;
@@ -95,7 +103,7 @@ struct session {
     size_t filesystem_count;
     struct filesystem *cursor; /* round robin over filesystems when sending */
 
-    struct pending *pending; /* SESSION_MAX_PENDING slots, allocated on first use */
+    struct pending *pending; /* config.max_pending slots */
     size_t pending_count;
     uint32_t next_request_id;
 
@@ -114,6 +122,10 @@ struct session {
     bool closing; /* a close frame is due at the next writeable callback */
     enum lws_close_status close_status;
     char close_reason[124];
+
+    struct session_auth_state auth;
+    lws_sorted_usec_list_t idle; /* limits.c: closes a connection that never attaches */
+    bool attached_once;
 };
 
 struct session_hub {
@@ -128,6 +140,9 @@ struct session_hub {
     void (*observer)(void *user, const struct session_event *event);
     void *observer_user;
     uint64_t next_session_id;
+    struct auth_throttle *throttle; /* with users: failures per address */
+    struct auth_job *auth_jobs;     /* verifications not finished yet, oldest first */
+    unsigned auth_running;          /* of them on the thread pool now */
     bool shutting_down;
     void (*on_empty)(void *arg);
     void *on_empty_arg;
@@ -170,11 +185,41 @@ void session_detach_fs(struct filesystem *fs);
 /* Makes s->scratch hold at least `need` bytes. */
 int session_scratch_reserve(struct session *s, size_t need);
 
-/* Attaches a filesystem: validates the name, reserves it and starts mounting. `reply_id` is kept
- * for the protocol. Returns the filesystem, or NULL with *error set (-EINVAL bad name, -EEXIST
+/* Attaches a filesystem: validates the name, checks the user may attach it, reserves it and
+ * starts mounting. `reply_id` is kept for the protocol. Returns the filesystem, or NULL with
+ * *error set (-EINVAL bad name, -EACCES not authenticated, -EPERM not the user's name, -EEXIST
  * taken, -EMFILE too many, -ESHUTDOWN, -ENOMEM). Completion: protocol's on_attached. */
 struct filesystem *session_attach(struct session *s, const char *name, int64_t reply_id,
                                   int *error);
+
+/* auth.c (see docs/design.md, "Authentication"). */
+/* Hub set-up and shutdown: the throttle; cancels verifications that have not started. */
+int session_auth_hub_init(struct session_hub *hub);
+void session_auth_hub_shutdown(struct session_hub *hub);
+void session_auth_hub_free(struct session_hub *hub);
+/* A new session: authenticated from the start unless users are configured. */
+void session_auth_open(struct session *s);
+/* Whether s may attach `name`: 0, -EACCES (not authenticated) or -EPERM (not its name). */
+int session_auth_may_attach(struct session *s, const char *name);
+/* JSON authenticate: checks the credentials off the loop thread; protocol->on_authenticated
+ * follows (unless the session ends first). */
+void session_auth_start(struct session *s, const char *user, const char *password);
+/* webfuse2 with users configured: takes the token from the upgrade request's header, or asks the
+ * provider with getcreds. Call from the established callback (headers are still there). */
+void session_auth_webfuse2(struct session *s);
+/* webfuse2: the answer to our getcreds request (true when `data` was that answer). */
+bool session_auth_on_creds(struct session *s, uint32_t id, const char *data, size_t len);
+
+/* limits.c */
+/* A new connection: false (and the connection is closing) when the sessions limit is reached;
+ * else the idle timer starts. */
+bool session_limits_admit(struct session *s);
+/* A filesystem of s was mounted: the idle timer stops for good. */
+void session_limits_attached(struct session *s);
+/* The connection is gone. */
+void session_limits_closed(struct session *s);
+/* -ENAMETOOLONG when a path of `req` is longer than the configured maximum, else 0. */
+int session_limits_check_paths(const struct session *s, const struct fusebridge_request *req);
 
 /* hub.c */
 bool session_hub_name_taken(const struct session_hub *hub, const char *name);

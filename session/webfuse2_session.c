@@ -47,6 +47,9 @@ static int wf2_encode(struct session *s, const struct filesystem *fs, uint32_t i
                       const struct fusebridge_request *req, size_t *len)
 {
     (void)fs;
+    int rc = session_limits_check_paths(s, req);
+    if (rc != 0)
+        return rc;
     struct codec_wf2_request msg = {
         .id = id,
         .type = wf2_type_of[req->kind],
@@ -196,6 +199,8 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
         log_warn("session %llu: message of %zu bytes is too short", (unsigned long long)s->id, len);
         return 0;
     }
+    if (session_auth_on_creds(s, id, data, len))
+        return 0;
     struct fusebridge_op *op;
     struct filesystem *fs;
     if (session_take_pending(s, id, &op, &fs) != 0) {
@@ -241,15 +246,20 @@ static void name_from_uri(const struct session *s, const char *uri, char *name, 
         snprintf(name, size, "%.*s", (int)(len - start), uri + start);
 }
 
-void session_webfuse2_start(struct session *s, const char *uri)
+static void wf2_attach(struct session *s, const char *name)
 {
-    char name[256];
-    name_from_uri(s, uri, name, sizeof(name));
     int error;
     if (session_attach(s, name, 0, &error))
         return;
     char reason[120];
+    enum session_event_kind event = SESSION_EVENT_ATTACH_FAILED;
     switch (error) {
+    case -EACCES:
+    case -EPERM:
+        snprintf(reason, sizeof(reason), "user \"%.24s\" may not attach \"%.64s\"", s->auth.user,
+                 name);
+        event = SESSION_EVENT_ATTACH_DENIED;
+        break;
     case -EINVAL:
         snprintf(reason, sizeof(reason), "invalid filesystem name \"%.64s%s\"", name,
                  strlen(name) > 64 ? "..." : "");
@@ -262,8 +272,28 @@ void session_webfuse2_start(struct session *s, const char *uri)
         break;
     }
     log_warn("session %llu: %s (remote %s)", (unsigned long long)s->id, reason, s->remote);
-    session_emit(s, SESSION_EVENT_ATTACH_FAILED, name, NULL, reason);
+    session_emit(s, event, name, NULL, reason);
     session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);
+}
+
+void session_webfuse2_start(struct session *s, const char *uri)
+{
+    char name[sizeof(s->auth.fs_name)];
+    name_from_uri(s, uri, name, sizeof(name));
+    if (s->auth.authenticated) {
+        wf2_attach(s, name);
+        return;
+    }
+    memcpy(s->auth.fs_name, name, sizeof(name));
+    session_auth_webfuse2(s); /* wf2_on_authenticated follows */
+}
+
+static void wf2_on_authenticated(struct session *s, int status)
+{
+    if (status == 0)
+        wf2_attach(s, s->auth.fs_name);
+    else
+        session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
 }
 
 const struct session_protocol session_protocol_webfuse2 = {
@@ -271,6 +301,7 @@ const struct session_protocol session_protocol_webfuse2 = {
     .expects_answer = wf2_expects_answer,
     .on_message = wf2_on_message,
     .on_attached = wf2_on_attached,
+    .on_authenticated = wf2_on_authenticated,
     .write_mode = LWS_WRITE_BINARY,
     .index = 1,
     .name = "webfuse2",

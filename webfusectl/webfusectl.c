@@ -1,9 +1,9 @@
 /* webfusectl: the admin API of webfused from the command line.
  *
- * A small HTTP/1.1 client over plain sockets (one request per connection), jansson for the
- * answers, tables for people and the daemon's JSON for scripts (--json). Exit status: 0 ok, 1 the
- * daemon answered with an error, 2 bad usage, 3 the daemon cannot be reached (or answered
- * something that is not HTTP), 4 the token was refused or cannot be read.
+ * A small HTTP/1.1 client over plain sockets or TLS (OpenSSL; one request per connection),
+ * jansson for the answers, tables for people and the daemon's JSON for scripts (--json). Exit
+ * status: 0 ok, 1 the daemon answered with an error, 2 bad usage, 3 the daemon cannot be reached
+ * (or answered something that is not HTTP), 4 the token was refused or cannot be read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "auth.h"
 
 #define PROGRAM "webfusectl"
 #define DEFAULT_URL "http://127.0.0.1:8082"
@@ -60,10 +66,18 @@ static const char usage_text[] =
     "                         N, or those after event ID)\n"
     "  health                 whether the daemon answers (needs no token)\n"
     "  metrics                the Prometheus metrics, as they are\n"
+    "  passwd NAME [--fs LIST]\n"
+    "                         print a line for webfused's --auth-file: user NAME, a yescrypt\n"
+    "                         hash of the password (asked twice on the terminal, or taken\n"
+    "                         from $WEBFUSE_PASSWORD) and the filesystems NAME may attach:\n"
+    "                         LIST is comma-separated names or * (the default) for any.\n"
+    "                         Needs no daemon.\n"
     "\n"
     "Options:\n"
-    "  -u, --url URL          the admin API, http://HOST[:PORT] (default " DEFAULT_URL ",\n"
-    "                         or $WEBFUSE_ADMIN_URL)\n"
+    "  -u, --url URL          the admin API, http://HOST[:PORT] or https://HOST[:PORT]\n"
+    "                         (default " DEFAULT_URL ", or $WEBFUSE_ADMIN_URL)\n"
+    "  -c, --ca FILE          https: also trust the certificates in FILE (PEM), e.g. the\n"
+    "                         daemon's self-signed one; the host must match the certificate\n"
     "  -t, --token-file FILE  the admin token (default " DEFAULT_TOKEN_FILE ",\n"
     "                         or $WEBFUSE_ADMIN_TOKEN_FILE)\n"
     "  -j, --json             print the daemon's JSON answer instead of a table\n"
@@ -75,6 +89,7 @@ static const char usage_text[] =
 
 struct options {
     const char *url;
+    const char *ca_file;
     const char *token_file;
     bool json;
     int timeout_s;
@@ -84,6 +99,14 @@ struct target {
     char host[256];
     char port[8];
     char base[256]; /* path prefix without the trailing slash, usually "" */
+    bool tls;       /* https */
+};
+
+/* One connection: a socket, with TLS on it for https. */
+struct conn {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
 };
 
 struct response {
@@ -123,9 +146,14 @@ static int usage_error(const char *fmt, ...)
 static int parse_url(const char *url, struct target *t)
 {
     const char *p = url;
-    if (strncmp(p, "http://", 7) != 0)
-        return -EINVAL; /* https would need TLS: put a proxy in front or use ssh -L */
-    p += 7;
+    if (strncmp(p, "http://", 7) == 0) {
+        p += 7;
+    } else if (strncmp(p, "https://", 8) == 0) {
+        p += 8;
+        t->tls = true;
+    } else {
+        return -EINVAL;
+    }
     const char *host_end;
     const char *host = p;
     if (*p == '[') {
@@ -141,7 +169,7 @@ static int parse_url(const char *url, struct target *t)
     if (host_end == host || (size_t)(host_end - host) >= sizeof(t->host))
         return -EINVAL;
     snprintf(t->host, sizeof(t->host), "%.*s", (int)(host_end - host), host);
-    snprintf(t->port, sizeof(t->port), "80");
+    snprintf(t->port, sizeof(t->port), t->tls ? "443" : "80");
     if (*p == ':') {
         p++;
         size_t n = strspn(p, "0123456789");
@@ -240,12 +268,85 @@ static int connect_to(const struct target *t, int timeout_s, char *err, size_t c
     return fd;
 }
 
-static int send_all(int fd, const char *data, size_t len)
+/* The reason OpenSSL gives for the last failure, for messages. */
+static const char *tls_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    return reason ? reason : "handshake failed";
+}
+
+/* TLS on the connected socket c->fd: the peer's certificate must chain to a trusted one (the
+ * system's, or --ca) and name the host (or address) of the URL. */
+static int tls_start(struct conn *c, const struct target *t, const char *ca_file, char *err,
+                     size_t cap)
+{
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (!c->ctx) {
+        snprintf(err, cap, "cannot set up TLS: %s", tls_reason());
+        return -1;
+    }
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    /* lws may close without a close_notify; the answer is complete by its Content-Length. */
+    SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (SSL_CTX_set_default_verify_paths(c->ctx) != 1 ||
+        (ca_file && SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != 1)) {
+        snprintf(err, cap, "cannot load the trusted certificates%s%s: %s", ca_file ? " of " : "",
+                 ca_file ? ca_file : "", tls_reason());
+        return -1;
+    }
+    c->ssl = SSL_new(c->ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+        snprintf(err, cap, "cannot set up TLS: %s", tls_reason());
+        return -1;
+    }
+    unsigned char addr[sizeof(struct in6_addr)];
+    bool literal =
+        inet_pton(AF_INET, t->host, addr) == 1 || inet_pton(AF_INET6, t->host, addr) == 1;
+    X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
+    if (literal) {
+        X509_VERIFY_PARAM_set1_ip_asc(param, t->host);
+    } else {
+        SSL_set_tlsext_host_name(c->ssl, t->host);
+        X509_VERIFY_PARAM_set1_host(param, t->host, 0);
+    }
+    if (SSL_connect(c->ssl) != 1) {
+        long verify = SSL_get_verify_result(c->ssl);
+        if (verify != X509_V_OK)
+            snprintf(err, cap, "TLS with %s port %s failed: the certificate is not trusted: %s%s",
+                     t->host, t->port, X509_verify_cert_error_string(verify),
+                     ca_file ? "" : " (a self-signed one is trusted with --ca FILE)");
+        else
+            snprintf(err, cap, "TLS with %s port %s failed: %s (does it speak https?)", t->host,
+                     t->port, tls_reason());
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->ssl) {
+        SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    SSL_CTX_free(c->ctx);
+    if (c->fd >= 0)
+        close(c->fd);
+}
+
+static int send_all(struct conn *c, const char *data, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n;
+        if (c->ssl) {
+            int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
+            n = SSL_write(c->ssl, data, chunk);
+        } else {
+            n = send(c->fd, data, len, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+        }
         if (n <= 0)
             return -1;
         data += n;
@@ -254,8 +355,27 @@ static int send_all(int fd, const char *data, size_t len)
     return 0;
 }
 
+/* Up to `len` bytes: their count, 0 at the end, or a negative errno. */
+static ssize_t conn_read(struct conn *c, char *buf, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n = recv(c->fd, buf, len, 0);
+        return n < 0 ? -(errno == EAGAIN ? ETIMEDOUT : errno) : n;
+    }
+    int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
+    int n = SSL_read(c->ssl, buf, chunk);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_SYSCALL && errno != 0)
+        return -(errno == EAGAIN ? ETIMEDOUT : errno);
+    return e == SSL_ERROR_SYSCALL ? 0 : -EPROTO;
+}
+
 /* Reads until the peer closes (we sent "Connection: close"). */
-static int recv_all(int fd, char **out, size_t *out_len)
+static int recv_all(struct conn *c, char **out, size_t *out_len)
 {
     size_t cap = 16384, len = 0;
     char *buf = malloc(cap + 1);
@@ -275,13 +395,12 @@ static int recv_all(int fd, char **out, size_t *out_len)
             }
             buf = bigger;
         }
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n < 0 && errno == EINTR)
+        ssize_t n = conn_read(c, buf + len, cap - len);
+        if (n == -EINTR)
             continue;
         if (n < 0) {
-            int e = errno == EAGAIN ? ETIMEDOUT : errno;
             free(buf);
-            return -e;
+            return (int)n;
         }
         if (n == 0)
             break;
@@ -363,9 +482,10 @@ static int http_request(const struct options *opt, const struct target *t, const
                         struct response *resp)
 {
     char err[512];
-    int fd = connect_to(t, opt->timeout_s, err, sizeof(err));
-    if (fd < 0) {
+    struct conn c = {.fd = connect_to(t, opt->timeout_s, err, sizeof(err))};
+    if (c.fd < 0 || (t->tls && tls_start(&c, t, opt->ca_file, err, sizeof(err)) != 0)) {
         error_message("%s", err);
+        conn_close(&c);
         return EXIT_UNREACHABLE;
     }
     bool v6 = strchr(t->host, ':') != NULL;
@@ -388,16 +508,17 @@ static int http_request(const struct options *opt, const struct target *t, const
                      length, body ? body : "");
     explicit_bzero(auth, sizeof(auth));
     if (n < 0) {
-        close(fd);
+        conn_close(&c);
         error_message("out of memory");
         return EXIT_UNREACHABLE;
     }
     char *raw = NULL;
     size_t raw_len = 0;
-    int rc = send_all(fd, request, (size_t)n) == 0 ? recv_all(fd, &raw, &raw_len) : -errno;
+    int rc = send_all(&c, request, (size_t)n) == 0 ? recv_all(&c, &raw, &raw_len)
+                                                   : -(errno ? errno : EPIPE);
     explicit_bzero(request, (size_t)n);
     free(request);
-    close(fd);
+    conn_close(&c);
     if (rc != 0) {
         error_message("no answer from %s port %s: %s", t->host, t->port, strerror(-rc));
         return EXIT_UNREACHABLE;
@@ -838,12 +959,94 @@ static int show(const struct options *opt, const struct command *cmd, const stru
     return EXIT_OK;
 }
 
+/* ---- passwd -----------------------------------------------------------------------------------
+ */
+
+/* The new password: $WEBFUSE_PASSWORD, or asked twice on the terminal. */
+static int new_password(const char *name, char *password, size_t cap)
+{
+    const char *env = getenv("WEBFUSE_PASSWORD");
+    if (env) {
+        if (strlen(env) >= cap) {
+            error_message("WEBFUSE_PASSWORD is too long");
+            return EXIT_USAGE;
+        }
+        strcpy(password, env);
+        return EXIT_OK;
+    }
+    char prompt[128], again[AUTH_PASSWORD_MAX + 1];
+    snprintf(prompt, sizeof(prompt), "Password for %s: ", name);
+    int rc = auth_password_prompt(prompt, password, cap);
+    if (rc == 0)
+        rc = auth_password_prompt("Again: ", again, sizeof(again));
+    if (rc != 0) {
+        error_message("cannot read the password: %s",
+                      rc == -ENXIO ? "no terminal (set WEBFUSE_PASSWORD)" : strerror(-rc));
+        return EXIT_USAGE;
+    }
+    bool same = strcmp(password, again) == 0;
+    explicit_bzero(again, sizeof(again));
+    if (!same) {
+        error_message("the passwords differ");
+        return EXIT_DAEMON;
+    }
+    return EXIT_OK;
+}
+
+/* passwd NAME [--fs LIST]: prints a line for webfused's --auth-file. */
+static int passwd_command(int argc, char **argv)
+{
+    static const struct option sub_options[] = {
+        {"fs", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *list = "*";
+    optind = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", sub_options, NULL)) != -1) {
+        if (c != 'f')
+            return usage_error("'passwd' takes NAME and --fs LIST");
+        list = optarg;
+    }
+    if (argc - optind != 1)
+        return usage_error("'passwd' takes one user name");
+    const char *name = argv[optind];
+    char err[256], line[AUTH_LINE_MAX + 1];
+    /* The name and the list are checked before the password is asked for. */
+    if (auth_line_format(name, "$y$j9T$0$0", list, line, sizeof(line), err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+    char password[AUTH_PASSWORD_MAX + 1];
+    int rc = new_password(name, password, sizeof(password));
+    if (rc == EXIT_OK && password[0] == '\0') {
+        error_message("the password is empty");
+        rc = EXIT_USAGE;
+    }
+    char hash[512];
+    if (rc == EXIT_OK && auth_password_hash(password, hash, sizeof(hash)) != 0) {
+        error_message("cannot hash the password");
+        rc = EXIT_DAEMON;
+    }
+    explicit_bzero(password, sizeof(password));
+    if (rc != EXIT_OK)
+        return rc;
+    if (auth_line_format(name, hash, list, line, sizeof(line), err, sizeof(err)) != 0) {
+        error_message("%s", err);
+        return EXIT_DAEMON;
+    }
+    printf("%s\n", line);
+    return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'}, {"token-file", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},      {"timeout", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"token-file", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {"ca", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
     };
     struct options opt = {
         .url = getenv("WEBFUSE_ADMIN_URL") ? getenv("WEBFUSE_ADMIN_URL") : DEFAULT_URL,
@@ -852,10 +1055,13 @@ int main(int argc, char **argv)
         .timeout_s = DEFAULT_TIMEOUT_S,
     };
     int c;
-    while ((c = getopt_long(argc, argv, "+u:t:jT:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+u:t:jT:hc:", options, NULL)) != -1) {
         switch (c) {
         case 'u':
             opt.url = optarg;
+            break;
+        case 'c':
+            opt.ca_file = optarg;
             break;
         case 't':
             opt.token_file = optarg;
@@ -878,9 +1084,13 @@ int main(int argc, char **argv)
     }
     if (optind >= argc)
         return usage_error("no command given");
-    struct target target;
+    if (strcmp(argv[optind], "passwd") == 0)
+        return passwd_command(argc - optind, argv + optind);
+    struct target target = {0};
     if (parse_url(opt.url, &target) != 0)
-        return usage_error("'%s' is not an http://HOST[:PORT] URL", opt.url);
+        return usage_error("'%s' is not an http(s)://HOST[:PORT] URL", opt.url);
+    if (opt.ca_file && !target.tls)
+        return usage_error("--ca is for https:// URLs, not '%s'", opt.url);
     struct command cmd = {0};
     int rc = parse_command(argc - optind, argv + optind, &cmd);
     if (rc != 0)

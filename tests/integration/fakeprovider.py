@@ -164,9 +164,11 @@ def _to_nodes(spec):
 
 
 class FakeProvider:
-    def __init__(self, port, subprotocol=SUBPROTOCOL, path="/", fragment_replies=1):
-        self.ws, headers = wstest.connect("127.0.0.1", port, path, subprotocol=subprotocol,
-                                          timeout=5)
+    def __init__(self, port, subprotocol=SUBPROTOCOL, path="/", fragment_replies=1, **connect):
+        """`connect` goes to wstest.connect (headers, source, ssl_context, host)."""
+        host = connect.pop("host", "127.0.0.1")
+        self.ws, headers = wstest.connect(host, port, path, subprotocol=subprotocol,
+                                          timeout=5, **connect)
         self.subprotocol = headers.get("sec-websocket-protocol")
         self._send_lock = threading.Lock()
         self.filesystems = {}

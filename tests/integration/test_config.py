@@ -7,6 +7,7 @@ touching sessions, and a Type=notify service manager hears READY=1 and STOPPING=
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,6 +171,105 @@ def check_config_covers_the_command_line(env):
     status, _, err = check_config("--port", "0", "--config", write_config(env, {}))
     check_equal(status, 2, "bad command-line value")
     check("--port" in err, "the command-line option is named: %r" % err)
+
+
+def security_files(env):
+    """A self-signed certificate, its key and a users file (alice may attach "cfg")."""
+    cert, key = env.path("cert.pem"), env.path("key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    line = subprocess.run([harness.binary("WEBFUSECTL", "webfusectl"), "passwd", "alice", "--fs",
+                           "cfg"], env=dict(os.environ, WEBFUSE_PASSWORD="pw-alice"),
+                          check=True, capture_output=True, text=True, timeout=30).stdout
+    users = env.path("users")
+    with open(users, "w") as f:
+        f.write(line)
+    return cert, key, users
+
+
+def valid_values(env):
+    """A valid value for every option a configuration file may hold."""
+    cert, key, users = security_files(env)
+    return {
+        "port": harness.free_port(), "bind": "127.0.0.1", "mount-root": env.mkdir("r"),
+        "timeout": 5, "max-message": 4194304, "log-level": "warn", "log": "stderr",
+        "docroot": env.mkdir("www"), "admin-port": harness.free_port(),
+        "admin-bind": "127.0.0.1", "admin-token-file": env.path("tok"), "db": env.path("h.db"),
+        "no-admin": True, "cert": cert, "key": key, "admin-cert": cert, "admin-key": key,
+        "auth-file": users, "auth-header": "X-Device-Token", "max-sessions": 3,
+        "max-filesystems": 2, "max-pending": 16, "max-path": 256, "idle-timeout": 5,
+        "allow-other": True, "user": "nobody", "group": "nogroup",
+    }
+
+
+# Options that steer the command line itself and have no place in the file.
+NOT_IN_FILE = {"config", "check-config", "help", "version"}
+
+# Keys that only make sense in pairs.
+PAIRS = {"cert": "key", "key": "cert", "admin-cert": "admin-key", "admin-key": "admin-cert",
+         "group": "user"}
+
+
+@suite.test
+def every_option_of_help_is_a_key(env):
+    help_text = subprocess.run([WEBFUSED, "--help"], capture_output=True, text=True,
+                               timeout=10).stdout
+    options = sorted(set(re.findall(r"--([a-z][a-z0-9-]+)", help_text)) - NOT_IN_FILE)
+    values = valid_values(env)
+    check_equal([o for o in options if o not in values], [],
+                "options of --help without a value in this test")
+    for option in options:
+        cfg = {option: values[option]}
+        if option in PAIRS:
+            cfg[PAIRS[option]] = values[PAIRS[option]]
+        status, _, err = check_config("--config", write_config(env, cfg))
+        check_equal(status, 0, "--check-config of %r (stderr %r)" % (cfg, err))
+    status, _, err = check_config("--config", write_config(env, values))
+    check_equal(status, 0, "--check-config of every key at once (stderr %r)" % err)
+
+
+@suite.test
+def check_config_reads_the_files_it_names(env):
+    cert, key, users = security_files(env)
+    bad_users = env.path("bad-users")
+    with open(bad_users, "w") as f:
+        f.write("# comment\nalice:not-a-hash:cfg\n")
+    cases = [
+        ({"cert": env.path("missing.pem"), "key": key}, "missing.pem"),
+        ({"auth-file": bad_users}, bad_users + ":2"),
+        ({"auth-file": env.path("no-users")}, "no-users"),
+        ({"user": "no-such-user-here"}, "no-such-user-here"),
+        ({"cert": cert}, "--cert and --key go together"),
+    ]
+    for cfg, expected in cases:
+        status, out, err = check_config("--no-admin", "--config", write_config(env, cfg))
+        check_equal(status, 2, "status for %r (stdout %r)" % (cfg, out))
+        check(expected in err, "error for %r mentions %r: %r" % (cfg, expected, err))
+
+
+@suite.test
+def security_keys_take_effect(env):
+    cert, key, users = security_files(env)
+    port, root = harness.free_port(), env.mkdir("root")
+    path = write_config(env, {"port": port, "mount-root": root, "no-admin": True,
+                              "auth-file": users, "cert": cert, "key": key})
+    d = start_from_config(env, path, port, root)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"behind TLS and a login\n")
+    url = "wss://localhost:%d/cfg" % port
+    os.environ["WEBFUSE_PASSWORD"] = "wrong"
+    try:
+        refused = env.start_webfuse2_provider(d, "cfg", src, url=url, wait=False,
+                                              extra=["--ca", cert, "--user", "alice"])
+        check_equal(refused.wait(20), 1, "a wrong password from the file's users is refused")
+        os.environ["WEBFUSE_PASSWORD"] = "pw-alice"
+        env.start_webfuse2_provider(d, "cfg", src, url=url, extra=["--ca", cert, "--user", "alice"])
+    finally:
+        del os.environ["WEBFUSE_PASSWORD"]
+    with open(os.path.join(root, "cfg", "f"), "rb") as f:
+        check_equal(f.read(), b"behind TLS and a login\n", "bytes through the mount")
 
 
 class LogReader(threading.Thread):

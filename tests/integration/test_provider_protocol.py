@@ -279,7 +279,8 @@ def test_bad_arguments_exit_2(ctx):
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + notdir],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree + "/missing"],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--fs", "a=" + ctx.tree],
-        ["--url", "wss://127.0.0.1:1/", "--fs", "a=" + ctx.tree],
+        ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--ca", notdir],  # ca: wss only
+        ["--url", "wss://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--ca", ctx.tree + "/missing"],
         ["--url", "http://127.0.0.1:1/", "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:99999/", "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--protocol", "nope"],

@@ -424,7 +424,8 @@ def test_bad_arguments_exit_2(ctx):
         url + ["--protocol", "json", "--path", ctx.tree],       # --path is webfuse2's
         url + ["--protocol", "json", "--fs", "a=" + ctx.tree, "--path", ctx.tree],
         url + ["--protocol", "json", "--fs", "a=" + ctx.tree, "--token", "x"],
-        ["--url", "wss://127.0.0.1:1/demo", "--path", ctx.tree],
+        ["--url", "wss://127.0.0.1:1/demo", "--path", ctx.tree, "--user", "u", "--token", "t"],
+        ["--url", "wss://127.0.0.1:1/demo", "--path", ctx.tree, "--user", "bad name"],
         url + ["--path", ctx.tree, "--bogus"],
         url + ["--path"],
     ]

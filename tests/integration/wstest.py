@@ -141,7 +141,12 @@ class WebSocket:
         while len(self.buffer) < n:
             left = _remaining(deadline)
             try:
-                readable, _, _ = select.select([self.sock], [], [], left)
+                # TLS may hold decrypted bytes that select() cannot see.
+                pending = getattr(self.sock, "pending", None)
+                if pending is not None and pending() > 0:
+                    readable = True
+                else:
+                    readable, _, _ = select.select([self.sock], [], [], left)
                 chunk = self.sock.recv(max(65536, n - len(self.buffer))) if readable else None
             except (OSError, ValueError):  # reset, or closed by another thread (fd -1)
                 chunk = b""
@@ -291,19 +296,27 @@ class Server:
         self.sock.close()
 
 
-def connect(host, port, path="/", subprotocol=None, timeout=10):
+def connect(host, port, path="/", subprotocol=None, timeout=10, headers=None, source=None,
+            ssl_context=None):
     """Opens a client websocket. Returns (WebSocket, {lower-case header: value}) of the
-    server's 101 response; raises ValueError when the server refuses the upgrade."""
+    server's 101 response; raises ValueError when the server refuses the upgrade. `headers` are
+    extra request headers ({name: value}); `source` is the local address to connect from;
+    `ssl_context` (an ssl.SSLContext) makes it wss://, with `host` as the server name."""
     deadline = _deadline(timeout)
-    sock = socket.create_connection((host, port), timeout=_remaining(deadline))
+    sock = socket.create_connection((host, port), timeout=_remaining(deadline),
+                                    source_address=(source, 0) if source else None)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname=host)
         key = base64.b64encode(os.urandom(16)).decode("ascii")
         request = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
                    % (path, host, port, key))
         if subprotocol:
             request += "Sec-WebSocket-Protocol: %s\r\n" % subprotocol
+        for name, value in (headers or {}).items():
+            request += "%s: %s\r\n" % (name, value)
         sock.sendall((request + "\r\n").encode("latin-1"))
         line, headers, rest = _read_http_head(sock, deadline)
         if line.split(" ")[1:2] != ["101"]:

@@ -1,0 +1,132 @@
+/* Start-up security of webfused: checking the TLS files, dropping root after the ports are open,
+ * and warning about a gateway that is open to the network without protection. Start-up only
+ * (before the loop runs), so blocking calls are fine here. */
+#include "gateway_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* libwebsockets says little when it cannot load a certificate: check the files first. */
+static int readable(const char *option, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        log_error("cannot read %s %s: %s", option, path, strerror(-rc));
+        return rc;
+    }
+    close(fd);
+    return 0;
+}
+
+int gateway_tls_check(const struct gateway_options *opt)
+{
+    int rc = 0;
+    if (opt->cert && (rc = readable("--cert", opt->cert)) == 0)
+        rc = readable("--key", opt->key);
+    if (rc == 0 && opt->admin && opt->admin_cert &&
+        (rc = readable("--admin-cert", opt->admin_cert)) == 0)
+        rc = readable("--admin-key", opt->admin_key);
+    return rc;
+}
+
+int gateway_identity_resolve(const struct gateway_options *opt, struct gateway_identity *id)
+{
+    id->drop = opt->run_user != NULL;
+    if (!id->drop)
+        return 0;
+    if (geteuid() != 0) {
+        log_error("--user needs webfused to start as root");
+        return -EPERM;
+    }
+    struct passwd *pw = getpwnam(opt->run_user);
+    if (!pw) {
+        log_error("--user %s: no such user", opt->run_user);
+        return -ENOENT;
+    }
+    id->uid = pw->pw_uid;
+    id->gid = pw->pw_gid;
+    if (opt->run_group) {
+        struct group *gr = getgrnam(opt->run_group);
+        if (!gr) {
+            log_error("--group %s: no such group", opt->run_group);
+            return -ENOENT;
+        }
+        id->gid = gr->gr_gid;
+    }
+    if (id->uid == 0) {
+        log_error("--user %s is root: nothing to drop", opt->run_user);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int gateway_identity_hand_over(const struct gateway_identity *id, const char *path)
+{
+    if (!id->drop)
+        return 0;
+    if (chown(path, id->uid, id->gid) != 0) {
+        int rc = -errno;
+        log_error("cannot hand %s to uid %u: %s", path, (unsigned)id->uid, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+int gateway_identity_drop(const struct gateway_identity *id, const char *user)
+{
+    if (!id->drop)
+        return 0;
+    /* Groups first: once the uid is gone, so is the right to change them. */
+    if (setgroups(0, NULL) != 0 || setgid(id->gid) != 0 || setuid(id->uid) != 0) {
+        int rc = -errno;
+        log_error("cannot drop privileges to %s: %s", user, strerror(-rc));
+        return rc;
+    }
+    if (setuid(0) == 0) {
+        log_error("dropped to %s, but root could be regained: refusing to run", user);
+        return -EPERM;
+    }
+    log_info("running as %s (uid %u, gid %u); mounts go through fusermount3", user,
+             (unsigned)id->uid, (unsigned)id->gid);
+    return 0;
+}
+
+/* Loopback addresses and the loopback interface; anything else reaches the network. */
+static bool loopback(const char *address)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, address, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, address, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    return strcmp(address, "lo") == 0;
+}
+
+void gateway_warn_exposure(const struct gateway_options *opt)
+{
+    if (!loopback(opt->bind)) {
+        if (!opt->auth_file)
+            log_warn("listening on %s without --auth-file: anyone who can reach port %d can "
+                     "attach filesystems on this device",
+                     opt->bind, opt->port);
+        if (!opt->cert)
+            log_warn("listening on %s without --cert: providers' data and credentials cross "
+                     "the network in clear text",
+                     opt->bind);
+    }
+    if (opt->admin && !loopback(opt->admin_bind) && !opt->admin_cert)
+        log_warn("the admin API listens on %s without TLS: its token crosses the network in "
+                 "clear text",
+                 opt->admin_bind);
+}

@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Provider authentication and authorization (issue 6): with --auth-file, a provider attaches only
+after proving who it is, and only the names listed for that user. Both protocols, both webfuse2
+paths (a token in a request header, or the getcreds request), the refusals and their events, and
+the growing delay after repeated failures from one address."""
+
+import os
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import wstest  # noqa: E402
+from harness import check, check_equal, fail  # noqa: E402
+from fakeprovider import File  # noqa: E402
+
+suite = harness.Suite("test_auth")
+suite.needs_provider = True
+suite.needs_ctl = True
+
+USERS = {"alice": ("pw-alice", "firmware,logs"), "bob": ("pw-bob", "*")}
+ACCESS_DENIED = 102
+CLOSE_POLICY = 1008
+WF2 = "webfuse2"
+GETCREDS = 0x17
+
+
+def users_file(env):
+    """A users file made with `webfusectl passwd` (which must write lines the daemon takes)."""
+    path = env.path("users")
+    lines = ["# made by test_auth", ""]
+    for name, (password, names) in sorted(USERS.items()):
+        out = subprocess.run(
+            [harness.binary("WEBFUSECTL", "webfusectl"), "passwd", name, "--fs", names],
+            env=dict(os.environ, WEBFUSE_PASSWORD=password), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=30)
+        check_equal(out.returncode, 0, "webfusectl passwd status (%s)" % out.stderr)
+        line = out.stdout.decode().strip()
+        check(line.startswith(name + ":$y$") and line.endswith(":" + names),
+              "webfusectl passwd line %r" % line)
+        lines.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def start(env, extra=()):
+    return env.start_daemon(extra=["--auth-file", users_file(env)] + list(extra))
+
+
+def authenticate(fake, user, password, timeout=10.0):
+    return fake.call("authenticate", ["username", {"username": user, "password": password}],
+                     timeout=timeout)
+
+
+def check_denied(answer, what):
+    check(isinstance(answer.get("error"), dict), "%s: expected an error, got %r" % (what, answer))
+    check_equal(answer["error"].get("code"), ACCESS_DENIED, "%s: error code" % what)
+
+
+def events(daemon, kind):
+    found = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+    return [e for e in found if e["kind"] == kind]
+
+
+def wait_event(daemon, kind, contains):
+    def seen():
+        return [e for e in events(daemon, kind) if contains in (e.get("detail") or "")]
+    return harness.wait_until(seen, 5.0, what="a %s event with %r" % (kind, contains))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def session_users(daemon):
+    return {s["user"] for s in daemon.api_ok("GET", "/api/v1/sessions")["sessions"]}
+
+
+# ---- JSON protocol ------------------------------------------------------------------------------
+
+
+@suite.test
+def json_right_credentials_attach(env):
+    daemon = start(env)
+    fake = env.fake(daemon)
+    check_equal(authenticate(fake, "alice", "pw-alice"), {"result": {}, "id": 1},
+                "authenticate answer")
+    fake.attach("firmware", {"image.bin": File(b"firmware bytes")})
+    check_equal(read(os.path.join(daemon.mount_path("firmware"), "image.bin")),
+                b"firmware bytes", "file read through the mount")
+    check_equal(session_users(daemon), {"alice"}, "user shown by the admin API")
+
+
+@suite.test
+def json_wrong_password_and_unknown_user_are_refused(env):
+    daemon = start(env)
+    fake = env.fake(daemon)
+    check_denied(authenticate(fake, "alice", "wrong"), "wrong password")
+    check_denied(fake.add_filesystem("firmware", {}), "add_filesystem after a failed login")
+    check(not harness.is_mounted(daemon.mount_path("firmware")), "mounted anyway")
+    check_denied(authenticate(fake, "mallory", "pw-alice"), "unknown user")
+    wait_event(daemon, "auth_failed", 'wrong password for user "alice"')
+    wait_event(daemon, "auth_failed", 'unknown user "mallory"')
+    wait_event(daemon, "attach_denied", "not authenticated")
+    # The session may still log in properly.
+    check_equal(authenticate(fake, "bob", "pw-bob").get("result"), {}, "login after failures")
+    fake.attach("anything", {"f": File(b"x")})
+
+
+@suite.test
+def json_attach_before_authenticate_is_refused(env):
+    daemon = start(env)
+    fake = env.fake(daemon)
+    check_denied(fake.add_filesystem("firmware", {}), "add_filesystem without authenticate")
+    wait_event(daemon, "attach_denied", "not authenticated")
+
+
+@suite.test
+def json_user_outside_their_names_is_refused(env):
+    daemon = start(env)
+    fake = env.fake(daemon)
+    authenticate(fake, "alice", "pw-alice")
+    check_denied(fake.add_filesystem("other", {}), "a name alice may not attach")
+    event = wait_event(daemon, "attach_denied", 'user "alice" may not attach it')[0]
+    check_equal(event["filesystem"], "other", "filesystem of the event")
+    fake.attach("logs", {"l.txt": File(b"log")})
+    check(not harness.is_mounted(daemon.mount_path("other")), "other was mounted")
+
+
+@suite.test
+def json_provider_user_option_attaches(env):
+    daemon = start(env)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "a.txt"), "w") as f:
+        f.write("from the provider\n")
+    os.environ["WEBFUSE_PASSWORD"] = "pw-alice"
+    try:
+        env.start_provider(daemon, [("firmware", src)], extra=["--user", "alice"])
+    finally:
+        del os.environ["WEBFUSE_PASSWORD"]
+    check_equal(read(os.path.join(daemon.mount_path("firmware"), "a.txt")),
+                b"from the provider\n", "file read through the mount")
+
+
+@suite.test
+def json_provider_wrong_password_exits(env):
+    daemon = start(env)
+    src = env.mkdir("src")
+    os.environ["WEBFUSE_PASSWORD"] = "nope"
+    try:
+        p = env.start_provider(daemon, [("firmware", src)], extra=["--user", "alice"], wait=False)
+    finally:
+        del os.environ["WEBFUSE_PASSWORD"]
+    check_equal(p.wait(15), 1, "provider exit status")
+    check("refused the credentials" in p.log_text(), "provider log: %s" % p.log_text())
+    check(not harness.is_mounted(daemon.mount_path("firmware")), "mounted anyway")
+
+
+# ---- webfuse2 -----------------------------------------------------------------------------------
+
+
+def wf2_connect(daemon, name, headers=None, source=None):
+    ws, _ = wstest.connect("127.0.0.1", daemon.port, "/" + name, subprotocol=WF2,
+                           headers=headers, source=source)
+    return ws
+
+
+@suite.test
+def webfuse2_token_in_header_attaches(env):
+    daemon = start(env)
+    ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:pw-alice"})
+    harness.wait_mounted(daemon.mount_path("firmware"))
+    check_equal(session_users(daemon), {"alice"}, "user shown by the admin API")
+    ws.close()
+
+
+@suite.test
+def webfuse2_bearer_token_and_custom_header_attach(env):
+    daemon = start(env, extra=["--auth-header", "X-Webfuse-Credentials"])
+    ws = wf2_connect(daemon, "one", {"Authorization": "Bearer bob:pw-bob"})
+    harness.wait_mounted(daemon.mount_path("one"))
+    ws2 = wf2_connect(daemon, "two", {"X-Webfuse-Credentials": "bob:pw-bob"})
+    harness.wait_mounted(daemon.mount_path("two"))
+    ws.close()
+    ws2.close()
+
+
+@suite.test
+def webfuse2_wrong_header_token_is_refused(env):
+    daemon = start(env)
+    for token, detail in (("alice:bad", 'wrong password for user "alice"'),
+                          ("no-colon", "the token is not USER:PASSWORD")):
+        ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": token})
+        code = ws.wait_closed(10)
+        check_equal(code, CLOSE_POLICY, "close code for %r" % token)
+        wait_event(daemon, "auth_failed", detail)
+    check(not harness.is_mounted(daemon.mount_path("firmware")), "mounted anyway")
+
+
+@suite.test
+def webfuse2_getcreds_when_no_header(env):
+    """No header: the gateway's first request is getcreds; the answer decides."""
+    daemon = start(env)
+    for password, ok in (("pw-alice", True), ("bad", False)):
+        ws = wf2_connect(daemon, "firmware")
+        kind, msg = ws.recv_message(10)
+        check_equal((kind, msg[4]), ("binary", GETCREDS), "first request")
+        token = ("alice:" + password).encode()
+        ws.send_binary(msg[:4] + bytes([GETCREDS | 0x80]) + struct.pack("!I", len(token)) + token)
+        if ok:
+            harness.wait_mounted(daemon.mount_path("firmware"))
+            ws.close()
+            harness.wait_unmounted(daemon.mount_path("firmware"), 10)
+        else:
+            check_equal(ws.wait_closed(10), CLOSE_POLICY, "close code after a wrong password")
+    wait_event(daemon, "auth_failed", 'wrong password for user "alice"')
+
+
+@suite.test
+def webfuse2_provider_user_option_answers_getcreds(env):
+    daemon = start(env)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "new.txt"), "w") as f:
+        f.write("v2\n")
+    os.environ["WEBFUSE_PASSWORD"] = "pw-alice"
+    try:
+        env.start_webfuse2_provider(daemon, "firmware", src, extra=["--user", "alice"])
+        bad = env.start_webfuse2_provider(daemon, "logs", src, extra=["--token", "alice:x"],
+                                          wait=False)
+    finally:
+        del os.environ["WEBFUSE_PASSWORD"]
+    check_equal(read(os.path.join(daemon.mount_path("firmware"), "new.txt")), b"v2\n",
+                "file read through the mount")
+    check_equal(bad.wait(15), 1, "status of the provider with a wrong token")
+    check("authentication failed" in bad.log_text(), "its log: %s" % bad.log_text())
+
+
+@suite.test
+def webfuse2_user_outside_their_names_is_refused(env):
+    daemon = start(env)
+    ws = wf2_connect(daemon, "other", {"X-Auth-Token": "alice:pw-alice"})
+    try:
+        ws.recv_message(10)
+        fail("expected a close")
+    except wstest.Closed as closed:
+        check_equal(closed.code, CLOSE_POLICY, "close code")
+        check_equal(closed.reason, 'user "alice" may not attach "other"', "close reason")
+    event = wait_event(daemon, "attach_denied", "may not attach")[0]
+    check_equal(event["filesystem"], "other", "filesystem of the event")
+    check(not harness.is_mounted(daemon.mount_path("other")), "mounted anyway")
+
+
+# ---- repeated failures --------------------------------------------------------------------------
+
+
+def timed_login(daemon, password, source=None):
+    """(close code or None when it attached, seconds until the answer)."""
+    ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:" + password}, source=source)
+    start = time.monotonic()
+    try:
+        if password != "pw-alice":
+            return ws.wait_closed(90), time.monotonic() - start
+        harness.wait_mounted(daemon.mount_path("firmware"), 90)
+        seconds = time.monotonic() - start
+        ws.close()
+        harness.wait_unmounted(daemon.mount_path("firmware"), 10)
+        return None, seconds
+    finally:
+        ws.abort()
+
+
+@suite.test(budget=120)
+def repeated_failures_delay_that_address_only(env):
+    daemon = start(env)
+    quick = []
+    for _ in range(5):
+        code, seconds = timed_login(daemon, "wrong")
+        check_equal(code, CLOSE_POLICY, "close code of a failed login")
+        quick.append(seconds)
+    check(max(quick) < 0.9, "the first five failures were slow already: %r" % quick)
+    code, sixth = timed_login(daemon, "wrong")
+    check(sixth >= 0.9, "the sixth failure was answered after %.2f s, not after ~1 s" % sixth)
+    code, seventh = timed_login(daemon, "wrong")
+    check(seventh >= 1.9, "the seventh failure was answered after %.2f s, not ~2 s" % seventh)
+    # Another address is not slowed down; the right password from the slowed one still waits.
+    code, other = timed_login(daemon, "wrong", source="127.0.0.2")
+    check(other < 0.9, "another address waited %.2f s" % other)
+    code, right = timed_login(daemon, "pw-alice")
+    check(code is None and right >= 3.5, "a right password after 7 failures: %.2f s" % right)
+    code, after = timed_login(daemon, "wrong")
+    check(after < 0.9, "a success did not clear the failures (%.2f s)" % after)
+    check("answering in" in daemon.log_text(), "the delay is not logged")
+
+
+# ---- start-up -----------------------------------------------------------------------------------
+
+
+@suite.test
+def malformed_users_file_stops_the_start(env):
+    path = env.path("bad-users")
+    with open(path, "w") as f:
+        f.write("# fine\nalice:$6$salt$abc:firmware\nbob:$1$md5$xyz:*\n")
+    daemon = env.start_daemon(extra=["--auth-file", path], wait=False)
+    check(daemon.wait(10) != 0, "webfused started with a malformed users file")
+    check("%s:3:" % path in daemon.log_text(), "error names file and line: %s"
+          % daemon.log_text())
+
+
+@suite.test
+def without_auth_file_anyone_attaches_and_network_bind_warns(env):
+    daemon = env.start_daemon(extra=["--bind", "0.0.0.0"])
+    fake = env.fake(daemon)
+    check_equal(authenticate(fake, "anyone", "anything").get("result"), {},
+                "authenticate without users")
+    fake.attach("free", {"f": File(b"x")})
+    harness.wait_until(lambda: "without --auth-file" in daemon.log_text(), 5,
+                       what="the warning about a network bind without --auth-file")
+
+
+if __name__ == "__main__":
+    suite.main()

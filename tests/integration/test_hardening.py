@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Mount hardening (issue 6): mounts are nosuid,nodev; other users of the device reach them only
+with --allow-other; with --user the daemon gives up root once its ports are open and mounts
+through fusermount3, and everything a provider and an operator do still works."""
+
+import os
+import pwd
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal, fail  # noqa: E402
+from fakeprovider import File  # noqa: E402
+
+suite = harness.Suite("test_hardening")
+
+UNPRIVILEGED = "nobody"
+
+
+def mount_options(path):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if harness._unescape(fields[4]) == path:
+                return set(fields[5].split(","))
+    fail("%s is not mounted" % path)
+
+
+def open_to_others(env):
+    """Lets other users walk down to the mounts (mkdtemp makes the test directories 0700)."""
+    for d in (os.path.dirname(env.dir), env.dir):
+        os.chmod(d, 0o711)
+
+
+def read_as(user, path):
+    """(exit status, output) of `cat path` run as `user`."""
+    # With its own group too: FUSE lets a mount's owner in only with both ids matching.
+    pw = pwd.getpwnam(user)
+    out = subprocess.run(["cat", path], user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    return out.returncode, out.stdout
+
+
+def require_user():
+    try:
+        return pwd.getpwnam(UNPRIVILEGED)
+    except KeyError:
+        fail("there is no user %r on this machine" % UNPRIVILEGED)
+
+
+@suite.test
+def mounts_are_nosuid_and_nodev(env):
+    daemon = env.start_daemon()
+    fake = env.fake(daemon)
+    fake.attach("plain", {"setuid": File(b"#!/bin/sh\n", mode=0o4755)})
+    options = mount_options(daemon.mount_path("plain"))
+    check({"nosuid", "nodev"} <= options, "mount options %r" % sorted(options))
+    check("allow_other" not in "".join(open("/proc/self/mountinfo").read().split(
+        daemon.mount_path("plain"))[1].splitlines()[0]), "allow_other without --allow-other")
+
+
+@suite.test
+def other_users_need_allow_other(env):
+    require_user()
+    open_to_others(env)
+    for allow, expect_ok in ((False, False), (True, True)):
+        daemon = env.start_daemon(extra=["--allow-other"] if allow else [])
+        fake = env.fake(daemon)
+        fake.attach("shared", {"open.txt": File(b"for everyone\n", mode=0o644),
+                               "secret.txt": File(b"root only\n", mode=0o600)})
+        status, out = read_as(UNPRIVILEGED, os.path.join(daemon.mount_path("shared"), "open.txt"))
+        check_equal(status == 0, expect_ok, "reading as %s with allow_other=%s (%r)"
+                    % (UNPRIVILEGED, allow, out))
+        if expect_ok:
+            check_equal(out, b"for everyone\n", "content read by %s" % UNPRIVILEGED)
+            status, out = read_as(UNPRIVILEGED,
+                                  os.path.join(daemon.mount_path("shared"), "secret.txt"))
+            check(status != 0, "a 0600 file of root was readable: %r" % out)
+        fake.close()
+        daemon.stop()
+
+
+@suite.test
+def runs_as_unprivileged_user_after_opening_ports(env):
+    user = require_user()
+    open_to_others(env)
+    daemon = env.start_daemon(extra=["--user", UNPRIVILEGED])
+
+    def uid():
+        with open("/proc/%d/status" % daemon.pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return [int(v) for v in line.split()[1:]]
+        return None
+
+    harness.wait_until(lambda: uid() == [user.pw_uid] * 4, 5, what="webfused to drop to %s"
+                       % UNPRIVILEGED)
+    fake = env.fake(daemon)
+    fake.attach("dropped", {"f.txt": File(b"mounted by fusermount3\n")})
+    mp = daemon.mount_path("dropped")
+    check("user_id=%d" % user.pw_uid in open("/proc/self/mountinfo").read(),
+          "the mount does not belong to %s" % UNPRIVILEGED)
+    check_equal(read_as(UNPRIVILEGED, os.path.join(mp, "f.txt")),
+                (0, b"mounted by fusermount3\n"), "reading as the mount's owner")
+    # The operator's view still works: listing, history, and a detach (fusermount3 -u).
+    check_equal([f["name"] for f in daemon.api_ok("GET", "/api/v1/filesystems")["filesystems"]],
+                ["dropped"], "filesystems listed")
+    daemon.api_ok("DELETE", "/api/v1/filesystems/dropped", expect=202)
+    harness.wait_unmounted(mp, 10)
+    second = env.fake(daemon)
+    second.attach("again", {"g": File(b"g")})
+    harness.wait_until(
+        lambda: [e["kind"] for e in daemon.api_ok("GET", "/api/v1/events")["events"]
+                 if e["kind"] in ("attach", "detach")] == ["attach", "detach", "attach"],
+        5, what="attach and detach events in the history")
+    # A clean stop unmounts what is left, also a mount a process of that user holds open
+    # (aborted through fusectl, whose files belong to the mount's owner).
+    holder = subprocess.Popen(["sh", "-c", "exec 3<%s/g; echo held; exec sleep 60"
+                               % daemon.mount_path("again")], user=user.pw_uid,
+                              group=user.pw_gid, extra_groups=[], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    env.add_cleanup(holder.kill)
+    check_equal(holder.stdout.readline(), b"held\n", "the holder opened the file")
+    daemon.signal(15)
+    check_equal(daemon.wait(10), 0, "exit status")
+    check("shutdown took longer" not in daemon.log_text(),
+          "the held mount kept webfused from stopping:\n%s" % daemon.log_text())
+    harness.wait_until(lambda: not harness.is_mounted(daemon.mount_path("again")), 5,
+                       what="the held mount to go")
+    check("cannot" not in daemon.log_text().split("running as")[1],
+          "errors after dropping privileges:\n%s" % daemon.log_text())
+
+
+if __name__ == "__main__":
+    suite.main()

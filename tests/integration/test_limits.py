@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Limits (issue 6): sessions at once, filesystems per session, requests in flight per session,
+message size, path length, and the idle time of a connection that never attaches. Each limit
+refuses the next attempt with a clear error while the daemon goes on serving the others (a
+"witness" session that must still read correctly)."""
+
+import errno
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal, check_errno  # noqa: E402
+from fakeprovider import DEFAULT, Dir, File, NO_REPLY  # noqa: E402
+
+suite = harness.Suite("test_limits")
+suite.needs_provider = True
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+BUSY = 4
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def witness(env, daemon, name="witness"):
+    fake = env.fake(daemon)
+    fake.attach(name, {"w.txt": File(b"witness\n")})
+    return fake
+
+
+def check_witness(daemon, fake, name="witness"):
+    check(daemon.alive(), "webfused died")
+    data = harness.bounded(lambda: read(os.path.join(daemon.mount_path(name), "w.txt")), 10,
+                           "reading the witness")
+    check_equal(data, b"witness\n", "witness file")
+    check(not fake.closed.is_set(), "the witness was closed (%r, %r)"
+          % (fake.close_code, fake.close_reason))
+
+
+@suite.test
+def sessions_limit_refuses_the_next_connection(env):
+    daemon = env.start_daemon(extra=["--max-sessions", "2"])
+    first = witness(env, daemon)
+    second = env.fake(daemon)
+    second.attach("second", {"s": File(b"s")})
+    third = env.fake(daemon)
+    code, reason = third.wait_close(5)
+    check_equal((code, reason), (CLOSE_TRY_AGAIN_LATER, "too many sessions (limit 2)"),
+                "close of the third connection")
+    check_witness(daemon, first)
+    second.close()
+    harness.wait_unmounted(daemon.mount_path("second"), 10)
+    again = env.fake(daemon)
+    again.attach("again", {"a": File(b"a")})  # a place is free again
+
+
+@suite.test
+def filesystems_limit_refuses_the_next_attach(env):
+    daemon = env.start_daemon(extra=["--max-filesystems", "2"])
+    fake = witness(env, daemon)
+    fake.attach("two", {"t": File(b"t")})
+    answer = fake.add_filesystem("three", {})
+    check_equal(answer.get("error", {}).get("code"), BUSY, "third add_filesystem answer %r"
+                % answer)
+    check(not harness.is_mounted(daemon.mount_path("three")), "three was mounted")
+    check_witness(daemon, fake)
+    other = env.fake(daemon)
+    other.attach("three", {"x": File(b"x")})  # the limit is per session
+
+
+@suite.test
+def pending_limit_holds_further_requests_back(env):
+    """Past --max-pending requests in flight, kernel requests wait in their mount until an
+    answer frees a slot: nothing fails, the provider is simply not flooded."""
+    daemon = env.start_daemon(extra=["--max-pending", "2"])
+    other = witness(env, daemon)
+    fake = env.fake(daemon)
+    # One file per directory: the kernel may serialise lookups within one directory.
+    names = ["d%d/f" % i for i in range(4)]
+    fake.attach("slow", {"d%d" % i: Dir({"f": File(b"ff")}) for i in range(4)})
+    mp = daemon.mount_path("slow")
+    for i in range(4):
+        os.stat(os.path.join(mp, "d%d" % i))
+    held = []
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def hold(fake_, msg):
+        with lock:
+            if release.is_set() or msg["params"][2] != "f":
+                return DEFAULT
+            held.append(msg)
+        return NO_REPLY
+
+    fake.handlers["lookup"] = hold
+    results = {}
+
+    def stat(name):
+        try:
+            results[name] = os.stat(os.path.join(mp, name)).st_size
+        except OSError as e:
+            results[name] = e
+
+    threads = [threading.Thread(target=stat, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    harness.wait_until(lambda: len(held) == 2, 5, what="two lookups at the provider")
+    time.sleep(0.5)
+    check_equal(len(held), 2, "lookups in flight with --max-pending 2")
+    check_witness(daemon, other)  # another session is not held back
+    fs = fake.filesystems["slow"]
+    with lock:
+        first = held[0]
+    fake.reply(first, fs.answer("lookup", first["params"]))
+    harness.wait_until(lambda: len(held) == 3, 5, what="a third lookup once a slot was free")
+    with lock:
+        release.set()
+        waiting = held[1:]
+    for msg in waiting:
+        fake.reply(msg, fs.answer("lookup", msg["params"]))
+    for t in threads:
+        t.join(10)
+    check_equal(results, {n: 2 for n in names}, "stat results")
+
+
+@suite.test
+def message_size_limit_closes_that_connection_only(env):
+    daemon = env.start_daemon(max_message=2 * 1024 * 1024)
+    other = witness(env, daemon)
+    big = env.fake(daemon)
+    big.send_raw('{"method": "add_filesystem", "params": ["' + "x" * (3 * 1024 * 1024) +
+                 '"], "id": 1}')
+    code, reason = big.wait_close(10)
+    check_equal(code, CLOSE_TOO_BIG, "close code (reason %r)" % reason)
+    check_witness(daemon, other)
+
+
+@suite.test
+def path_length_limit_fails_longer_paths(env):
+    daemon = env.start_daemon(extra=["--max-path", "32"])
+    other = witness(env, daemon)
+    src = env.mkdir("src")
+    env.start_webfuse2_provider(daemon, "paths", src)
+    mp = daemon.mount_path("paths")
+    os.mkdir(os.path.join(mp, "d" * 20))  # "/ddd..." is 21 bytes
+    check_errno(lambda: os.mkdir(os.path.join(mp, "d" * 20, "e" * 20)), errno.ENAMETOOLONG,
+                "mkdir of a 42-byte path")
+    check_errno(lambda: open(os.path.join(mp, "f" * 40), "w"), errno.ENAMETOOLONG,
+                "create of a 41-byte path")
+    check(os.path.isdir(os.path.join(src, "d" * 20)), "the short directory is missing")
+    check(not os.path.exists(os.path.join(src, "d" * 20, "e" * 20)), "the long one was made")
+    with open(os.path.join(mp, "short"), "w") as f:
+        f.write("ok")
+    check_witness(daemon, other)
+
+
+@suite.test
+def idle_connection_that_never_attaches_is_closed(env):
+    daemon = env.start_daemon(extra=["--idle-timeout", "1"])
+    other = witness(env, daemon)
+    idle = env.fake(daemon)
+    start = time.monotonic()
+    code, reason = idle.wait_close(5)
+    took = time.monotonic() - start
+    check_equal((code, reason), (CLOSE_POLICY, "no filesystem attached within 1 s"),
+                "close of the idle connection")
+    check(took >= 0.8, "closed after %.2f s, before the idle time" % took)
+    time.sleep(1.0)
+    check_witness(daemon, other)  # attached in time: never closed
+    events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+    check(any(e["kind"] == "error" and e["detail"] == "no filesystem attached within 1 s"
+              for e in events), "no error event for the idle connection")
+
+
+if __name__ == "__main__":
+    suite.main()

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""TLS (issue 6): with --cert/--key the provider port speaks wss:// and the admin port https://,
+with a self-signed certificate made here with openssl. Providers and webfusectl trust it with
+--ca; without it they refuse the gateway; a plain connection to a TLS port fails cleanly and the
+gateway goes on serving."""
+
+import http.client
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import wstest  # noqa: E402
+from harness import check, check_equal, fail  # noqa: E402
+from fakeprovider import File  # noqa: E402
+
+suite = harness.Suite("test_tls")
+suite.needs_provider = True
+suite.needs_ctl = True
+
+CERT = {}
+
+
+@suite.setup
+def make_certificate(suite_dir):
+    """A self-signed certificate for localhost and 127.0.0.1, and an unrelated second one."""
+    if not shutil.which("openssl"):
+        fail("the openssl command is missing (scripts/install-deps.sh installs it)")
+    for name, san in (("device", "DNS:localhost,IP:127.0.0.1"), ("other", "DNS:other.example")):
+        cert = os.path.join(suite_dir, name + ".crt")
+        key = os.path.join(suite_dir, name + ".key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=webfuse-test", "-addext", "subjectAltName=" + san, "-keyout", key,
+                        "-out", cert], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        CERT[name] = (cert, key)
+
+
+def start(env, extra=()):
+    cert, key = CERT["device"]
+    return env.start_daemon(extra=["--cert", cert, "--key", key] + list(extra))
+
+
+def client_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@suite.test
+def provider_attaches_over_wss_with_ca(env):
+    daemon = start(env)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f.txt"), "w") as f:
+        f.write("over TLS\n")
+    env.start_webfuse2_provider(daemon, "secure", src,
+                                url="wss://127.0.0.1:%d/secure" % daemon.port,
+                                extra=["--ca", CERT["device"][0]])
+    path = os.path.join(daemon.mount_path("secure"), "f.txt")
+    check_equal(read(path), b"over TLS\n", "file read through the mount")
+    with open(os.path.join(daemon.mount_path("secure"), "g.txt"), "w") as f:
+        f.write("written back\n")
+    check_equal(read(os.path.join(src, "g.txt")), b"written back\n", "file written back")
+    json_src = env.mkdir("json")
+    env.start_provider(daemon, [("plainjson", json_src)],
+                       url="wss://localhost:%d/" % daemon.port,
+                       extra=["--ca", CERT["device"][0]])
+
+
+@suite.test
+def provider_refuses_an_untrusted_or_misnamed_certificate(env):
+    """No --ca, a --ca of another certificate, and a trusted certificate that names another host:
+    each connection fails and the provider says so."""
+    src = env.mkdir("src")
+    cases = (("device", []), ("device", ["--ca", CERT["other"][0]]),
+             ("other", ["--ca", CERT["other"][0]]))
+    for served, extra in cases:
+        cert, key = CERT[served]
+        daemon = env.start_daemon(extra=["--cert", cert, "--key", key])
+        p = env.start_webfuse2_provider(daemon, "secure", src,
+                                        url="wss://127.0.0.1:%d/secure" % daemon.port,
+                                        extra=extra, wait=False)
+        check_equal(p.wait(15), 1, "provider status (%s certificate, %r)" % (served, extra))
+        check("cannot connect" in p.log_text(), "provider log: %s" % p.log_text())
+        check(not harness.is_mounted(daemon.mount_path("secure")), "mounted anyway")
+        daemon.stop()
+    check("mismatch" in p.log_text(), "the misnamed certificate: %s" % p.log_text())
+
+
+@suite.test
+def python_tls_client_attaches_with_the_self_signed_certificate(env):
+    daemon = start(env)
+    ctx = client_context(CERT["device"][0])
+    fake = env.fake(daemon, ssl_context=ctx, host="localhost")
+    fake.attach("viapython", {"p.txt": File(b"python ssl\n")})
+    check_equal(read(os.path.join(daemon.mount_path("viapython"), "p.txt")), b"python ssl\n",
+                "file read through the mount")
+    try:
+        wstest.connect("127.0.0.1", daemon.port, "/", timeout=5,
+                       ssl_context=client_context(CERT["other"][0]))
+        fail("a client trusting another certificate connected")
+    except ssl.SSLCertVerificationError:
+        pass
+
+
+@suite.test
+def plain_connection_to_tls_port_fails_cleanly(env):
+    daemon = start(env)
+    witness = env.fake(daemon, ssl_context=client_context(CERT["device"][0]), host="localhost")
+    witness.attach("witness", {"w": File(b"still here\n")})
+    try:
+        ws, _ = wstest.connect("127.0.0.1", daemon.port, "/", timeout=5)
+        ws.abort()
+        fail("a plain websocket handshake succeeded on the TLS port")
+    except (wstest.Closed, ValueError, OSError, TimeoutError):
+        pass
+    # Garbage, then silence: the gateway drops such a connection without noticing otherwise.
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(5)
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+    check(daemon.alive(), "webfused died")
+    check_equal(read(os.path.join(daemon.mount_path("witness"), "w")), b"still here\n",
+                "the witness mount")
+
+
+@suite.test
+def admin_api_speaks_https(env):
+    daemon = start(env)
+    ctx = client_context(CERT["device"][0])
+    conn = http.client.HTTPSConnection("127.0.0.1", daemon.admin_port, context=ctx, timeout=10)
+    conn.request("GET", "/api/v1/sessions", headers={"Authorization": "Bearer " + daemon.token()})
+    resp = conn.getresponse()
+    check_equal(resp.status, 200, "https sessions status")
+    resp.read()
+    conn.close()
+
+    ctl = harness.binary("WEBFUSECTL", "webfusectl")
+    url = "https://127.0.0.1:%d" % daemon.admin_port
+    base = [ctl, "--url", url, "--token-file", daemon.token_file]
+    ok = subprocess.run(base + ["--ca", CERT["device"][0], "sessions"], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, timeout=30)
+    check_equal(ok.returncode, 0, "webfusectl over https (%s)" % ok.stderr)
+    refused = subprocess.run(base + ["sessions"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=30)
+    check_equal(refused.returncode, 3, "webfusectl without --ca")
+    check(b"not trusted" in refused.stderr, "its message: %r" % refused.stderr)
+    plain = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % daemon.admin_port, "health"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check_equal(plain.returncode, 3, "plain http to the https admin port")
+    check(daemon.alive(), "webfused died")
+
+
+@suite.test
+def separate_admin_certificate_and_unreadable_files(env):
+    cert, key = CERT["device"]
+    other_cert, other_key = CERT["other"]
+    daemon = env.start_daemon(extra=["--cert", cert, "--key", key, "--admin-cert", other_cert,
+                                     "--admin-key", other_key])
+    ctx = client_context(other_cert)
+    ctx.check_hostname = False  # the other certificate names other.example
+    conn = http.client.HTTPSConnection("127.0.0.1", daemon.admin_port, context=ctx, timeout=10)
+    conn.request("GET", "/healthz")
+    check_equal(conn.getresponse().status, 200, "healthz over the admin certificate")
+    conn.close()
+    bad = env.start_daemon(extra=["--cert", env.path("missing.crt"), "--key", key], wait=False)
+    check(bad.wait(10) != 0, "webfused started without its certificate")
+    check("cannot read --cert" in bad.log_text(), "its log: %s" % bad.log_text())
+    nokey = env.start_daemon(extra=["--cert", cert], wait=False)
+    check_equal(nokey.wait(10), 2, "status of --cert without --key")
+
+
+if __name__ == "__main__":
+    suite.main()

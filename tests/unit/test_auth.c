@@ -1,0 +1,329 @@
+/* Unit tests for auth/: the users file parser, password hashes, constant-time comparison and the
+ * throttle. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "auth.h"
+
+/* Made once with auth_password_hash (yescrypt) in setup: "secret". */
+static char yescrypt_secret[256];
+
+static int make_hashes(void **state)
+{
+    (void)state;
+    return auth_password_hash("secret", yescrypt_secret, sizeof(yescrypt_secret));
+}
+
+/* A SHA-512 crypt hash of "secret" with the salt "saltsalt" (openssl passwd -6). */
+static const char sha512_secret[] =
+    "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S"
+    "5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+static int parse(const char *text, struct auth_users **users, char *err, size_t cap)
+{
+    err[0] = '\0';
+    return auth_users_parse(text, strlen(text), "users", users, err, cap);
+}
+
+static void parses_users_comments_and_blank_lines(void **state)
+{
+    (void)state;
+    char text[1024], err[256];
+    snprintf(text, sizeof(text),
+             "# who may attach what\n"
+             "\n"
+             "alice:%s:firmware,logs\r\n"
+             "   \t\n"
+             "  # indented comment\n"
+             "bob:%s:*\n",
+             yescrypt_secret, sha512_secret);
+    struct auth_users *users = NULL;
+    assert_int_equal(parse(text, &users, err, sizeof(err)), 0);
+    assert_int_equal(auth_users_count(users), 2);
+
+    const struct auth_user *alice = auth_users_find(users, "alice");
+    assert_non_null(alice);
+    assert_string_equal(auth_user_name(alice), "alice");
+    assert_string_equal(auth_user_hash(alice), yescrypt_secret);
+    assert_true(auth_user_may_attach(alice, "firmware"));
+    assert_true(auth_user_may_attach(alice, "logs"));
+    assert_false(auth_user_may_attach(alice, "other"));
+    assert_false(auth_user_may_attach(alice, "firm"));
+
+    const struct auth_user *bob = auth_users_find(users, "bob");
+    assert_non_null(bob);
+    assert_true(auth_user_may_attach(bob, "anything"));
+    assert_null(auth_users_find(users, "carol"));
+    assert_null(auth_users_find(users, "Alice"));
+    auth_users_free(users);
+}
+
+struct bad_case {
+    const char *text;
+    const char *message; /* expected in the error, after "users:LINE: " */
+};
+
+static void malformed_lines_name_file_and_line(void **state)
+{
+    (void)state;
+    char y[400];
+    snprintf(y, sizeof(y), "%s", yescrypt_secret);
+    char texts[12][1200];
+    const struct bad_case cases[] = {
+        {texts[0], "users:2: expected NAME:HASH:FILESYSTEMS"},
+        {texts[1], "users:1: bad user name"},
+        {texts[2], "users:3: user \"alice\" is listed twice"},
+        {texts[3], "users:1: the password hash of user \"alice\" is not a yescrypt"},
+        {texts[4], "users:1: bad filesystem name \"..\""},
+        {texts[5], "users:1: user \"alice\" has no filesystem names"},
+        {texts[6], "users:1: \"*\" stands alone"},
+        {texts[7], "users:1: expected NAME:HASH:FILESYSTEMS"},
+        {texts[8], "users: no users in the file"},
+        {texts[9], "users:1: the password hash of user \"alice\" is not a yescrypt"},
+    };
+    snprintf(texts[0], sizeof(texts[0]), "# ok\nalice %s *\n", y);
+    snprintf(texts[1], sizeof(texts[1]), "al ice:%s:*\n", y);
+    snprintf(texts[2], sizeof(texts[2]), "alice:%s:*\n\nalice:%s:a\n", y, y);
+    snprintf(texts[3], sizeof(texts[3]), "alice:$1$md5salt$abcdefghijklmnopqrstuv:*\n");
+    snprintf(texts[4], sizeof(texts[4]), "alice:%s:a,..\n", y);
+    snprintf(texts[5], sizeof(texts[5]), "alice:%s:\n", y);
+    snprintf(texts[6], sizeof(texts[6]), "alice:%s:a,*\n", y);
+    snprintf(texts[7], sizeof(texts[7]), "alice:%s:a:b\n", y);
+    snprintf(texts[8], sizeof(texts[8]), "# nobody\n\n");
+    snprintf(texts[9], sizeof(texts[9]), "alice:plaintext:*\n");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct auth_users *users = NULL;
+        char err[256];
+        assert_int_equal(parse(cases[i].text, &users, err, sizeof(err)), -EINVAL);
+        assert_null(users);
+        if (strstr(err, cases[i].message) != err) {
+            print_error("case %zu: error \"%s\" does not start with \"%s\"\n", i, err,
+                        cases[i].message);
+            fail();
+        }
+    }
+}
+
+static void overlong_line_and_nul_are_refused(void **state)
+{
+    (void)state;
+    char text[AUTH_LINE_MAX + 100];
+    memset(text, 'a', sizeof(text) - 2);
+    text[sizeof(text) - 2] = '\n';
+    text[sizeof(text) - 1] = '\0';
+    struct auth_users *users = NULL;
+    char err[256];
+    assert_int_equal(parse(text, &users, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "users:1: line longer than"));
+
+    static const char with_nul[] = "alice:$6$x$y:*\0\n";
+    assert_int_equal(
+        auth_users_parse(with_nul, sizeof(with_nul) - 1, "users", &users, err, sizeof(err)),
+        -EINVAL);
+    assert_non_null(strstr(err, "users:1: NUL byte"));
+}
+
+static void load_reports_missing_file(void **state)
+{
+    (void)state;
+    struct auth_users *users = NULL;
+    char err[256];
+    assert_int_equal(auth_users_load("/nonexistent/webfuse-users", &users, err, sizeof(err)),
+                     -ENOENT);
+    assert_non_null(strstr(err, "/nonexistent/webfuse-users"));
+}
+
+static void passwords_verify_against_both_formats(void **state)
+{
+    (void)state;
+    assert_int_equal(auth_password_verify(yescrypt_secret, "secret"), 0);
+    assert_int_equal(auth_password_verify(yescrypt_secret, "Secret"), -EACCES);
+    assert_int_equal(auth_password_verify(yescrypt_secret, ""), -EACCES);
+    assert_int_equal(auth_password_verify(sha512_secret, "secret"), 0);
+    assert_int_equal(auth_password_verify(sha512_secret, "secret2"), -EACCES);
+    assert_int_equal(auth_password_verify("$1$abc$def", "secret"), -EINVAL);
+
+    char longer[AUTH_PASSWORD_MAX + 2];
+    memset(longer, 'x', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    assert_int_equal(auth_password_verify(yescrypt_secret, longer), -EINVAL);
+}
+
+static void hashes_are_yescrypt_with_fresh_salt(void **state)
+{
+    (void)state;
+    char a[256], b[256];
+    assert_int_equal(auth_password_hash("pw", a, sizeof(a)), 0);
+    assert_int_equal(auth_password_hash("pw", b, sizeof(b)), 0);
+    assert_memory_equal(a, "$y$", 3);
+    assert_string_not_equal(a, b);
+    assert_int_equal(auth_password_verify(a, "pw"), 0);
+    assert_int_equal(auth_password_verify(b, "pw"), 0);
+    char tiny[8];
+    assert_int_equal(auth_password_hash("pw", tiny, sizeof(tiny)), -ENOBUFS);
+}
+
+static void decoy_hash_never_matches_an_empty_password(void **state)
+{
+    (void)state;
+    char text[512], err[256];
+    snprintf(text, sizeof(text), "alice:%s:*\n", yescrypt_secret);
+    struct auth_users *users = NULL;
+    assert_int_equal(parse(text, &users, err, sizeof(err)), 0);
+    const char *decoy = auth_users_decoy_hash(users);
+    assert_memory_equal(decoy, "$y$", 3);
+    assert_int_equal(auth_password_verify(decoy, ""), -EACCES);
+    assert_int_equal(auth_password_verify(decoy, "secret"), -EACCES);
+    auth_users_free(users);
+}
+
+static void equal_compares_whole_strings(void **state)
+{
+    (void)state;
+    assert_true(auth_equal("abc", 3, "abc", 3));
+    assert_false(auth_equal("abc", 3, "abd", 3));
+    assert_false(auth_equal("abc", 3, "ab", 2));
+    assert_false(auth_equal("ab", 2, "abc", 3));
+    assert_false(auth_equal("abc", 3, "", 0));
+    assert_true(auth_equal("", 0, "", 0));
+    /* Embedded NULs count as bytes, not as the end. */
+    assert_false(auth_equal("a\0b", 3, "a\0c", 3));
+}
+
+static double seconds_for(const char *expected, const char *given, int rounds)
+{
+    struct timespec a, b;
+    size_t elen = strlen(expected), glen = strlen(given);
+    volatile bool sink = false;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < rounds; i++)
+        sink ^= auth_equal(expected, elen, given, glen);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    (void)sink;
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+/* Where the first difference is must not change the time: a mismatch in the first byte and one
+ * in the last byte take about as long (with generous slack for a busy machine). */
+static void equal_takes_the_same_time_wherever_the_difference_is(void **state)
+{
+    (void)state;
+    char expected[4097], first[4097], last[4097];
+    memset(expected, 'k', sizeof(expected) - 1);
+    expected[sizeof(expected) - 1] = '\0';
+    memcpy(first, expected, sizeof(first));
+    memcpy(last, expected, sizeof(last));
+    first[0] = 'x';
+    last[sizeof(last) - 2] = 'x';
+    double best_first = 1e9, best_last = 1e9;
+    for (int run = 0; run < 5; run++) {
+        double f = seconds_for(expected, first, 2000);
+        double l = seconds_for(expected, last, 2000);
+        best_first = f < best_first ? f : best_first;
+        best_last = l < best_last ? l : best_last;
+    }
+    double ratio = best_first > best_last ? best_first / best_last : best_last / best_first;
+    if (ratio > 1.5) {
+        print_error("first-byte mismatch %.6f s, last-byte mismatch %.6f s\n", best_first,
+                    best_last);
+        fail();
+    }
+}
+
+static void line_format_writes_a_line_the_parser_takes(void **state)
+{
+    (void)state;
+    char line[1024], err[256];
+    assert_int_equal(
+        auth_line_format("alice", yescrypt_secret, "fw,logs", line, sizeof(line), err, sizeof(err)),
+        0);
+    char expected[1024];
+    snprintf(expected, sizeof(expected), "alice:%s:fw,logs", yescrypt_secret);
+    assert_string_equal(line, expected);
+    struct auth_users *users = NULL;
+    assert_int_equal(parse(line, &users, err, sizeof(err)), 0);
+    auth_users_free(users);
+
+    assert_int_equal(
+        auth_line_format("al:ice", yescrypt_secret, "*", line, sizeof(line), err, sizeof(err)),
+        -EINVAL);
+    assert_int_equal(
+        auth_line_format("alice", yescrypt_secret, "a,,b", line, sizeof(line), err, sizeof(err)),
+        -EINVAL);
+    assert_int_equal(auth_line_format("alice", yescrypt_secret, "*", line, 10, err, sizeof(err)),
+                     -ENOBUFS);
+}
+
+static void throttle_delays_after_five_failures_and_grows(void **state)
+{
+    (void)state;
+    struct auth_throttle *t;
+    assert_int_equal(auth_throttle_new(&t), 0);
+    uint64_t now = 1000000;
+    for (int i = 0; i < AUTH_THROTTLE_FREE_FAILURES; i++) {
+        assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), 0);
+        auth_throttle_failure(t, "10.0.0.1", now);
+    }
+    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), AUTH_THROTTLE_FIRST_DELAY_MS);
+    assert_int_equal(auth_throttle_delay(t, "10.0.0.2", now), 0); /* others are not slowed */
+    auth_throttle_failure(t, "10.0.0.1", now);
+    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), 2 * AUTH_THROTTLE_FIRST_DELAY_MS);
+    for (int i = 0; i < 40; i++)
+        auth_throttle_failure(t, "10.0.0.1", now);
+    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), AUTH_THROTTLE_MAX_DELAY_MS);
+    /* Forgotten after a quiet while, and cleared by a success. */
+    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now + AUTH_THROTTLE_FORGET_MS), 0);
+    for (int i = 0; i < 6; i++)
+        auth_throttle_failure(t, "10.0.0.3", now);
+    assert_true(auth_throttle_delay(t, "10.0.0.3", now) > 0);
+    auth_throttle_success(t, "10.0.0.3");
+    assert_int_equal(auth_throttle_delay(t, "10.0.0.3", now), 0);
+    auth_throttle_free(t);
+}
+
+static void throttle_table_is_bounded_and_evicts_the_stalest(void **state)
+{
+    (void)state;
+    struct auth_throttle *t;
+    assert_int_equal(auth_throttle_new(&t), 0);
+    for (int i = 0; i < 6; i++)
+        auth_throttle_failure(t, "192.168.1.1", 100 + (uint64_t)i);
+    char address[64];
+    for (int i = 0; i < AUTH_THROTTLE_ADDRESSES; i++) {
+        snprintf(address, sizeof(address), "10.1.%d.%d", i / 256, i % 256);
+        auth_throttle_failure(t, address, 1000 + (uint64_t)i);
+    }
+    /* The oldest entry made room; the newest are still there. */
+    assert_int_equal(auth_throttle_delay(t, "192.168.1.1", 5000), 0);
+    for (int i = 0; i < 5; i++)
+        auth_throttle_failure(t, address, 5000);
+    assert_true(auth_throttle_delay(t, address, 5000) > 0);
+    auth_throttle_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parses_users_comments_and_blank_lines),
+        cmocka_unit_test(malformed_lines_name_file_and_line),
+        cmocka_unit_test(overlong_line_and_nul_are_refused),
+        cmocka_unit_test(load_reports_missing_file),
+        cmocka_unit_test(passwords_verify_against_both_formats),
+        cmocka_unit_test(hashes_are_yescrypt_with_fresh_salt),
+        cmocka_unit_test(decoy_hash_never_matches_an_empty_password),
+        cmocka_unit_test(equal_compares_whole_strings),
+        cmocka_unit_test(equal_takes_the_same_time_wherever_the_difference_is),
+        cmocka_unit_test(line_format_writes_a_line_the_parser_takes),
+        cmocka_unit_test(throttle_delays_after_five_failures_and_grows),
+        cmocka_unit_test(throttle_table_is_bounded_and_evicts_the_stalest),
+    };
+    return cmocka_run_group_tests(tests, make_hashes, NULL);
+}
