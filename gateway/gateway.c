@@ -45,6 +45,15 @@ struct gateway {
     char docroot[PATH_MAX];
     struct lws_http_mount docroot_mount; /* libwebsockets keeps a pointer for the vhost's life */
     int locks[2]; /* held for the process's life: the mount root, the history */
+    const struct gateway_options *opt;
+    struct auth_users *users; /* from --auth-file; NULL: anyone may attach */
+    /* SIGHUP re-reads the users file on the thread pool; one read at a time. */
+    uv_work_t reload;
+    struct auth_users *reloaded;
+    int reload_rc;
+    char reload_error[512];
+    bool reloading;
+    bool reload_again; /* another SIGHUP came while reading */
     bool stopping;
     bool forced; /* the grace period ran out */
 };
@@ -271,16 +280,66 @@ static void on_signal(uv_signal_t *signal, int signum)
     session_hub_shutdown(gw->hub, on_sessions_gone, gw);
 }
 
-/* SIGHUP: logrotate moved the log file away. Sessions are not touched. */
+static void users_reload_start(struct gateway *gw);
+
+static void users_reload_work(uv_work_t *work)
+{
+    struct gateway *gw = container_of(work, struct gateway, reload);
+    gw->reloaded = NULL;
+    gw->reload_rc = auth_users_load(gw->opt->auth_file, &gw->reloaded, gw->reload_error,
+                                    sizeof(gw->reload_error));
+}
+
+static void users_reload_done(uv_work_t *work, int status)
+{
+    struct gateway *gw = container_of(work, struct gateway, reload);
+    gw->reloading = false;
+    if (status != 0 || gw->reload_rc != 0) {
+        log_error("SIGHUP: keeping the users as they were: %s",
+                  status != 0 ? "the read was cancelled" : gw->reload_error);
+    } else if (gw->stopping) {
+        auth_users_free(gw->reloaded);
+    } else {
+        session_hub_set_users(gw->hub, gw->reloaded);
+        auth_users_free(gw->users);
+        gw->users = gw->reloaded;
+        log_info("SIGHUP: %zu user(s) may attach filesystems (from %s)",
+                 auth_users_count(gw->users), gw->opt->auth_file);
+    }
+    gw->reloaded = NULL;
+    if (gw->reload_again && !gw->stopping) {
+        gw->reload_again = false;
+        users_reload_start(gw);
+    }
+}
+
+/* Reading and hashing the file (the decoy hash is one crypt call) is slow: not on the loop. */
+static void users_reload_start(struct gateway *gw)
+{
+    if (gw->reloading) {
+        gw->reload_again = true;
+        return;
+    }
+    gw->reloading = true;
+    if (uv_queue_work(&gw->loop, &gw->reload, users_reload_work, users_reload_done) != 0) {
+        gw->reloading = false;
+        log_error("SIGHUP: cannot start reading %s", gw->opt->auth_file);
+    }
+}
+
+/* SIGHUP: logrotate moved the log file away, or the users file changed. Sessions are not
+ * touched. */
 static void on_reload(uv_signal_t *signal, int signum)
 {
-    (void)signal;
     (void)signum;
+    struct gateway *gw = signal->data;
     int rc = log_reopen();
     if (rc != 0)
         log_error("SIGHUP: cannot reopen the log: %s", strerror(-rc));
     else
         log_info("SIGHUP: log reopened");
+    if (gw->opt->auth_file && !gw->stopping)
+        users_reload_start(gw);
 }
 
 static int signals_start(struct gateway *gw)
@@ -422,21 +481,21 @@ int gateway_run(const struct gateway_options *opt)
     struct gateway gw;
     memset(&gw, 0, sizeof(gw));
     gw.locks[0] = gw.locks[1] = -1;
+    gw.opt = opt;
     signal(SIGPIPE, SIG_IGN);
     struct gateway_identity identity = {0};
-    struct auth_users *users = NULL;
-    if (gateway_prepare(opt, &identity, &users) != 0 ||
+    if (gateway_prepare(opt, &identity, &gw.users) != 0 ||
         prepare_mount_root(opt->mount_root, &gw.locks[0]) != 0 ||
         gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw);
-        auth_users_free(users);
+        auth_users_free(gw.users);
         return EXIT_FAILURE;
     }
     if (uv_loop_init(&gw.loop) != 0 || uv_timer_init(&gw.loop, &gw.grace) != 0 ||
         signals_start(&gw) != 0) {
         log_error("cannot set up the event loop");
-        auth_users_free(users);
+        auth_users_free(gw.users);
         return EXIT_FAILURE;
     }
     struct session_hub_config hub_config = {
@@ -449,7 +508,7 @@ int gateway_run(const struct gateway_options *opt)
         .max_path = opt->max_path,
         .idle_timeout_ms = opt->idle_timeout_sec * 1000,
         .allow_other = opt->allow_other,
-        .users = users,
+        .users = gw.users,
         .auth_header = opt->auth_header,
     };
     int status = EXIT_FAILURE;
@@ -472,7 +531,7 @@ int gateway_run(const struct gateway_options *opt)
 
     gateway_warn_exposure(opt);
     log_info("listening on %s://%s:%d/, mounting under %s%s", opt->cert ? "wss" : "ws", opt->bind,
-             opt->port, opt->mount_root, users ? ", providers must authenticate" : "");
+             opt->port, opt->mount_root, gw.users ? ", providers must authenticate" : "");
     if (opt->docroot)
         log_info("serving %s at %s://%s:%d/", gw.docroot, opt->cert ? "https" : "http", opt->bind,
                  opt->port);
@@ -499,7 +558,7 @@ out:
     if (uv_loop_close(&gw.loop) != 0)
         log_debug("event loop closed with handles left");
     locks_release(&gw);
-    auth_users_free(users);
+    auth_users_free(gw.users);
     log_info("exiting with status %d", status);
     return status;
 }

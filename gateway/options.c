@@ -102,7 +102,7 @@ static void usage(FILE *out)
             "  -V, --version           show the version and exit\n"
             "\n"
             "SIGINT or SIGTERM unmount every filesystem, close every provider connection and\n"
-            "exit with status 0. SIGHUP reopens the log file.\n",
+            "exit with status 0. SIGHUP reopens the log file and re-reads --auth-file.\n",
             DEFAULT_CONFIG, DEFAULT_PORT, DEFAULT_BIND, DEFAULT_MOUNT_ROOT, DEFAULT_TIMEOUT_SEC,
             DEFAULT_MAX_MESSAGE, MIN_MAX_MESSAGE,
             admin_available() ? "" : " - not in this build, which runs as with --no-admin",

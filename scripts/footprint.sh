@@ -96,7 +96,7 @@ read -r small_idle small_attached < <(measure build-footprint-small small)
   echo "| --- | ---: | ---: |"
   echo "| webfused | $(stripped_size build-footprint/webfused) | $(stripped_size build-footprint-small/webfused) |"
   echo "| webfuse-provider | $(stripped_size build-footprint/webfuse-provider) | $(stripped_size build-footprint-small/webfuse-provider) |"
-  echo "| webfusectl | $(stripped_size build-footprint/webfusectl) | (not built) |"
+  echo "| webfusectl | $(stripped_size build-footprint/webfusectl) | $(stripped_size build-footprint-small/webfusectl) |"
   echo
   echo "| webfused resident memory (KiB) | complete build | without admin API/sqlite |"
   echo "| --- | ---: | ---: |"

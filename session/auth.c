@@ -38,7 +38,8 @@ struct auth_job {
     uv_work_t work;
     /* The user's hash, or the decoy for an unknown user (the same cost, the answer is no).
      * Borrowed from the users, which outlive the hub. */
-    const char *hash;
+    char *hash; /* a copy: the users may be reloaded (SIGHUP) while the check runs */
+    bool unknown_user;
     const char *why; /* set when the attempt fails whatever the check says */
     int result;      /* 0 or -EACCES, from the thread pool */
     char remote[64];
@@ -54,6 +55,12 @@ int session_auth_hub_init(struct session_hub *hub)
     return hub->config.users ? auth_throttle_new(&hub->throttle) : 0;
 }
 
+void session_hub_set_users(struct session_hub *hub, const struct auth_users *users)
+{
+    if (hub->config.users && users)
+        hub->config.users = users;
+}
+
 void session_auth_hub_free(struct session_hub *hub)
 {
     auth_throttle_free(hub->throttle);
@@ -63,6 +70,7 @@ static void job_free(uv_handle_t *handle)
 {
     struct auth_job *job = container_of(handle, struct auth_job, delay);
     explicit_bzero(job->password, sizeof(job->password));
+    free(job->hash);
     free(job);
 }
 
@@ -108,7 +116,7 @@ static void job_finish(struct auth_job *job);
 static void job_work(uv_work_t *work)
 {
     struct auth_job *job = container_of(work, struct auth_job, work);
-    int rc = auth_password_verify(job->hash, job->password);
+    int rc = job->hash ? auth_password_verify(job->hash, job->password) : -ENOMEM;
     job->result = rc == 0 && !job->why ? 0 : -EACCES;
     explicit_bzero(job->password, sizeof(job->password));
 }
@@ -166,7 +174,7 @@ static void session_auth_finish(struct session *s, struct auth_job *job)
     char detail[160];
     if (job->why)
         snprintf(detail, sizeof(detail), "%s", job->why);
-    else if (job->hash == auth_users_decoy_hash(hub->config.users))
+    else if (job->unknown_user)
         snprintf(detail, sizeof(detail), "unknown user \"%s\"", job->user);
     else
         snprintf(detail, sizeof(detail), "wrong password for user \"%s\"", job->user);
@@ -204,7 +212,10 @@ static void auth_begin(struct session *s, const char *user, const char *password
     snprintf(job->remote, sizeof(job->remote), "%s", s->remote[0] ? s->remote : "unknown");
     const struct auth_user *u =
         auth_name_valid(user) ? auth_users_find(hub->config.users, user) : NULL;
-    job->hash = u ? auth_user_hash(u) : auth_users_decoy_hash(hub->config.users);
+    job->unknown_user = !u;
+    job->hash = strdup(u ? auth_user_hash(u) : auth_users_decoy_hash(hub->config.users));
+    if (!job->hash)
+        job->why = "out of memory";
     job->why = why;
     if (!why && !auth_name_valid(user))
         job->why = "malformed user name";

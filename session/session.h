@@ -189,6 +189,12 @@ size_t session_hub_count(const struct session_hub *hub);
 /* Frees the hub; only after shutdown's `done`. */
 void session_hub_free(struct session_hub *hub);
 
+/* Loop thread: from now on, logins and attaches are checked against `users` (a reloaded users
+ * file). Only for a hub made with users; sessions already logged in stay so, and are held to
+ * the new list of names at their next attach. `users` is borrowed like config->users; the old
+ * set may be freed once this returns (checks under way hold copies of what they need). */
+void session_hub_set_users(struct session_hub *hub, const struct auth_users *users);
+
 /* ---- observing and steering sessions (the admin API) -------------------------------------------
  * Loop thread only. Strings in the info structs are borrowed for the duration of the callback. */
 

@@ -327,6 +327,64 @@ def sighup_reopens_the_log_under_traffic(env):
     check("listening on" in open(rotated).read(), "the old file kept the lines before rotation")
 
 
+def passwd_line(name, password, names):
+    return subprocess.run([harness.binary("WEBFUSECTL", "webfusectl"), "passwd", name, "--fs",
+                           names], env=dict(os.environ, WEBFUSE_PASSWORD=password), check=True,
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def provider_as(env, d, name, src, user, password, wait=True):
+    os.environ["WEBFUSE_PASSWORD"] = password
+    try:
+        return env.start_webfuse2_provider(d, name, src, extra=["--user", user], wait=wait)
+    finally:
+        del os.environ["WEBFUSE_PASSWORD"]
+
+
+@suite.test
+def sighup_rereads_the_users_file_under_traffic(env):
+    users = env.path("users")
+    with open(users, "w") as f:
+        f.write(passwd_line("alice", "pw-alice", "cfg"))
+    d = env.start_daemon(extra=["--auth-file", users])
+    src = env.mkdir("src")
+    data = os.urandom(1 << 20)
+    with open(os.path.join(src, "big"), "wb") as f:
+        f.write(data)
+    provider_as(env, d, "cfg", src, "alice", "pw-alice")
+    reader = LogReader(os.path.join(d.mount_path("cfg"), "big"), hashlib.sha256(data).hexdigest())
+    reader.start()
+    harness.wait_until(lambda: reader.reads >= 3, 20.0, what="reads before SIGHUP")
+
+    refused = provider_as(env, d, "other", src, "bob", "pw-bob", wait=False)
+    check_equal(refused.wait(20), 1, "bob before he is in the file")
+    with open(users, "w") as f:  # alice leaves, bob arrives
+        f.write(passwd_line("bob", "pw-bob", "other"))
+    d.signal(signal.SIGHUP)
+    harness.wait_until(lambda: "SIGHUP: 1 user(s) may attach" in d.log_text(), 20.0,
+                       what="the users file re-read")
+    provider_as(env, d, "other", src, "bob", "pw-bob")
+    gone = provider_as(env, d, "cfg2", src, "alice", "pw-alice", wait=False)
+    check_equal(gone.wait(20), 1, "alice after she left the file")
+
+    with open(users, "w") as f:
+        f.write("this is not a users file\n")
+    d.signal(signal.SIGHUP)
+    harness.wait_until(lambda: "keeping the users as they were" in d.log_text(), 20.0,
+                       what="a broken users file refused")
+    d.api_ok("DELETE", "/api/v1/filesystems/other", expect=202)
+    harness.wait_unmounted(d.mount_path("other"), 10.0)
+    provider_as(env, d, "other", src, "bob", "pw-bob")
+
+    before = reader.reads
+    harness.wait_until(lambda: reader.reads >= before + 3, 20.0, what="reads after SIGHUP")
+    reader.stop.set()
+    reader.join(30)
+    check_equal(reader.errors, [], "errors of the logged-in session's reader")
+    names = sorted(f["name"] for f in d.api_ok("GET", "/api/v1/filesystems")["filesystems"])
+    check_equal(names, ["cfg", "other"], "mounts after the reloads")
+
+
 @suite.test
 def syslog_target(env):
     if os.path.exists("/dev/log"):
