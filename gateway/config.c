@@ -1,5 +1,6 @@
 /* webfused's configuration file: one JSON object whose keys are the long command-line options
- * without "--", e.g. {"port": 8081, "mount-root": "/run/webfuse", "no-admin": true}. One set of
+ * without "--", e.g. {"port": 8081, "mount-root": "/run/webfuse", "no-admin": true}; an option
+ * that may be repeated takes a list. One set of
  * names and one validation for both, so the file cannot drift from --help. */
 #include "gateway_internal.h"
 
@@ -51,6 +52,21 @@ static int apply_key(struct gateway_options *opt, const char *path, const char *
             return -EINVAL;
         }
         return json_is_true(value) ? options_set(opt, key, NULL, origin) : 0;
+    }
+    if (kind == OPTION_ARG_LIST && json_is_array(value)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(value, i, item) {
+            const char *text = value_text(item, opt->config);
+            if (!text) {
+                fprintf(stderr, "webfused: %s: item %zu must be a string\n", origin, i);
+                return -EINVAL;
+            }
+            int rc = options_set(opt, key, text, origin);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
     }
     const char *text = value_text(value, opt->config);
     if (!text) {

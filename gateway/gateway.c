@@ -79,15 +79,27 @@ static int mkdir_parents(const char *path)
     return 0;
 }
 
-/* Mounts of ours left under the mount root by a crashed daemon would block new mounts of the same
- * names and answer every access with ENOTCONN: detach them. */
-static void unmount_stale(const char *mount_root)
+/* Whether `path` is where one of our filesystems mounts: below the mount root, or a
+ * --filesystem mount point. */
+static bool ours(const struct gateway_options *opt, const char *path)
+{
+    size_t root_len = strlen(opt->mount_root);
+    if (strncmp(path, opt->mount_root, root_len) == 0 && path[root_len] == '/')
+        return true;
+    for (size_t i = 0; i < opt->filesystem_count; i++)
+        if (opt->filesystems[i].mountpoint && strcmp(opt->filesystems[i].mountpoint, path) == 0)
+            return true;
+    return false;
+}
+
+/* Mounts of ours left by a crashed daemon would block new mounts of the same names and answer
+ * every access with ENOTCONN: detach them. */
+static void unmount_stale(const struct gateway_options *opt)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
         return;
     char line[4096];
-    size_t root_len = strlen(mount_root);
     while (fgets(line, sizeof(line), f)) {
         char path[PATH_MAX], fstype[64];
         /* id parent major:minor root mountpoint options [optional fields] - fstype ... */
@@ -95,8 +107,7 @@ static void unmount_stale(const char *mount_root)
         if (!dash || sscanf(line, "%*u %*u %*s %*s %4095s", path) != 1 ||
             sscanf(dash, " - %63s", fstype) != 1)
             continue;
-        if (strcmp(fstype, "fuse.webfuse") != 0 || strncmp(path, mount_root, root_len) != 0 ||
-            path[root_len] != '/')
+        if (strcmp(fstype, "fuse.webfuse") != 0 || !ours(opt, path))
             continue;
         if (umount2(path, MNT_DETACH) == 0) {
             log_warn("detached stale mount %s", path);
@@ -421,8 +432,9 @@ static int lock_history(const char *db_path, int *fd_out)
     return lock_exclusive(lock_path, false, "the history database", fd_out);
 }
 
-static int prepare_mount_root(const char *mount_root, int *lock_fd)
+static int prepare_mount_root(const struct gateway_options *opt, int *lock_fd)
 {
+    const char *mount_root = opt->mount_root;
     int rc = mkdir_parents(mount_root);
     if (rc != 0) {
         log_error("cannot create mount root %s: %s", mount_root, strerror(-rc));
@@ -431,7 +443,7 @@ static int prepare_mount_root(const char *mount_root, int *lock_fd)
     rc = lock_exclusive(mount_root, true, "the mount root", lock_fd);
     if (rc != 0)
         return rc;
-    unmount_stale(mount_root);
+    unmount_stale(opt);
     fusectl_mount();
     return 0;
 }
@@ -485,7 +497,7 @@ int gateway_run(const struct gateway_options *opt)
     signal(SIGPIPE, SIG_IGN);
     struct gateway_identity identity = {0};
     if (gateway_prepare(opt, &identity, &gw.users) != 0 ||
-        prepare_mount_root(opt->mount_root, &gw.locks[0]) != 0 ||
+        prepare_mount_root(opt, &gw.locks[0]) != 0 ||
         gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw);
@@ -511,6 +523,12 @@ int gateway_run(const struct gateway_options *opt)
         .users = gw.users,
         .auth_header = opt->auth_header,
     };
+    struct session_fixed_fs fixed[GATEWAY_MAX_FILESYSTEMS];
+    for (size_t i = 0; i < opt->filesystem_count; i++)
+        fixed[i] = (struct session_fixed_fs){opt->filesystems[i].name,
+                                             opt->filesystems[i].mountpoint};
+    hub_config.fixed = fixed;
+    hub_config.fixed_count = opt->filesystem_count;
     int status = EXIT_FAILURE;
     if (session_hub_new(&gw.loop, &hub_config, &gw.hub) != 0)
         goto out;

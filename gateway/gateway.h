@@ -10,6 +10,14 @@
 
 struct json_t;
 
+#define GATEWAY_MAX_FILESYSTEMS 64
+
+/* --filesystem NAME[=DIR] */
+struct gateway_filesystem {
+    char name[65];
+    const char *mountpoint; /* NULL: <mount root>/<name> */
+};
+
 struct gateway_options {
     int port;               /* provider websocket port */
     const char *bind;       /* address to listen on */
@@ -44,6 +52,9 @@ struct gateway_options {
     const char *run_group; /* ... and this group (default: the user's) */
     const char *docroot;          /* static files served on the provider port; NULL: none */
     struct json_t *config;        /* keeps the strings borrowed from the configuration file */
+    /* With filesystem_count > 0, only these names may be attached. */
+    struct gateway_filesystem filesystems[GATEWAY_MAX_FILESYSTEMS];
+    size_t filesystem_count;
 };
 
 /* Fills `opt` from the configuration file, then argv. Returns 0 to run (or to check, with

@@ -7,8 +7,8 @@
 
 #include "gateway.h"
 
-/* What a long option (its name without "--") takes. */
-enum option_arg { OPTION_ARG_NONE, OPTION_ARG_VALUE, OPTION_ARG_UNKNOWN };
+/* What a long option (its name without "--") takes; LIST: a value, and it may be repeated. */
+enum option_arg { OPTION_ARG_NONE, OPTION_ARG_VALUE, OPTION_ARG_LIST, OPTION_ARG_UNKNOWN };
 enum option_arg options_arg_kind(const char *name);
 
 /* Sets the long option `name` to `value` (NULL for an option without argument). `origin` names

@@ -97,6 +97,10 @@ static void usage(FILE *out)
             "      --user NAME         after opening the ports, run as this user (mounts then\n"
             "                          go through fusermount3)\n"
             "      --group NAME        ... and this group (default: the user's group)\n"
+            "      --filesystem NAME[=DIR]\n"
+            "                          accept only the names given with this option (repeat\n"
+            "                          it; a list in the configuration file); NAME mounts at\n"
+            "                          DIR, or at <mount root>/NAME without one\n"
             "\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
@@ -168,6 +172,7 @@ enum {
     OPT_ALLOW_OTHER,
     OPT_USER,
     OPT_GROUP,
+    OPT_FILESYSTEM,
 };
 
 static const struct option long_options[] = {
@@ -200,10 +205,45 @@ static const struct option long_options[] = {
     {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
+    {"filesystem", required_argument, NULL, OPT_FILESYSTEM},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+/* --filesystem NAME[=DIR]: a name the gateway accepts and, optionally, where it mounts. */
+static int add_filesystem(const char *origin, const char *arg, struct gateway_options *opt)
+{
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    struct gateway_filesystem *fs = &opt->filesystems[opt->filesystem_count];
+    if (opt->filesystem_count == GATEWAY_MAX_FILESYSTEMS) {
+        fprintf(stderr, "webfused: %s: at most %d filesystems\n", origin, GATEWAY_MAX_FILESYSTEMS);
+        return -EINVAL;
+    }
+    if (len >= sizeof(fs->name) || (memcpy(fs->name, arg, len), fs->name[len] = '\0',
+                                    !session_name_valid(fs->name))) {
+        fprintf(stderr,
+                "webfused: %s must be NAME[=DIR], NAME 1-64 of A-Z a-z 0-9 . _ - (not . or ..), "
+                "not \"%s\"\n",
+                origin, arg);
+        return -EINVAL;
+    }
+    if (eq && eq[1] != '/') {
+        fprintf(stderr, "webfused: %s: the mount point of %s must be an absolute path, not \"%s\"\n",
+                origin, fs->name, eq + 1);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < opt->filesystem_count; i++) {
+        if (strcmp(opt->filesystems[i].name, fs->name) == 0) {
+            fprintf(stderr, "webfused: %s: %s is listed twice\n", origin, fs->name);
+            return -EINVAL;
+        }
+    }
+    fs->mountpoint = eq ? eq + 1 : NULL;
+    opt->filesystem_count++;
+    return 0;
+}
 
 /* A header name: 1-64 characters of A-Z a-z 0-9 and '-'. */
 static bool header_name_valid(const char *name)
@@ -286,6 +326,8 @@ static int apply_security_option(int c, const char *origin, const char *arg,
     case OPT_ALLOW_OTHER:
         opt->allow_other = true;
         return 0;
+    case OPT_FILESYSTEM:
+        return add_filesystem(origin, arg, opt);
     default:
         return -ENOENT;
     }
@@ -431,6 +473,8 @@ enum option_arg options_arg_kind(const char *name)
     const struct option *o = option_by_name(name);
     if (!o)
         return OPTION_ARG_UNKNOWN;
+    if (o->val == OPT_FILESYSTEM)
+        return OPTION_ARG_LIST;
     return o->has_arg == no_argument ? OPTION_ARG_NONE : OPTION_ARG_VALUE;
 }
 

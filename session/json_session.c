@@ -69,6 +69,8 @@ static int attach_error_status(int error)
     case -EACCES:
     case -EPERM:
         return CODEC_JSON_BAD_ACCESS_DENIED;
+    case -ENOENT:
+        return CODEC_JSON_BAD_NOENTRY;
     default:
         return CODEC_JSON_BAD;
     }
@@ -90,6 +92,8 @@ static void json_add_filesystem(struct session *s, const struct codec_json_msg *
         snprintf(why, sizeof(why), "not authenticated");
     else if (error == -EPERM)
         snprintf(why, sizeof(why), "user \"%s\" may not attach it", s->auth.user);
+    else if (error == -ENOENT)
+        snprintf(why, sizeof(why), "not a filesystem this gateway accepts");
     else if (error == -EMFILE)
         snprintf(why, sizeof(why), "too many filesystems (limit %zu)",
                  s->hub->config.max_filesystems);
@@ -97,7 +101,7 @@ static void json_add_filesystem(struct session *s, const struct codec_json_msg *
         snprintf(why, sizeof(why), "%s", strerror(-error));
     log_warn("session %llu: refused filesystem \"%.64s\" (remote %s): %s",
              (unsigned long long)s->id, name, s->remote, why);
-    bool denied = error == -EACCES || error == -EPERM;
+    bool denied = error == -EACCES || error == -EPERM || error == -ENOENT;
     session_emit(s, denied ? SESSION_EVENT_ATTACH_DENIED : SESSION_EVENT_ATTACH_FAILED, name, NULL,
                  why);
     json_send_error(s, id, attach_error_status(error));

@@ -474,6 +474,21 @@ static const struct fusebridge_callbacks fs_callbacks = {
     .on_closed = fs_on_closed,
 };
 
+/* With --filesystem, only the names listed may be attached, each at its own mount point. */
+static int fixed_lookup(const struct session_hub_config *config, const char *name,
+                        const char **mountpoint)
+{
+    if (config->fixed_count == 0)
+        return 0;
+    for (size_t i = 0; i < config->fixed_count; i++) {
+        if (strcmp(config->fixed[i].name, name) == 0) {
+            *mountpoint = config->fixed[i].mountpoint;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 struct filesystem *session_attach(struct session *s, const char *name, int64_t reply_id, int *error)
 {
     struct session_hub *hub = s->hub;
@@ -484,6 +499,9 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         *error = -ESHUTDOWN;
     else /* before the others: whoever may not attach learns nothing about names in use */
         *error = session_auth_may_attach(s, name);
+    const char *fixed_mountpoint = NULL;
+    if (*error == 0)
+        *error = fixed_lookup(&hub->config, name, &fixed_mountpoint);
     if (*error == 0 && s->filesystem_count >= hub->config.max_filesystems)
         *error = -EMFILE;
     else if (*error == 0 && session_hub_name_taken(hub, name))
@@ -499,7 +517,10 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
     strcpy(fs->name, name);
     fs->session = s;
     fs->reply_id = reply_id;
-    snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s/%s", hub->mount_root, name);
+    if (fixed_mountpoint)
+        snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", fixed_mountpoint);
+    else
+        snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s/%s", hub->mount_root, name);
     struct fusebridge_options options = {
         .mountpoint = fs->mountpoint,
         .fsname = name,

@@ -153,6 +153,13 @@ struct auth_users;
 #define SESSION_DEFAULT_IDLE_TIMEOUT_SEC 30
 #define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
 
+/* A filesystem name the gateway accepts, and where it mounts (NULL: <mount_root>/<name>). */
+struct session_fixed_fs {
+    const char *name;
+    const char *mountpoint;
+};
+#define SESSION_MAX_FIXED 64
+
 struct session_hub_config {
     const char *mount_root; /* filesystems mount at <mount_root>/<name> */
     unsigned timeout_ms;    /* per provider request */
@@ -168,6 +175,10 @@ struct session_hub_config {
      * and attach only the names listed for them. Borrowed: must outlive the hub. */
     const struct auth_users *users;
     const char *auth_header; /* webfuse2: the HTTP header with the token (NULL: the default) */
+    /* With fixed_count > 0, only these names may be attached (others: -ENOENT), each at its
+     * mount point. Borrowed: must outlive the hub. */
+    const struct session_fixed_fs *fixed;
+    size_t fixed_count;
 };
 
 /* Loop thread. `loop` must outlive the hub. Returns 0 or a negative errno. */

@@ -260,6 +260,11 @@ static void wf2_attach(struct session *s, const char *name)
                  name);
         event = SESSION_EVENT_ATTACH_DENIED;
         break;
+    case -ENOENT:
+        snprintf(reason, sizeof(reason), "\"%.64s\" is not a filesystem this gateway accepts",
+                 name);
+        event = SESSION_EVENT_ATTACH_DENIED;
+        break;
     case -EINVAL:
         snprintf(reason, sizeof(reason), "invalid filesystem name \"%.64s%s\"", name,
                  strlen(name) > 64 ? "..." : "");

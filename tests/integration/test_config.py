@@ -148,6 +148,10 @@ def errors_name_the_key_and_the_file(env):
         ({"db": ""}, ['key "db"', "file name"]),
         ({"config": "/etc/other"}, ['unknown key "config"']),
         ({"help": True}, ['unknown key "help"']),
+        ({"filesystem": ["ok", "../x"]}, ['key "filesystem"', "NAME[=DIR]"]),
+        ({"filesystem": ["fw=relative"]}, ['key "filesystem"', "absolute path"]),
+        ({"filesystem": ["fw", "fw=/tmp/x"]}, ['key "filesystem"', "listed twice"]),
+        ({"filesystem": [True]}, ['key "filesystem"', "item 0 must be a string"]),
         ("[1, 2]", ["one JSON object"]),
         ('{"port": 1,', ["webfused.conf:1:"]),
         ('{"port": 8001, "port": 8002}', ["duplicate"]),
@@ -200,6 +204,7 @@ def valid_values(env):
         "auth-file": users, "auth-header": "X-Device-Token", "max-sessions": 3,
         "max-filesystems": 2, "max-pending": 16, "max-path": 256, "idle-timeout": 5,
         "allow-other": True, "user": "nobody", "group": "nogroup",
+        "filesystem": ["firmware=" + env.path("fw"), "logs"],
     }
 
 
@@ -270,6 +275,40 @@ def security_keys_take_effect(env):
         del os.environ["WEBFUSE_PASSWORD"]
     with open(os.path.join(root, "cfg", "f"), "rb") as f:
         check_equal(f.read(), b"behind TLS and a login\n", "bytes through the mount")
+
+
+@suite.test
+def fixed_filesystems_only(env):
+    fixed_dir = env.path("firmware-here")
+    port, root = harness.free_port(), env.mkdir("root")
+    admin_port = harness.free_port()
+    path = write_config(env, {"port": port, "mount-root": root, "admin-port": admin_port,
+                              "admin-token-file": env.path("tok"), "db": env.path("h.db"),
+                              "filesystem": ["firmware=" + fixed_dir, "logs"]})
+    d = start_from_config(env, path, port, root, admin_port, env.path("tok"), env.path("h.db"))
+    src = env.mkdir("src")
+    with open(os.path.join(src, "image.bin"), "wb") as f:
+        f.write(b"fixed place\n")
+    env.start_webfuse2_provider(d, "firmware", src,
+                                url="ws://127.0.0.1:%d/firmware" % port, wait=False)
+    harness.wait_mounted(fixed_dir, 10.0)
+    with open(os.path.join(fixed_dir, "image.bin"), "rb") as f:
+        check_equal(f.read(), b"fixed place\n", "read at the fixed mount point")
+    env.start_webfuse2_provider(d, "logs", src)  # no DIR: under the mount root
+    refused = env.start_webfuse2_provider(d, "other", src, wait=False)
+    check_equal(refused.wait(20), 1, "a name not listed is refused")
+    check("is not a filesystem this gateway accepts" in refused.log_text(),
+          "the provider hears why: %s" % refused.log_text())
+    fake = env.fake(d)
+    answer = fake.add_filesystem("other", {})
+    check_equal(answer.get("error", {}).get("code"), 101, "JSON: code for a name not listed")
+    events = d.api_ok("GET", "/api/v1/events?limit=50")["events"]
+    check(any(e["kind"] == "attach_denied" and e.get("filesystem") == "other" for e in events),
+          "attach_denied events for the refused name: %r" % events)
+    mounts = {f["name"]: f["mountpoint"] for f in d.api_ok("GET", "/api/v1/filesystems")[
+        "filesystems"]}
+    check_equal(mounts, {"firmware": fixed_dir, "logs": os.path.join(root, "logs")},
+                "mount points")
 
 
 class LogReader(threading.Thread):
