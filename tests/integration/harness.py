@@ -47,6 +47,9 @@ DEFAULT_TEST_BUDGET = 60.0
 
 SKIP_EXIT = 77
 
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: |"
+                              r"WARNING: ThreadSanitizer")
+
 
 class TestFailure(AssertionError):
     pass
@@ -739,6 +742,18 @@ class Env:
             problems.append("mounts still present: %s" % mounts_under(self.dir))
         return problems
 
+    def sanitizer_reports(self):
+        """Reports AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer wrote into the
+        logs of the processes this test started (builds with -DWEBFUSE_SANITIZE=ON): each one is
+        a bug, even when the test's own checks passed."""
+        reports = []
+        for p in self.processes:
+            for line in p.log_text().splitlines():
+                if SANITIZER_REPORT.search(line):
+                    reports.append("%s (pid %d): %s" % (p.name, p.pid, line.strip()))
+                    break
+        return reports
+
     def remove(self):
         """Deletes the test's directory (logs included) unless something is still mounted."""
         if not mounts_under(self.dir):
@@ -894,6 +909,9 @@ class Suite:
         finally:
             timer.cancel()
         problems = env.teardown()
+        reports = env.sanitizer_reports()
+        if reports and error is None:
+            error = "sanitizer reports (see the logs below):\n" + "\n".join(reports)
         elapsed = time.monotonic() - start
         if timed_out.is_set():
             error = ("test ran longer than its budget of %.0f s; everything was killed\n%s"
