@@ -190,7 +190,7 @@ int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
         .admin_token_file = DEFAULT_ADMIN_TOKEN_FILE,
         .db_path = DEFAULT_DB,
     };
-    optind = 1;
+    optind = 0; /* glibc: 0 starts getopt afresh, forgetting a previous parse's position */
     int c;
     while ((c = getopt_long(argc, argv, "p:b:m:t:l:hV", long_options, NULL)) != -1) {
         if (c == 'h') {

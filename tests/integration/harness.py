@@ -570,6 +570,7 @@ class Env:
         self.processes = []
         self.fakes = []
         self.cleanups = []
+        self.sanitizer_reports = []
         self._lock = threading.Lock()
 
     def path(self, *parts):
@@ -732,6 +733,9 @@ class Env:
             p.kill()
         for p in [p for p in self.processes if isinstance(p, Daemon)]:
             p.stop(grace=6.0)
+        self.sanitizer_reports = [
+            "%s (pid %d): %s" % (p.name, p.pid, line) for p in self.processes
+            for line in sanitizer_report_lines(p.log_text())]
         left = unmount_all_under(self.dir)
         if left:
             problems.append("unmounted leftovers: %s" % ", ".join(left))
@@ -743,6 +747,15 @@ class Env:
         """Deletes the test's directory (logs included) unless something is still mounted."""
         if not mounts_under(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
+
+
+def sanitizer_report_lines(text):
+    """The lines where AddressSanitizer, LeakSanitizer or UBSan reported something (builds with
+    -DWEBFUSE_SANITIZE=ON): any of them fails the test whose process wrote it."""
+    return [line for line in text.splitlines() if _SANITIZER_REPORT.search(line)]
 
 
 # ---- the runner ---------------------------------------------------------------------------------
@@ -895,6 +908,9 @@ class Suite:
             timer.cancel()
         problems = env.teardown()
         elapsed = time.monotonic() - start
+        if env.sanitizer_reports and error is None:
+            error = "a sanitizer reported a bug (full report in the log below):\n  %s" % (
+                "\n  ".join(env.sanitizer_reports))
         if timed_out.is_set():
             error = ("test ran longer than its budget of %.0f s; everything was killed\n%s"
                      % (budget, error or ""))
