@@ -23,6 +23,10 @@
 #define ADMIN_MAX_BODY (8 * 1024)
 /* Longest request path accepted; longer ones get 404 (no route is that long). */
 #define ADMIN_PATH_MAX 512
+/* Query arguments kept per request, and the longest one ("name=value"); no endpoint takes more
+ * than three, so more, or longer ones, are refused with 400. */
+#define ADMIN_ARGS_MAX 8
+#define ADMIN_ARG_MAX 128
 /* A close reason must fit a websocket close frame (123 bytes) with room to spare. */
 #define ADMIN_REASON_MAX 120
 /* Paging of history: default and largest page. */
@@ -43,6 +47,10 @@ int admin_token_load(const char *path, char *token, size_t cap);
 /* Compares in time that depends only on the expected token's length, never on where the first
  * difference is or on how long the presented token is. */
 bool admin_token_equal(const char *expected, const char *given, size_t given_len);
+
+/* Whether the value of an Authorization header is "Bearer <expected>" (the scheme's case and the
+ * spaces around the token do not matter). Compares as admin_token_equal does. */
+bool admin_authorization_valid(const char *expected, const char *value);
 
 /* mkdir -p with `mode` for the directories it creates. Returns 0 or a negative errno. */
 int admin_mkdir_parents(const char *dir, mode_t mode);
@@ -151,9 +159,13 @@ struct admin {
  * registry query is then still out, the query's completion frees it. */
 struct admin_req {
     struct admin *admin;
-    struct lws *wsi; /* NULL once the connection closed */
+    struct lws *wsi; /* NULL once the connection closed, or when driven without one (fuzzing) */
+    bool orphaned;   /* its connection closed while a registry query was out */
     int method;      /* LWSHUMETH_* */
     char path[ADMIN_PATH_MAX];
+    char args[ADMIN_ARGS_MAX][ADMIN_ARG_MAX]; /* query arguments, "name=value", URL-decoded */
+    size_t arg_count;
+    bool args_overflow; /* more than ADMIN_ARGS_MAX arguments, or one too long */
     char remote[64];
     char *body;
     size_t body_len;
@@ -178,6 +190,23 @@ struct admin_req {
 /* http.c */
 int admin_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len);
+
+/* The headers of a request that decide how it is read; NULL when absent. */
+struct admin_headers {
+    const char *authorization;
+    const char *content_length;
+    bool chunked; /* a Transfer-Encoding header came */
+};
+
+/* The transport's three steps for one request, free of sockets so that they can be driven
+ * directly (tests/fuzz/fuzz_admin.c). Start: req's admin, wsi, method, path, args and remote are
+ * filled in; checks the token and the body's size, then answers, routes, or waits for a body.
+ * Body: a piece of the body (-1: more than Content-Length announced: close the connection).
+ * Done: the body is complete: route. Each returns 0, or -1 when the connection must close. */
+int admin_request_start(struct admin_req *req, const struct admin_headers *headers);
+int admin_request_body(struct admin_req *req, const void *in, size_t len);
+void admin_request_body_done(struct admin_req *req);
+
 /* Loop thread. Responses: each takes ownership of what it is given, and the request's
  * connection is asked for a writeable callback (unless it is gone). */
 void admin_respond(struct admin_req *req, unsigned status, const char *content_type, char *body,

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "log.h"
 
@@ -177,41 +176,41 @@ static void http_release(struct admin_req **slot)
         return;
     *slot = NULL;
     req->wsi = NULL;
-    if (!req->waiting)
+    if (req->waiting)
+        req->orphaned = true;
+    else
         admin_req_free(req);
 }
 
-static bool header_value(struct lws *wsi, enum lws_token_indexes token, char *buf, size_t cap)
+/* A copy of a header's value; NULL when it is absent or longer than cap - 1. */
+static const char *header_value(struct lws *wsi, enum lws_token_indexes token, char *buf,
+                                size_t cap)
 {
     int total = lws_hdr_total_length(wsi, token);
     if (total <= 0 || (size_t)total >= cap)
-        return false;
-    return lws_hdr_copy(wsi, buf, (int)cap, token) >= 0;
+        return NULL;
+    return lws_hdr_copy(wsi, buf, (int)cap, token) >= 0 ? buf : NULL;
 }
 
-static bool authorized(struct admin_req *req)
+/* The query arguments, as libwebsockets split (on '&') and URL-decoded them. */
+static void copy_args(struct admin_req *req)
 {
-    char value[ADMIN_TOKEN_MAX + 32];
-    int total = lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (total <= 0 || (size_t)total >= sizeof(value) ||
-        lws_hdr_copy(req->wsi, value, sizeof(value), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-        return false;
-    if (strncasecmp(value, "Bearer ", 7) != 0)
-        return false;
-    const char *given = value + 7;
-    while (*given == ' ')
-        given++;
-    size_t len = strlen(given);
-    while (len > 0 && given[len - 1] == ' ')
-        len--;
-    bool ok = admin_token_equal(req->admin->token, given, len);
-    explicit_bzero(value, sizeof(value));
-    return ok;
+    for (int i = 0;; i++) {
+        int len = lws_hdr_fragment_length(req->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (len <= 0)
+            return;
+        if (req->arg_count == ADMIN_ARGS_MAX || (size_t)len >= ADMIN_ARG_MAX ||
+            lws_hdr_copy_fragment(req->wsi, req->args[req->arg_count], ADMIN_ARG_MAX,
+                                  WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            req->args_overflow = true;
+            return;
+        }
+        req->arg_count++;
+    }
 }
 
-static void refuse_token(struct admin_req *req)
+static void refuse_token(struct admin_req *req, bool presented)
 {
-    bool presented = lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
     const char *why = presented ? "wrong admin token" : "missing admin token";
     req->admin->auth_failures++;
     log_warn("admin: %s from %s for %s", why, req->remote, req->path);
@@ -219,7 +218,53 @@ static void refuse_token(struct admin_req *req)
     admin_respond_error(req, 401, "%s: send \"Authorization: Bearer <token>\"", why);
 }
 
-/* Headers are in: check the token and the body's size, then route or wait for the body. */
+int admin_request_start(struct admin_req *req, const struct admin_headers *headers)
+{
+    unsigned long long length = 0;
+    if (headers->content_length) {
+        char *end;
+        length = strtoull(headers->content_length, &end, 10);
+        if (end == headers->content_length || *end != '\0') {
+            req->close_after = true;
+            admin_respond_error(req, 400, "bad Content-Length");
+            return 0;
+        }
+    } else if (headers->chunked) {
+        req->close_after = true;
+        admin_respond_error(req, 411, "a request body needs a Content-Length");
+        return 0;
+    }
+    bool health = strcmp(req->path, "/healthz") == 0;
+    if (!health && !(headers->authorization &&
+                     admin_authorization_valid(req->admin->token, headers->authorization))) {
+        req->close_after = length > 0;
+        refuse_token(req, headers->authorization != NULL);
+        return 0;
+    }
+    if (length > ADMIN_MAX_BODY) {
+        req->close_after = true;
+        if (length > ADMIN_DISCARD_MAX) {
+            admin_respond_error(req, 413, "request body over %d bytes", ADMIN_MAX_BODY);
+            return 0;
+        }
+        req->body_expected = (size_t)length; /* read and dropped; the 413 follows */
+        return 0;
+    }
+    if (length > 0) {
+        req->body = malloc((size_t)length + 1);
+        if (!req->body)
+            return -1;
+        req->body_expected = (size_t)length;
+        return 0; /* routed by admin_request_body_done */
+    }
+    if (req->admin->closing)
+        admin_respond_error(req, 503, "webfused is shutting down");
+    else
+        admin_route(req);
+    return 0;
+}
+
+/* Headers are in: make the request, then let admin_request_start decide. */
 static int http_on_request(struct admin *admin, struct lws *wsi, struct admin_req **slot,
                            const char *uri, size_t len)
 {
@@ -237,56 +282,27 @@ static int http_on_request(struct admin *admin, struct lws *wsi, struct admin_re
         len = sizeof(req->path) - 1;
     memcpy(req->path, uri, len);
     req->path[len] = '\0';
+    copy_args(req);
     if (!lws_get_peer_simple(wsi, req->remote, sizeof(req->remote)))
         snprintf(req->remote, sizeof(req->remote), "?");
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, ADMIN_QUERY_TIMEOUT_S);
 
-    char value[32];
-    bool has_length = header_value(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, value, sizeof(value));
-    unsigned long long length = 0;
-    if (has_length) {
-        char *end;
-        length = strtoull(value, &end, 10);
-        if (end == value || *end != '\0') {
-            req->close_after = true;
-            admin_respond_error(req, 400, "bad Content-Length");
-            return 0;
-        }
-    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-        req->close_after = true;
-        admin_respond_error(req, 411, "a request body needs a Content-Length");
-        return 0;
-    }
-    bool health = strcmp(req->path, "/healthz") == 0;
-    if (!health && !authorized(req)) {
-        req->close_after = length > 0;
-        refuse_token(req);
-        return 0;
-    }
-    if (length > ADMIN_MAX_BODY) {
-        req->close_after = true;
-        if (length > ADMIN_DISCARD_MAX) {
-            admin_respond_error(req, 413, "request body over %d bytes", ADMIN_MAX_BODY);
-            return 0;
-        }
-        req->body_expected = (size_t)length; /* read and dropped; the 413 follows */
-        return 0;
-    }
-    if (length > 0) {
-        req->body = malloc((size_t)length + 1);
-        if (!req->body)
-            return -1;
-        req->body_expected = (size_t)length;
-        return 0; /* routed at LWS_CALLBACK_HTTP_BODY_COMPLETION */
-    }
-    if (admin->closing)
-        admin_respond_error(req, 503, "webfused is shutting down");
-    else
-        admin_route(req);
-    return 0;
+    char length[32], authorization[ADMIN_TOKEN_MAX + 32];
+    struct admin_headers headers = {
+        .content_length = header_value(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, length, sizeof(length)),
+        .chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0,
+        .authorization =
+            header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, authorization, sizeof(authorization)),
+    };
+    /* A header too long to be ours is still a token presented. */
+    if (!headers.authorization && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
+        headers.authorization = "";
+    int rc = admin_request_start(req, &headers);
+    explicit_bzero(authorization, sizeof(authorization));
+    return rc;
 }
 
-static int http_on_body(struct admin_req *req, const void *in, size_t len)
+int admin_request_body(struct admin_req *req, const void *in, size_t len)
 {
     if (!req->body) /* oversized: dropped */
         return 0;
@@ -297,7 +313,7 @@ static int http_on_body(struct admin_req *req, const void *in, size_t len)
     return 0;
 }
 
-static void http_on_body_done(struct admin_req *req)
+void admin_request_body_done(struct admin_req *req)
 {
     if (req->responded)
         return;
@@ -326,10 +342,10 @@ int admin_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_HTTP:
         return http_on_request(admin, wsi, slot, in ? in : "", in ? strlen(in) : 0);
     case LWS_CALLBACK_HTTP_BODY:
-        return *slot ? http_on_body(*slot, in, len) : -1;
+        return *slot ? admin_request_body(*slot, in, len) : -1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (*slot)
-            http_on_body_done(*slot);
+            admin_request_body_done(*slot);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!*slot || !(*slot)->responded)

@@ -35,22 +35,19 @@ struct param {
     char value[64];
 };
 
-/* Fills params from the query string. Unknown, repeated or overlong parameters are refused with
- * 400 (the response is sent); returns false then. */
+/* Fills params from the query arguments. Unknown, repeated or overlong parameters are refused
+ * with 400 (the response is sent); returns false then. */
 static bool parse_query(struct admin_req *req, struct param *params, size_t count)
 {
-    char fragment[128];
-    for (int i = 0;; i++) {
-        int len = lws_hdr_fragment_length(req->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (len <= 0)
-            return true;
-        if ((size_t)len >= sizeof(fragment) ||
-            lws_hdr_copy_fragment(req->wsi, fragment, sizeof(fragment), WSI_TOKEN_HTTP_URI_ARGS,
-                                  i) < 0) {
-            admin_respond_error(req, 400, "query parameter too long");
-            return false;
-        }
-        char *eq = strchr(fragment, '=');
+    if (req->args_overflow) {
+        admin_respond_error(req, 400, "query too long: at most %d parameters of %d bytes",
+                            ADMIN_ARGS_MAX, ADMIN_ARG_MAX - 1);
+        return false;
+    }
+    for (size_t i = 0; i < req->arg_count; i++) {
+        char name[ADMIN_ARG_MAX];
+        snprintf(name, sizeof(name), "%s", req->args[i]);
+        char *eq = strchr(name, '=');
         const char *value = "";
         if (eq) {
             *eq = '\0';
@@ -58,10 +55,10 @@ static bool parse_query(struct admin_req *req, struct param *params, size_t coun
         }
         struct param *p = NULL;
         for (size_t k = 0; k < count; k++)
-            if (strcmp(params[k].name, fragment) == 0)
+            if (strcmp(params[k].name, name) == 0)
                 p = &params[k];
         if (!p) {
-            admin_respond_error(req, 400, "unknown query parameter \"%.64s\"", fragment);
+            admin_respond_error(req, 400, "unknown query parameter \"%.64s\"", name);
             return false;
         }
         if (p->present) {
@@ -75,6 +72,7 @@ static bool parse_query(struct admin_req *req, struct param *params, size_t coun
         p->present = true;
         strcpy(p->value, value);
     }
+    return true;
 }
 
 /* A decimal integer in [min, max]; no sign, no spaces. */
@@ -206,7 +204,7 @@ void admin_registry_done(struct registry_job *job, void *arg)
 {
     struct admin *admin = arg;
     struct admin_req *req = job->owner;
-    if (!req->wsi) { /* the client went away while the query ran */
+    if (req->orphaned) { /* the client went away while the query ran */
         admin_req_free(req);
         registry_job_free(job);
         return;

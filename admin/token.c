@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -194,6 +195,19 @@ bool admin_token_equal(const char *expected, const char *given, size_t given_len
         diff |= (unsigned char)expected[i] ^ g;
     }
     return diff == 0;
+}
+
+bool admin_authorization_valid(const char *expected, const char *value)
+{
+    if (strncasecmp(value, "Bearer ", 7) != 0)
+        return false;
+    const char *given = value + 7;
+    while (*given == ' ')
+        given++;
+    size_t len = strlen(given);
+    while (len > 0 && given[len - 1] == ' ')
+        len--;
+    return admin_token_equal(expected, given, len);
 }
 
 void admin_time_now(char *buf, size_t cap)

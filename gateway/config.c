@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -76,8 +77,29 @@ static int apply_key(struct gateway_options *opt, const char *path, const char *
     return options_set(opt, key, text, origin);
 }
 
+/* A configuration is a small regular file: anything else (a device, a FIFO, a huge file) is a
+ * mistake, and reading it could take forever. */
+#define CONFIG_MAX_SIZE (1024 * 1024)
+
+static int config_check_file(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "webfused: %s: %s\n", path, strerror(errno));
+        return -EINVAL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_SIZE) {
+        fprintf(stderr, "webfused: %s: must be a regular file of at most %d bytes\n", path,
+                CONFIG_MAX_SIZE);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int config_apply_file(struct gateway_options *opt, const char *path)
 {
+    if (config_check_file(path) != 0)
+        return -EINVAL;
     json_error_t error;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &error);
     if (!root) {

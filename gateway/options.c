@@ -531,7 +531,7 @@ static const char *config_path(int argc, char **argv)
 
 static int parse_command_line(int argc, char **argv, struct gateway_options *opt)
 {
-    optind = 1;
+    optind = 0; /* glibc: 0 starts getopt afresh, forgetting a previous parse's position */
     int c;
     while ((c = getopt_long(argc, argv, "c:p:b:m:t:l:hV", long_options, NULL)) != -1) {
         if (c == 'h') {

@@ -441,6 +441,7 @@ static void fs_on_gone(struct fusebridge_mount *mount, void *user)
         return;
     /* Gone by hand (fusermount3 -u): the provider must not go on believing it is attached. */
     fs->state = FS_CLOSING;
+    fs->detach_reason = "unmounted on the device";
     if (s->protocol->path_based) {
         char reason[100];
         snprintf(reason, sizeof(reason), "filesystem %s was unmounted on the device", fs->name);
@@ -458,7 +459,7 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
     log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
              s->remote);
     if (fs->mounted_since)
-        session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, NULL);
+        session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, fs->detach_reason);
     else
         session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint, "mount failed");
     fs_unlink(s, fs);

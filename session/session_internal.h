@@ -32,6 +32,8 @@ struct filesystem {
     uint64_t bytes_written;
     bool ready;       /* its mount has queued ops that were not popped yet */
     int64_t reply_id; /* JSON: the add_filesystem request to answer once mounted */
+    /* Why it was detached, for the history, when the event does not say it (static). */
+    const char *detach_reason;
     char mountpoint[4096];
     char name[];
 };

@@ -14,19 +14,39 @@ wants to go wrong.
 Handlers run on the fake's reader thread as handler(fake, msg) and return one of: a dict with
 "result" or "error" (sent with the request's id), NO_REPLY, Raw(text[, fragments]) (sent as is),
 or DEFAULT (let the in-memory tree answer).
+
+FakeWebfuse2 does the same for the webfuse2 protocol: it serves a real directory (through
+pyprovider's Provider) unless a handler for the request's type says otherwise:
+
+    fake = FakeWebfuse2(daemon.port, "name", directory)
+    fake.handlers["read"] = lambda fake, req: NO_REPLY   # req: Request (id, type, path, ...)
+    fake.handlers["getattr"] = lambda fake, req: Raw(struct.pack("!IBi", req.id, 0x82, 0)[:7])
+
+Run as a program, this file is a provider process that stalls (never answers) at a chosen
+request, prints "stalled <type> <path>" and waits to be killed: the tests SIGKILL it there.
+
+    python3 fakeprovider.py --port N --protocol webfuse2 --name NAME --path DIR \
+        [--stall TYPE[:PATH[:OFFSET]]]
+    python3 fakeprovider.py --port N --protocol json --name NAME --path DIR \
+        [--stall METHOD[:NAME]] [--no-attach]
 """
 
+import argparse
 import base64
 import json
 import os
 import socket
 import stat
 import struct
+import sys
 import threading
 import time
 
-import harness
-import wstest
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import pyprovider  # noqa: E402
+import wstest  # noqa: E402
 
 NO_REPLY = object()
 DEFAULT = object()
@@ -382,3 +402,193 @@ def tree_from_directory(path):
             with open(full, "rb") as f:
                 children[name] = File(f.read(), stat.S_IMODE(s.st_mode), int(s.st_mtime))
     return Dir(children, stat.S_IMODE(st.st_mode), int(st.st_mtime))
+
+
+# ---- webfuse2 ---------------------------------------------------------------------------------
+
+WF2_TYPES = {v: k for k, v in pyprovider.NAMES.items()}
+WF2_RESPONSE = 0x80
+
+
+class Request:
+    """A webfuse2 request as the fake received it: id, type (name), path, and for read and
+    write, size, offset (and data); `raw` is the whole message."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.id, code = struct.unpack("!IB", raw[:5])
+        self.code = code
+        self.type = pyprovider.NAMES.get(code, hex(code))
+        self.path = self.size = self.offset = None
+        r = pyprovider.Reader(raw)
+        try:
+            if self.type not in ("symlink", "getcreds"):
+                self.path = r.str()
+            if self.type == "read":
+                self.size, self.offset = r.u32(), r.u64()
+            elif self.type == "write":
+                data = r.bytes()
+                self.size, self.offset = len(data), r.u64()
+        except ValueError:
+            pass
+
+    def answer(self, result, rest=b"", code=None):
+        """A response with this request's id: type (default: this one's), result, fields."""
+        return struct.pack("!IBi", self.id, WF2_RESPONSE | (self.code if code is None else code),
+                           result) + rest
+
+
+class FakeWebfuse2:
+    """A webfuse2 provider in this process: connects to ws://127.0.0.1:PORT/NAME and serves
+    `root` correctly, except where self.handlers[type name](fake, Request) returns NO_REPLY,
+    Raw(bytes[, fragments]) or bytes (sent as one message); DEFAULT serves it."""
+
+    def __init__(self, port, name, root, read_only=False):
+        self.ws, _ = wstest.connect("127.0.0.1", port, "/" + name, subprotocol="webfuse2",
+                                    timeout=5)
+        self.provider = pyprovider.Provider(root, read_only)
+        self.handlers = {}
+        self.requests = []
+        self.closed = threading.Event()
+        self.close_code = self.close_reason = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._read_loop, daemon=True, name="fakewf2")
+        self._thread.start()
+
+    def _read_loop(self):
+        while not self._stop:
+            try:
+                kind, msg = self.ws.recv_message(timeout=30)
+            except TimeoutError:
+                continue
+            except wstest.Closed as e:
+                self.close_code, self.close_reason = e.code, e.reason
+                break
+            except (OSError, ValueError):
+                break
+            if kind != "binary" or len(msg) < 5:
+                continue
+            req = Request(msg)
+            self.requests.append(req)
+            handler = self.handlers.get(req.type)
+            reply = handler(self, req) if handler else DEFAULT
+            self.reply(req, reply)
+        self.closed.set()
+
+    def reply(self, req, reply):
+        if reply is NO_REPLY or reply is None:
+            return
+        if reply is DEFAULT:
+            reply = self.provider.answer(req.raw)
+            if reply is None:
+                return
+        parts = [reply]
+        if isinstance(reply, Raw):
+            parts = split(reply.text, reply.fragments)
+        try:
+            for i, part in enumerate(parts):
+                self.ws.send_frame(wstest.OP_BINARY if i == 0 else wstest.OP_CONT, part,
+                                   fin=i == len(parts) - 1)
+        except OSError:
+            pass
+
+    def requests_of(self, type_name):
+        return [r for r in list(self.requests) if r.type == type_name]
+
+    def abort(self):
+        """Dies like a killed process: the connection ends without a close frame."""
+        self._stop = True
+        try:
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ws.abort()
+        self._thread.join(5)
+
+
+# ---- as a program: a provider that stalls, to be killed there ---------------------------------
+
+
+def _stall_matcher(spec):
+    """TYPE[:PATH[:OFFSET]] -> fn(type, path or name, offset) telling whether to stall."""
+    if not spec:
+        return lambda *args: False
+    parts = spec.split(":")
+    kind = parts[0]
+    where = parts[1] if len(parts) > 1 and parts[1] else None
+    offset = int(parts[2]) if len(parts) > 2 else 0
+
+    def match(t, path, off):
+        return t == kind and (where is None or path == where) and (off or 0) >= offset
+    return match
+
+
+def _announce(text):
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _stall_forever():
+    while True:
+        time.sleep(3600)
+
+
+def _main_webfuse2(args, stall):
+    fake = FakeWebfuse2(args.port, args.name, args.path)
+
+    def handler(f, req):
+        if stall(req.type, req.path, req.offset):
+            _announce("stalled %s %s" % (req.type, req.path))
+            return NO_REPLY
+        return DEFAULT
+
+    for t in pyprovider.NAMES.values():
+        fake.handlers[t] = handler
+    _announce("connected")
+    fake.closed.wait()
+
+
+def _main_json(args, stall):
+    fake = FakeProvider(args.port)
+    fs = FakeFS(tree_from_directory(args.path))
+    inode_names = {}
+    for name, node in fs.root.children.items():
+        inode_names[node.inode] = name
+
+    def handler(f, msg):
+        params = msg["params"]
+        name = params[2] if msg["method"] == "lookup" else inode_names.get(params[1], "/")
+        offset = params[3] if msg["method"] == "read" else 0
+        if stall(msg["method"], name, offset):
+            _announce("stalled %s %s" % (msg["method"], name))
+            return NO_REPLY
+        return DEFAULT
+
+    for method in ("lookup", "getattr", "readdir", "open", "read"):
+        fake.handlers[method] = handler
+    _announce("connected")
+    if not args.no_attach:
+        fake.filesystems[args.name] = fs
+        fake.send_json({"method": "add_filesystem", "params": [args.name], "id": fake.new_id()})
+        _announce("attaching")
+    fake.closed.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--protocol", choices=("json", "webfuse2"), default="webfuse2")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--path", required=True)
+    ap.add_argument("--stall", default="")
+    ap.add_argument("--no-attach", action="store_true")
+    args = ap.parse_args()
+    stall = _stall_matcher(args.stall)
+    if args.protocol == "json":
+        _main_json(args, stall)
+    else:
+        _main_webfuse2(args, stall)
+
+
+if __name__ == "__main__":
+    main()

@@ -47,8 +47,6 @@ DEFAULT_TEST_BUDGET = 60.0
 
 SKIP_EXIT = 77
 
-SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error: |"
-                              r"WARNING: ThreadSanitizer")
 
 
 class TestFailure(AssertionError):
@@ -573,6 +571,7 @@ class Env:
         self.processes = []
         self.fakes = []
         self.cleanups = []
+        self.sanitizer_reports = []
         self._lock = threading.Lock()
 
     def path(self, *parts):
@@ -735,6 +734,9 @@ class Env:
             p.kill()
         for p in [p for p in self.processes if isinstance(p, Daemon)]:
             p.stop(grace=6.0)
+        self.sanitizer_reports = [
+            "%s (pid %d): %s" % (p.name, p.pid, line) for p in self.processes
+            for line in sanitizer_report_lines(p.log_text())]
         left = unmount_all_under(self.dir)
         if left:
             problems.append("unmounted leftovers: %s" % ", ".join(left))
@@ -742,22 +744,19 @@ class Env:
             problems.append("mounts still present: %s" % mounts_under(self.dir))
         return problems
 
-    def sanitizer_reports(self):
-        """Reports AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer wrote into the
-        logs of the processes this test started (builds with -DWEBFUSE_SANITIZE=ON): each one is
-        a bug, even when the test's own checks passed."""
-        reports = []
-        for p in self.processes:
-            for line in p.log_text().splitlines():
-                if SANITIZER_REPORT.search(line):
-                    reports.append("%s (pid %d): %s" % (p.name, p.pid, line.strip()))
-                    break
-        return reports
-
     def remove(self):
         """Deletes the test's directory (logs included) unless something is still mounted."""
         if not mounts_under(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
+
+
+def sanitizer_report_lines(text):
+    """The lines where AddressSanitizer, LeakSanitizer or UBSan reported something (builds with
+    -DWEBFUSE_SANITIZE=ON): any of them fails the test whose process wrote it."""
+    return [line for line in text.splitlines() if _SANITIZER_REPORT.search(line)]
 
 
 # ---- the runner ---------------------------------------------------------------------------------
@@ -909,10 +908,10 @@ class Suite:
         finally:
             timer.cancel()
         problems = env.teardown()
-        reports = env.sanitizer_reports()
-        if reports and error is None:
-            error = "sanitizer reports (see the logs below):\n" + "\n".join(reports)
         elapsed = time.monotonic() - start
+        if env.sanitizer_reports and error is None:
+            error = "a sanitizer reported a bug (full report in the log below):\n  %s" % (
+                "\n  ".join(env.sanitizer_reports))
         if timed_out.is_set():
             error = ("test ran longer than its budget of %.0f s; everything was killed\n%s"
                      % (budget, error or ""))

@@ -5,9 +5,11 @@ versioned (PRAGMA user_version) and in WAL mode; a database from a newer webfuse
 damaged one is moved aside."""
 
 import errno
+import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -19,6 +21,7 @@ from harness import check, check_equal  # noqa: E402
 
 suite = harness.Suite("test_admin_registry")
 suite.needs_provider = True
+suite.needs_ctl = True
 
 MIB = 1024 * 1024
 SCHEMA_VERSION = 2
@@ -162,6 +165,75 @@ def kill_9_mid_traffic_then_restart_leaves_no_stale_mount_and_marks_rows_lost(en
     states = sorted(s["state"] for s in third.api_ok("GET", "/api/v1/sessions?state=all")
                     ["sessions"])
     check_equal(states, ["closed"] * 2 + ["lost"] * 4, "states after a clean stop")
+
+
+def ctl_json(daemon, *args):
+    """webfusectl --json ARGS against `daemon`; the parsed answer."""
+    argv = [harness.binary("WEBFUSECTL", "webfusectl"), "--url", daemon.admin_url,
+            "--token-file", daemon.token_file, "--json"] + list(args)
+    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    check_equal(out.returncode, 0, "exit status of %s (%s)" % (" ".join(args), out.stderr))
+    return json.loads(out.stdout)
+
+
+def serving(daemon, name):
+    """True when `name` is mounted, alive and serves the blob."""
+    path = os.path.join(daemon.mount_path(name), "blob")
+    try:
+        return harness.is_mounted(daemon.mount_path(name)) and read_all(path) == DATA["blob"]
+    except OSError:
+        return False
+
+
+@suite.test(budget=120)
+def kill_9_then_restart_reconnecting_providers_come_back_by_themselves(env):
+    """Providers started with --reconnect (one of each protocol) outlive a crash of the daemon:
+    once it is back on its port they attach again and serve, while the history calls their old
+    sessions lost."""
+    db = env.path("crash.db")
+    root = env.mkdir("mnt")
+    port, admin_port = harness.free_port(), harness.free_port()
+    daemon = env.start_daemon(db=db, mount_root=root, port=port, admin_port=admin_port)
+    env.start_webfuse2_provider(daemon, "w2", DATA["src"], extra=["--reconnect"])
+    env.start_provider(daemon, [("js", DATA["src"])], extra=["--reconnect"])
+    readers = [Reader(os.path.join(daemon.mount_path(n), "blob")) for n in ("w2", "js")]
+    for r in readers:
+        r.start()
+    harness.wait_until(lambda: all(r.rounds >= 1 for r in readers), 20,
+                       what="every reader to finish a round")
+    old = ctl_json(daemon, "sessions")["sessions"]
+    check_equal(len(old), 2, "sessions before the crash")
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(10)
+    for r in readers:
+        r.join(10)
+        check(not r.is_alive(), "a reader still hangs 10 s after the daemon was killed")
+        check(r.error is not None and r.error.errno in (errno.ENOTCONN, errno.ECONNABORTED,
+                                                        errno.EIO),
+              "reader of a dead daemon: %r" % r.error)
+
+    again = env.start_daemon(db=db, mount_root=root, port=port, admin_port=admin_port)
+    for mp, _, _ in harness.mounts_under(root):  # only live mounts: the stale ones are gone
+        try:
+            os.stat(mp)
+        except OSError as e:
+            harness.fail("stale mount %s after the restart: %s" % (mp, e))
+    for name in ("w2", "js"):
+        harness.wait_until(lambda: serving(again, name), 40,
+                           what="the %s provider to come back by itself and serve" % name)
+    history = ctl_json(again, "sessions", "--all")["sessions"]
+    old_ids = sorted(s["id"] for s in old)
+    lost = [s for s in history if s["run"] == old[0]["run"]]
+    check_equal(sorted(s["id"] for s in lost), old_ids, "the old run's sessions in the history")
+    for s in lost:
+        check_equal((s["state"], [f["state"] for f in s["filesystems"]]), ("lost", ["lost"]),
+                    "an old session and its filesystem")
+    live = [s for s in history if s["state"] == "active"]
+    check_equal(sorted(f["name"] for s in live for f in s["filesystems"]), ["js", "w2"],
+                "filesystems of the sessions that came back")
+    events = ctl_json(again, "events", "--limit", "1000")["events"]
+    check_equal(len([e for e in events if e["kind"] == "lost"]), 4,
+                "lost events (2 sessions, 2 filesystems)")
 
 
 @suite.test

@@ -163,6 +163,9 @@ def errors_name_the_key_and_the_file(env):
         check(path in err, "error for %r names the file: %r" % (content, err))
         for text in expected:
             check(text in err, "error for %r mentions %r: %r" % (content, text, err))
+    status, _, err = check_config("--config", "/dev/zero")
+    check_equal(status, 2, "status for a device as the configuration")
+    check("regular file" in err, "a device is refused: %r" % err)
     status, _, err = check_config("--config", env.path("missing.conf"))
     check_equal(status, 2, "status for a missing file")
     check("missing.conf" in err, "missing file named: %r" % err)

@@ -65,6 +65,27 @@ def hand_unmount_closes_the_webfuse2_connection_with_a_reason(env):
                        provider.log_text(), 5.0, what="the provider to hear why")
     harness.wait_until(lambda: daemon.api("GET", "/api/v1/filesystems/gone").status == 404, 5.0,
                        what="the admin API to forget the filesystem")
+    harness.wait_until(lambda: daemon.api_ok("GET", "/api/v1/sessions")["total"] == 0, 5.0,
+                       what="the admin API to forget the session")
+    check_hand_unmount_recorded(daemon, "gone")
+
+
+def check_hand_unmount_recorded(daemon, name, closed_session=True):
+    """The history has the detach of `name`, saying why; when its session is closed, the
+    session's row in the history shows the filesystem detached with that reason."""
+    def detach_event():
+        events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+        return [e for e in events if e["kind"] == "detach" and e["filesystem"] == name]
+
+    events = harness.wait_until(detach_event, 5.0, what="the detach of %s in the history" % name)
+    check_equal(events[0]["detail"], "unmounted on the device", "detail of the detach event")
+    if not closed_session:
+        return  # a live session is listed with its live filesystems only
+    sessions = daemon.api_ok("GET", "/api/v1/sessions?state=all")["sessions"]
+    rows = [f for s in sessions for f in s["filesystems"] if f["name"] == name]
+    check(rows, "no filesystem row for %s in %r" % (name, sessions))
+    check_equal((rows[0]["state"], rows[0].get("reason")), ("detached", "unmounted on the device"),
+                "the history's row of %s" % name)
 
 
 @suite.test
@@ -80,6 +101,10 @@ def hand_unmount_tells_a_json_provider_which_keeps_its_other_filesystem(env):
     with open(os.path.join(daemon.mount_path("other"), "f")) as f:
         check_equal(f.read(), "other", "the session's other filesystem")
     check(provider.alive(), "the JSON provider's session ended")
+    live = daemon.api_ok("GET", "/api/v1/sessions")["sessions"]
+    check_equal([[f["name"] for f in s["filesystems"]] for s in live], [["other"]],
+                "the live session's filesystems in the admin API")
+    check_hand_unmount_recorded(daemon, "gone", closed_session=False)
 
 
 if __name__ == "__main__":

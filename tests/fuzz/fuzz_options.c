@@ -1,0 +1,83 @@
+/* Fuzz target: command-line parsing. The input is an argument list, one argument per line (the
+ * program name comes first, as in argv). It goes through webfused's option parser
+ * (gateway/options.c), and every argument through webfuse-provider's URL parser
+ * (provider/util.c), both exactly as the programs call them. What either accepts must be within
+ * the bounds they promise, and parsing the same arguments again gives the same answer. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "gateway.h"
+#include "provider.h"
+
+#define MAX_ARGS 64
+
+static int check_gateway(int argc, char **argv)
+{
+    struct gateway_options opt;
+    int rc = gateway_options_parse(argc, argv, &opt);
+    FUZZ_CHECK(rc == 0 || rc == 1 || rc == -EINVAL);
+    if (rc != 0) {
+        gateway_options_free(&opt);
+        return rc;
+    }
+    FUZZ_CHECK(opt.port >= 1 && opt.port <= 65535);
+    FUZZ_CHECK(opt.admin_port >= 1 && opt.admin_port <= 65535);
+    FUZZ_CHECK(opt.timeout_sec >= 1);
+    FUZZ_CHECK(opt.mount_root && opt.mount_root[0] == '/');
+    /* Strings point into argv (still there): read them. */
+    FUZZ_CHECK(opt.bind && opt.bind[0] && opt.admin_bind && opt.admin_bind[0]);
+    FUZZ_CHECK(opt.admin_token_file && opt.admin_token_file[0] && opt.db_path && opt.db_path[0]);
+    FUZZ_CHECK(opt.log_level >= LOG_LEVEL_ERROR && opt.log_level <= LOG_LEVEL_DEBUG);
+    FUZZ_CHECK(opt.filesystem_count <= GATEWAY_MAX_FILESYSTEMS);
+    gateway_options_free(&opt);
+    return 0;
+}
+
+static void check_url(const char *text)
+{
+    struct provider_url url;
+    int rc = provider_url_parse(text, &url);
+    FUZZ_CHECK(rc == 0 || rc == -EINVAL || rc == -EPROTONOSUPPORT || rc == -ENAMETOOLONG);
+    if (rc != 0)
+        return;
+    FUZZ_CHECK(url.host && url.host[0] != '\0');
+    FUZZ_CHECK(url.port >= 1 && url.port <= 65535);
+    FUZZ_CHECK(url.path && url.path[0] == '/');
+}
+
+/* argv from one argument per line, in a fresh heap copy of the input that *text owns. */
+static int split_args(const uint8_t *data, size_t size, char **text, char *argv[MAX_ARGS + 1])
+{
+    *text = malloc(size + 1);
+    FUZZ_CHECK(*text != NULL);
+    memcpy(*text, data, size);
+    (*text)[size] = '\0';
+    int argc = 0;
+    for (char *line = *text; line && argc < MAX_ARGS;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        argv[argc++] = line;
+        line = next;
+    }
+    argv[argc] = NULL;
+    return argc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text, *argv[MAX_ARGS + 1];
+    int argc = split_args(data, size, &text, argv);
+    for (int i = 0; i < argc; i++)
+        check_url(argv[i]);
+    int first = check_gateway(argc, argv);
+    free(text);
+    /* Twice, on a new copy with the first one freed: nothing of the first parse may be left
+     * behind (getopt keeps state between calls). */
+    argc = split_args(data, size, &text, argv);
+    FUZZ_CHECK(check_gateway(argc, argv) == first);
+    free(text);
+    return 0;
+}

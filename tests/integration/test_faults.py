@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Fault injection (issue 8): providers that die at each phase of their work, providers that never
+answer or answer wrongly, and a slow provider beside a fast one. Whatever a provider does, the
+program reading the mount gets an error in bounded time (never a hang), the daemon lives on, and
+a bystander session served by the real webfuse-provider keeps working.
+
+Deaths are real: a provider process (fakeprovider.py run as a program) stalls at the chosen
+request, says so, and gets SIGKILL there. test_failures.py covers a JSON provider killed mid-read
+and a silent JSON provider; test_bad_input.py covers malformed JSON; this file adds the other
+phases, webfuse2, and the slow/fast pair."""
+
+import errno
+import hashlib
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import check, check_equal, check_errno  # noqa: E402
+from fakeprovider import DEFAULT, NO_REPLY, FakeWebfuse2, File, Raw  # noqa: E402
+
+suite = harness.Suite("test_faults")
+suite.needs_provider = True
+
+MIB = 1024 * 1024
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = {}
+# How soon after a provider's death a blocked call must fail, and its mount go. The daemon's
+# --timeout is far longer, so only the death can be what ended the call.
+DEATH_GRACE = 2.0
+LONG_TIMEOUT = 30
+
+
+@suite.setup
+def make_data(suite_dir):
+    src = os.path.join(suite_dir, "src")
+    os.makedirs(os.path.join(src, "sub"))
+    with open(os.path.join(src, "big"), "wb") as f:
+        for _ in range(16):
+            f.write(os.urandom(MIB))
+    with open(os.path.join(src, "target"), "wb") as f:
+        f.write(b"target\n")
+    with open(os.path.join(src, "sub", "x"), "wb") as f:
+        f.write(b"x\n")
+    DATA["src"] = src
+    bystander = os.path.join(suite_dir, "bystander")
+    os.makedirs(bystander)
+    with open(os.path.join(bystander, "file.bin"), "wb") as f:
+        f.write(os.urandom(2 * MIB + 5))
+    DATA["bystander"] = bystander
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(MIB)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def start(env, timeout=LONG_TIMEOUT):
+    """A daemon with a bystander: the real webfuse2 provider serving DATA["bystander"]."""
+    daemon = env.start_daemon(timeout=timeout)
+    env.start_webfuse2_provider(daemon, "bystander", DATA["bystander"])
+    check_bystander(daemon)
+    return daemon
+
+
+def check_bystander(daemon):
+    check(daemon.alive(), "webfused died (status %s)" % daemon.returncode())
+    path = os.path.join(daemon.mount_path("bystander"), "file.bin")
+    check_equal(harness.bounded(lambda: sha(path), 20, "reading the bystander"),
+                sha(os.path.join(DATA["bystander"], "file.bin")), "the bystander's content")
+
+
+def live_session_count(daemon):
+    return daemon.api_ok("GET", "/api/v1/sessions")["total"]
+
+
+class Call(threading.Thread):
+    """Runs fn() in the background; records the OSError that ended it and when."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn = fn
+        self.error = None
+        self.result = None
+        self.done = threading.Event()
+        self.finished_at = None
+        self.start()
+
+    def run(self):
+        try:
+            self.result = self.fn()
+        except OSError as e:
+            self.error = e
+        finally:
+            self.finished_at = time.monotonic()
+            self.done.set()
+
+
+def start_stalling(env, daemon, protocol, name, stall="", attach=True, wait_mount=True):
+    """A provider process that serves DATA["src"] as `name` and stalls at `stall`."""
+    argv = [sys.executable, os.path.join(HERE, "fakeprovider.py"), "--port", str(daemon.port),
+            "--protocol", protocol, "--name", name, "--path", DATA["src"], "--stall", stall]
+    if not attach:
+        argv.append("--no-attach")
+    p = harness.Process("stalling-" + protocol, argv, env._log_path("stalling"))
+    env.processes.append(p)
+    harness.wait_until(lambda: "connected" in p.log_text() or not p.alive(), 10,
+                       what="the stalling provider to connect")
+    check(p.alive(), "the stalling provider died:\n%s" % p.log_text())
+    if attach and wait_mount:
+        harness.wait_mounted(daemon.mount_path(name))
+    return p
+
+
+def kill_at_stall(env, daemon, protocol, stall, action, what):
+    """Starts `action(mountpoint)` against a provider that stalls at `stall`, SIGKILLs the
+    provider once the request is stuck there, and checks that the call fails with EIO within
+    DEATH_GRACE seconds, the mount goes, and the bystander is unharmed."""
+    name = "victim-%s" % protocol
+    p = start_stalling(env, daemon, protocol, name, stall)
+    mp = daemon.mount_path(name)
+    call = Call(lambda: action(mp))
+    harness.wait_until(lambda: "stalled" in p.log_text() or call.done.is_set(), 20,
+                       what="%s: the request to reach the provider" % what)
+    check(not call.done.is_set(), "%s: the call ended before the provider died: %r %r"
+          % (what, call.result, call.error))
+    time.sleep(0.2)  # the call is well stuck now
+    check(not call.done.is_set(), "%s: the call ended while the provider stalled" % what)
+    p.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    check(call.done.wait(DEATH_GRACE + 3), "%s: the call still hangs %.0f s after the provider "
+          "was killed" % (what, DEATH_GRACE + 3))
+    after = call.finished_at - killed_at
+    check(call.error is not None, "%s: the call succeeded after the kill: %r" % (what,
+                                                                                 call.result))
+    check_equal(call.error.errno, errno.EIO, "%s: errno (%s)" % (what, call.error))
+    check(after <= DEATH_GRACE, "%s: the error came %.2f s after the kill" % (what, after))
+    harness.wait_until(lambda: not harness.is_mounted(mp), DEATH_GRACE,
+                       what="%s: the mount to go" % what)
+    check_bystander(daemon)
+    harness.wait_until(lambda: live_session_count(daemon) == 1, 5,
+                       what="%s: only the bystander's session to be left" % what)
+
+
+def read_all(path):
+    with open(path, "rb") as f:
+        return len(f.read())
+
+
+def write_file(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, os.urandom(MIB))
+        os.fsync(fd)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+# ---- a provider killed at each phase ------------------------------------------------------------
+
+
+@suite.test
+def provider_killed_before_attaching_leaves_no_session(env):
+    daemon = start(env)
+    p = start_stalling(env, daemon, "json", "never", attach=False)
+    harness.wait_until(lambda: live_session_count(daemon) == 2, 5, what="its session")
+    p.signal(signal.SIGKILL)
+    harness.wait_until(lambda: live_session_count(daemon) == 1, 5,
+                       what="the dead session to be gone")
+    check_equal([m[0] for m in harness.mounts_under(daemon.mount_root)],
+                [daemon.mount_path("bystander")], "mounts")
+    check_bystander(daemon)
+
+
+@suite.test(budget=90)
+def provider_killed_right_after_asking_to_attach_leaves_no_mount(env):
+    """The kill races the mount (at a different moment each round): whichever comes first, no
+    mount may outlive the session, and the name is free again."""
+    daemon = start(env)
+    for i in range(6):
+        p = start_stalling(env, daemon, "json", "racer", wait_mount=False)
+        harness.wait_until(lambda: "attaching" in p.log_text(), 5, what="add_filesystem")
+        time.sleep(0.03 * i)
+        p.signal(signal.SIGKILL)
+        p.wait(5)
+        harness.wait_until(lambda: not harness.is_mounted(daemon.mount_path("racer")), 5,
+                           what="round %d: the racer's mount to go" % i)
+        harness.wait_until(lambda: live_session_count(daemon) == 1, 5,
+                           what="round %d: only the bystander's session" % i)
+    start_stalling(env, daemon, "json", "racer")
+    check_equal(sorted(os.listdir(daemon.mount_path("racer"))), ["big", "sub", "target"],
+                "the name attached again")
+    check_bystander(daemon)
+
+
+@suite.test
+def provider_killed_while_a_lookup_is_pending(env):
+    daemon = start(env)
+    kill_at_stall(env, daemon, "webfuse2", "getattr:/target",
+                  lambda mp: os.stat(os.path.join(mp, "target")), "webfuse2 lookup")
+    kill_at_stall(env, daemon, "json", "lookup:target",
+                  lambda mp: os.stat(os.path.join(mp, "target")), "json lookup")
+
+
+@suite.test
+def provider_killed_mid_read_of_a_large_file(env):
+    daemon = start(env)
+    # JSON: test_failures.provider_killed_mid_read_gives_eio_and_mount_goes.
+    kill_at_stall(env, daemon, "webfuse2", "read:/big:%d" % (4 * MIB),
+                  lambda mp: read_all(os.path.join(mp, "big")), "webfuse2 read at 4 MiB")
+
+
+@suite.test
+def provider_killed_during_readdir(env):
+    daemon = start(env)
+    kill_at_stall(env, daemon, "webfuse2", "readdir:/", lambda mp: os.listdir(mp),
+                  "webfuse2 readdir")
+    kill_at_stall(env, daemon, "json", "readdir:/", lambda mp: os.listdir(mp), "json readdir")
+
+
+@suite.test
+def provider_killed_during_a_write(env):
+    daemon = start(env)
+    kill_at_stall(env, daemon, "webfuse2", "write",
+                  lambda mp: write_file(os.path.join(mp, "new")), "webfuse2 write")
+
+
+# ---- providers that answer wrongly or not at all -------------------------------------------------
+
+
+def wf2_fault_fixture(env, timeout=2):
+    daemon = start(env, timeout=timeout)
+    root = env.mkdir("wf2-src")
+    for name in ("good", "silent", "wrong_id", "wrong_type", "truncated", "short_header",
+                 "too_much", "bad_attr", "fragmented_lie"):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(b"0123456789" * 100)
+    fake = FakeWebfuse2(daemon.port, "faulty", root)
+    env.add_cleanup(fake.abort)
+    harness.wait_mounted(daemon.mount_path("faulty"))
+    return daemon, fake
+
+
+def wf2_bad_read(req):
+    """The read answer that breaks the protocol as the file's name says."""
+    name = os.path.basename(req.path)
+    data = b"0" * min(req.size, 10)
+    if name == "silent":
+        return NO_REPLY
+    if name == "wrong_id":
+        return struct.pack("!IBi", req.id ^ 0x40000000, 0x90, len(data)) + \
+            struct.pack("!I", len(data)) + data
+    if name == "wrong_type":
+        return req.answer(0, b"\0" * 88, code=0x02)  # a getattr answer
+    if name == "truncated":
+        return req.answer(len(data), struct.pack("!I", len(data)) + data[:3])
+    if name == "short_header":
+        return Raw(struct.pack("!I", req.id)[:3])
+    if name == "too_much":
+        more = b"z" * (req.size + 10)
+        return req.answer(len(more), struct.pack("!I", len(more)) + more)
+    if name == "fragmented_lie":  # says 10 bytes, carries 4, in three frames
+        return Raw(req.answer(10, struct.pack("!I", 10) + b"abcd"), fragments=3)
+    return DEFAULT
+
+
+@suite.test(budget=90)
+def webfuse2_wrong_answers_give_eio_and_the_session_stays(env):
+    daemon, fake = wf2_fault_fixture(env)
+    fake.handlers["read"] = lambda f, req: wf2_bad_read(req)
+    mp = daemon.mount_path("faulty")
+    # Answers that arrive but are wrong fail at once; ones that never match a request fail
+    # after --timeout (2 s).
+    for name, limit in (("wrong_type", 1.0), ("truncated", 1.0), ("too_much", 1.0),
+                        ("fragmented_lie", 1.0), ("silent", 5.5), ("wrong_id", 5.5),
+                        ("short_header", 5.5)):
+        path = os.path.join(mp, name)
+        result, elapsed = harness.timed(lambda: harness.bounded(lambda: read_all(path), 15,
+                                                                "reading " + name))
+        check(isinstance(result, OSError) and result.errno == errno.EIO,
+              "read answered %s: expected EIO, got %r" % (name, result))
+        check(elapsed <= limit, "read answered %s failed only after %.2f s" % (name, elapsed))
+    check_equal(harness.bounded(lambda: read_all(os.path.join(mp, "good")), 10, "good read"),
+                1000, "bytes of the good file beside the bad ones")
+    check(not fake.closed.is_set(), "the gateway closed the faulty session (%r %r)"
+          % (fake.close_code, fake.close_reason))
+    check_bystander(daemon)
+
+
+@suite.test
+def webfuse2_wrong_attribute_answers_give_eio(env):
+    daemon, fake = wf2_fault_fixture(env)
+    mp = daemon.mount_path("faulty")
+
+    def getattr(f, req):
+        name = os.path.basename(req.path or "")
+        if name == "bad_attr":  # 40 of the 88 bytes of attributes
+            return req.answer(0, b"\0" * 40)
+        if name == "wrong_type":  # an open answer
+            return req.answer(0, struct.pack("!Q", 7), code=0x0b)
+        if name == "too_much":  # a byte count where only 0 or an error may be
+            return req.answer(88, b"\0" * 88)
+        return DEFAULT
+
+    fake.handlers["getattr"] = getattr
+    for name in ("bad_attr", "wrong_type", "too_much"):
+        check_errno(lambda: harness.bounded(lambda: os.stat(os.path.join(mp, name)), 10,
+                                            "stat " + name), errno.EIO, "stat of " + name)
+    check_equal(os.stat(os.path.join(mp, "good")).st_size, 1000, "size of the good file")
+    check_bystander(daemon)
+
+
+@suite.test
+def json_answers_of_the_wrong_kind_give_eio(env):
+    """test_bad_input covers malformed read, attribute and readdir answers; here the answer is
+    not an answer at all, or belongs to another request type."""
+    daemon = start(env, timeout=2)
+    fake = env.fake(daemon)
+    tree = {"as_request": File(b"r" * 100), "as_notification": File(b"n" * 100),
+            "as_listing": File(b"l" * 100), "as_attr": File(b"a" * 100), "good": File(b"g" * 10)}
+    fake.attach("wrongkind", tree)
+    fs = fake.filesystems["wrongkind"]
+    kind_of = {fs.root.children[k].inode: k for k in tree}
+
+    def read(f, msg):
+        kind = kind_of.get(msg["params"][1])
+        if kind == "as_request":
+            return {"method": "read", "params": msg["params"]}
+        if kind == "as_notification":
+            f.send_json({"method": "read", "params": msg["params"]})
+            return NO_REPLY
+        if kind == "as_listing":
+            return {"result": [{"name": "x", "inode": 5}]}
+        if kind == "as_attr":
+            return {"result": {"mode": 420, "type": "file", "size": 100}}
+        return DEFAULT
+
+    fake.handlers["read"] = read
+    mp = daemon.mount_path("wrongkind")
+    for kind in ("as_request", "as_notification", "as_listing", "as_attr"):
+        result = harness.timed(lambda: harness.bounded(
+            lambda: read_all(os.path.join(mp, kind)), 15, "reading " + kind))[0]
+        check(isinstance(result, OSError) and result.errno == errno.EIO,
+              "read answered %s: expected EIO, got %r" % (kind, result))
+    check_equal(read_all(os.path.join(mp, "good")), 10, "the good file")
+    check_bystander(daemon)
+
+
+# ---- a slow provider beside a fast one -----------------------------------------------------------
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def timed_read(path):
+    start = time.monotonic()
+    n = read_all(path)
+    return n / (time.monotonic() - start)
+
+
+@suite.test(budget=150)
+def slow_provider_does_not_hold_back_a_fast_one_and_memory_stays_bounded(env):
+    daemon = env.start_daemon(timeout=LONG_TIMEOUT)
+    fast_src = env.mkdir("fast-src")
+    for name in ("alone", "beside"):
+        with open(os.path.join(fast_src, name), "wb") as f:
+            for _ in range(48):
+                f.write(os.urandom(MIB))
+    env.start_webfuse2_provider(daemon, "fast", fast_src)
+    fast = daemon.mount_path("fast")
+    harness.bounded(lambda: read_all(os.path.join(fast, "alone")), 60, "warm-up read")
+    harness.drop_caches()
+    baseline_rss = rss_kib(daemon.pid)
+    alone = harness.bounded(lambda: timed_read(os.path.join(fast, "alone")), 60, "fast alone")
+
+    # The slow one answers each read after 0.2 s, in four fragments that trickle in.
+    slow = FakeWebfuse2(daemon.port, "slow", DATA["src"])
+    env.add_cleanup(slow.abort)
+
+    def trickle(f, req):
+        time.sleep(0.2)
+        return Raw(f.provider.answer(req.raw), fragments=4)
+
+    slow.handlers["read"] = trickle
+    harness.wait_mounted(daemon.mount_path("slow"))
+    stop = threading.Event()
+    peak = [baseline_rss]
+
+    def slow_reader(i):
+        while not stop.is_set():
+            try:
+                fd = os.open(os.path.join(daemon.mount_path("slow"), "big"), os.O_RDONLY)
+                try:
+                    offset = (i % 16) * MIB
+                    while not stop.is_set() and offset < 16 * MIB:
+                        if not os.pread(fd, 128 * 1024, offset):
+                            break
+                        offset += 128 * 1024
+                finally:
+                    os.close(fd)
+            except OSError:
+                return
+
+    def sampler():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kib(daemon.pid))
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=slow_reader, args=(i,), daemon=True) for i in range(32)]
+    threads.append(threading.Thread(target=sampler, daemon=True))
+    for t in threads:
+        t.start()
+    try:
+        harness.wait_until(lambda: len(slow.requests_of("read")) >= 16, 20,
+                           what="the slow provider to be busy")
+        beside = harness.bounded(lambda: timed_read(os.path.join(fast, "beside")), 60,
+                                 "fast beside the slow one")
+        slow_reads = len(slow.requests_of("read"))
+    finally:
+        stop.set()
+    for t in threads:
+        t.join(10)
+    growth = (peak[0] - baseline_rss) / 1024.0
+    print("  fast provider: %.1f MiB/s alone, %.1f MiB/s beside the slow one; slow reads "
+          "answered meanwhile: %d; daemon RSS %.1f MiB, peak +%.1f MiB"
+          % (alone / MIB, beside / MIB, slow_reads, baseline_rss / 1024.0, growth))
+    check(beside >= alone / 3, "the fast provider was held back: %.1f MiB/s beside the slow "
+          "one, %.1f MiB/s alone" % (beside / MIB, alone / MIB))
+    check(growth < 96, "the daemon's RSS grew by %.1f MiB while the slow provider trickled"
+          % growth)
+    check(daemon.alive(), "webfused died")
+
+
+if __name__ == "__main__":
+    suite.main()
