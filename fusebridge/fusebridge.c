@@ -105,6 +105,31 @@ static void worker_post(struct fusebridge_mount *mount, enum worker_event event,
 
 static int connection_of(const char *mountpoint, unsigned *minor);
 
+/* Read-ahead of a mount, in KiB. The kernel's default (128 KiB) is one request at a time; this
+ * lets it keep several requests of the largest size (1 MiB, max_pages) in flight per file, which
+ * is what hides the round trip to the provider. */
+#define FUSEBRIDGE_READAHEAD_KB 4096
+
+/* FUSE's init can only lower read-ahead, so it is raised through the mount's backing device in
+ * sysfs, once init is done (the kernel applies init's value when it gets the reply). Needs root;
+ * without it the default stays. Worker thread. */
+void mount_readahead_raise(struct fusebridge_mount *mount)
+{
+    if (mount->readahead_raised || !mount->connection_known)
+        return;
+    mount->readahead_raised = true;
+    char path[64];
+    snprintf(path, sizeof(path), "/sys/class/bdi/0:%u/read_ahead_kb", mount->connection);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char value[16];
+    int len = snprintf(value, sizeof(value), "%d", FUSEBRIDGE_READAHEAD_KB);
+    if (write(fd, value, (size_t)len) != len)
+        log_debug("cannot raise the read-ahead of %s", path);
+    close(fd);
+}
+
 static void worker_main(void *arg)
 {
     struct fusebridge_mount *mount = arg;

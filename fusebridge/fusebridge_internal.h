@@ -120,6 +120,7 @@ struct fusebridge_mount {
 
     uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
     struct fuse_session *session; /* worker thread only */
+    bool readahead_raised;        /* worker thread only */
     /* Open directories, freed at teardown when an aborted connection never sends releasedir.
      * Worker thread only. */
     struct dir_listing *listings;
@@ -128,6 +129,9 @@ struct fusebridge_mount {
 /* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
  * fails it with EIO when the mount is closing. Any thread. */
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
+
+/* Worker thread, after FUSE's init: lets the kernel keep several large reads in flight. */
+void mount_readahead_raise(struct fusebridge_mount *mount);
 
 /* ---- operations (ops.c) ---- */
 

@@ -190,6 +190,8 @@ static void forward_path(fuse_req_t req, enum op_reply reply, enum fusebridge_ki
                          fuse_ino_t ino, const char *name, bool then_getattr,
                          struct fusebridge_request **out)
 {
+    if (out)
+        *out = NULL;
     struct fusebridge_op *op = op_new(req, reply);
     if (!op)
         return;
@@ -456,6 +458,7 @@ static void bridge_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, co
 
 static void bridge_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    mount_readahead_raise(mount_of(req)); /* init is over by now: it would lower it again */
     struct fusebridge_op *op = op_new(req, REPLY_OPEN);
     if (!op)
         return;

@@ -2,13 +2,16 @@
  * queue, reconnecting with backoff, signals; and the provider object's life. The protocol in use
  * (json.c, webfuse2.c) sees whole messages and queues its answers with provider_send. */
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -203,6 +206,67 @@ static int provider_on_receive(struct provider *p, struct lws *wsi, const void *
     return 0;
 }
 
+/* A websocket frame header with a masking key: 2 bytes, up to 8 of length, 4 of key. */
+#define PROVIDER_FRAME_HEAD_MAX 14
+_Static_assert(LWS_PRE >= PROVIDER_FRAME_HEAD_MAX, "LWS_PRE holds a frame header");
+
+/* The next masking key (xorshift64*, seeded from getrandom per provider). */
+static uint32_t provider_mask_key(struct provider *p)
+{
+    p->mask_state ^= p->mask_state >> 12;
+    p->mask_state ^= p->mask_state << 25;
+    p->mask_state ^= p->mask_state >> 27;
+    return (uint32_t)((p->mask_state * 2685821657736338717ull) >> 32);
+}
+
+/* XORs data with the 4 key bytes, eight bytes at a time. */
+static void provider_mask(unsigned char *data, size_t len, const unsigned char key[4])
+{
+    unsigned char pattern[8] = {key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]};
+    uint64_t word_key;
+    memcpy(&word_key, pattern, sizeof(word_key));
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, data + i, sizeof(word));
+        word ^= word_key;
+        memcpy(data + i, &word, sizeof(word));
+    }
+    for (; i < len; i++)
+        data[i] ^= key[i & 3];
+}
+
+/* Client frames must be masked (RFC 6455 5.3). libwebsockets masks a byte at a time, which cost
+ * more CPU than reading the file, so the frame is built here in the message's LWS_PRE headroom
+ * and handed to lws as raw bytes (lws buffers what the socket does not take, as for any write). */
+static int provider_frame_write(struct provider *p, struct lws *wsi, struct provider_msg *msg)
+{
+    unsigned char *payload = msg->bytes + LWS_PRE;
+    size_t len = msg->len;
+    unsigned char head[PROVIDER_FRAME_HEAD_MAX];
+    size_t n = 0;
+    head[n++] = 0x80 | (p->protocol->binary ? 0x2 : 0x1); /* FIN, binary or text */
+    if (len < 126) {
+        head[n++] = 0x80 | (unsigned char)len;
+    } else if (len <= 0xffff) {
+        head[n++] = 0x80 | 126;
+        head[n++] = (unsigned char)(len >> 8);
+        head[n++] = (unsigned char)len;
+    } else {
+        head[n++] = 0x80 | 127;
+        for (int shift = 56; shift >= 0; shift -= 8)
+            head[n++] = (unsigned char)((uint64_t)len >> shift);
+    }
+    uint32_t key = provider_mask_key(p);
+    unsigned char *key_bytes = head + n;
+    for (int i = 0; i < 4; i++)
+        head[n++] = (unsigned char)(key >> (24 - 8 * i));
+    provider_mask(payload, len, key_bytes);
+    memcpy(payload - n, head, n);
+    int written = lws_write(wsi, payload - n, n + len, LWS_WRITE_RAW);
+    return written < 0 || (size_t)written < n + len ? -1 : 0;
+}
+
 /* Writes one queued message (one lws_write per callback, as lws requires) or the close frame. */
 static int provider_on_writeable(struct provider *p, struct lws *wsi)
 {
@@ -219,11 +283,9 @@ static int provider_on_writeable(struct provider *p, struct lws *wsi)
         p->queue_tail = NULL;
     p->queue_count--;
     p->queue_bytes -= msg->len;
-    enum lws_write_protocol mode = p->protocol->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-    int n = lws_write(wsi, msg->bytes + LWS_PRE, msg->len, mode);
-    size_t len = msg->len;
+    int rc = provider_frame_write(p, wsi, msg);
     free(msg);
-    if (n < 0 || (size_t)n < len) {
+    if (rc < 0) {
         log_error("writing to %s failed", p->options->url);
         return -1;
     }
@@ -285,6 +347,7 @@ static void provider_on_established(struct provider *p, struct lws *wsi)
 {
     p->wsi = wsi;
     p->state = PROVIDER_CONN_OPEN;
+    p->connection++;
     p->served = false;
     provider_rx_reset(p);
     log_info("connected to %s", p->options->url);
@@ -344,6 +407,10 @@ static int provider_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
         provider_on_closed(p);
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: /* the pool has finished jobs (or a signal came) */
+        if (p->pool)
+            pool_drain(p->pool, p);
         break;
     default:
         break;
@@ -436,7 +503,8 @@ static int provider_create_context(struct provider *p)
     p->lws_protocols[0] = (struct lws_protocols){
         .name = p->protocol->subprotocol,
         .callback = provider_callback,
-        .rx_buffer_size = 65536,
+        /* A whole 1 MiB write request arrives in one piece and is served where it lies. */
+        .rx_buffer_size = 1024 * 1024 + 4096,
     };
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -496,9 +564,15 @@ static void provider_restore_signals(void)
 int provider_run(struct provider *p)
 {
     provider_raise_nofile();
+    /* Every read answer (up to 1 MiB) is allocated and freed again: keep such blocks in the heap
+     * instead of mapping, zeroing and unmapping pages for each. */
+    mallopt(M_MMAP_THRESHOLD, 4 * PROVIDER_MAX_READ);
+    mallopt(M_TRIM_THRESHOLD, 32 * PROVIDER_MAX_READ);
     if (provider_create_context(p) < 0)
         return 1;
     provider_install_signals(p->context);
+    if (pool_new(p->context, &p->pool) < 0)
+        log_warn("no worker threads: files are read on the connection's thread");
     provider_connect(p);
     int seen_signals = 0;
     while (!p->done) {
@@ -516,6 +590,8 @@ int provider_run(struct provider *p)
         }
     }
     provider_restore_signals(); /* before the context goes away: no handler may wake it then */
+    pool_free(p->pool, p);      /* likewise for the workers */
+    p->pool = NULL;
     lws_sul_cancel(&p->retry_timer);
     lws_sul_cancel(&p->close_timer);
     lws_context_destroy(p->context);
@@ -551,6 +627,9 @@ int provider_new(const struct provider_options *options, struct provider **out)
     if (!p)
         return -ENOMEM;
     p->options = options;
+    if (getrandom(&p->mask_state, sizeof(p->mask_state), GRND_NONBLOCK) != sizeof(p->mask_state))
+        p->mask_state = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+    p->mask_state |= 1; /* xorshift never leaves 0 */
     p->protocol = provider_protocol_find(options->protocol);
     int rc = -EINVAL;
     if (!p->protocol) {

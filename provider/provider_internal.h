@@ -7,9 +7,11 @@
  *  - json.c, webfuse2.c: the wire protocols, each a `struct provider_protocol`;
  *  - connection.c: the libwebsockets client, reassembly, the bounded outgoing queue,
  *    reconnecting, signals, and the provider object's life (provider_new/run/free);
- *  - util.c: URL parsing, name and UTF-8 checks.
- * Everything runs on the one thread of the lws service loop; file system calls block it for one
- * local system call at a time, which is what a provider is for.
+ *  - util.c: URL parsing, name and UTF-8 checks;
+ *  - pool.c: worker threads for the preads of webfuse2 reads.
+ * Everything else runs on the one thread of the lws service loop; file system calls block it for
+ * one local system call at a time, which is what a provider is for. Reads, which move the most
+ * bytes, go to the pool and are answered in the order they finish.
  */
 #ifndef WEBFUSE_PROVIDER_INTERNAL_H
 #define WEBFUSE_PROVIDER_INTERNAL_H
@@ -121,9 +123,16 @@ int tree_mknod(struct tree *tree, struct tree_path path, uint32_t mode, uint64_t
 int tree_create(struct tree *tree, struct tree_path path, uint32_t mode, uint64_t *handle);
 int tree_release(struct tree *tree, uint64_t handle);
 int tree_unlink(struct tree *tree, struct tree_path path);
-/* Reads up to `size` bytes; returns the count (0 = end of file). */
-long tree_read(struct tree *tree, struct tree_path path, uint64_t handle, uint64_t offset,
-               void *buf, size_t size);
+/* A read of `size` bytes at `offset`, to be done with pread on any thread: begin gives the
+ * descriptor, which stays open until tree_read_end even when the gateway releases the handle or
+ * the connection goes meanwhile. Both on the loop thread. */
+struct tree_read {
+    int fd;
+    int slot; /* the handle's slot, or -1 for a descriptor opened by path (end closes it) */
+};
+int tree_read_begin(struct tree *tree, struct tree_path path, uint64_t handle, uint64_t offset,
+                    size_t size, struct tree_read *read);
+void tree_read_end(struct tree *tree, struct tree_read *read);
 long tree_write(struct tree *tree, struct tree_path path, uint64_t handle, uint64_t offset,
                 const void *data, size_t size);
 int tree_mkdir(struct tree *tree, struct tree_path path, uint32_t mode);
@@ -135,6 +144,40 @@ int tree_statfs(struct tree *tree, struct statvfs *st);
 /* tv_nsec may be UTIME_NOW or UTIME_OMIT. */
 int tree_utimens(struct tree *tree, struct tree_path path, const struct timespec times[2],
                  uint64_t handle);
+
+/* ------------------------------------------------------------------------------------------------
+ * pool.c: blocking file reads on worker threads
+ * ----------------------------------------------------------------------------------------------*/
+
+/* Worker threads; reads from the page cache are copies, so a few keep both the disk and the
+ * connection busy. */
+#define POOL_THREADS 4
+/* Jobs submitted and not yet drained (each holds one answer of up to PROVIDER_MAX_READ bytes);
+ * beyond this, a read is done on the loop thread. */
+#define POOL_MAX_JOBS 32
+
+struct provider;
+struct pool;
+
+/* One piece of blocking work; embedded in the caller's own struct. */
+struct pool_job {
+    struct pool_job *next;
+    void (*run)(struct pool_job *job); /* a worker thread */
+    /* The loop thread, once: the job ran, or (cancelled) it is dropped unanswered because the
+     * provider shuts down, whether it ran or not. Frees the job. */
+    void (*done)(struct provider *p, struct pool_job *job);
+    bool cancelled;
+};
+
+/* Starts the threads; they wake the lws loop of `context` when jobs are done. */
+int pool_new(struct lws_context *context, struct pool **out);
+/* Loop thread. Takes `job`; false (not taken) when POOL_MAX_JOBS are under way or pool is NULL. */
+bool pool_submit(struct pool *pool, struct pool_job *job);
+/* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): calls done for every finished job. */
+void pool_drain(struct pool *pool, struct provider *p);
+/* Loop thread. Joins the threads after the jobs they are running, then hands every job to its
+ * done callback as cancelled, and frees the pool. NULL is fine. */
+void pool_free(struct pool *pool, struct provider *p);
 
 /* ------------------------------------------------------------------------------------------------
  * The provider object, shared by the protocols and the connection
@@ -224,6 +267,10 @@ struct provider {
     size_t rx_len;
     size_t rx_cap;
     bool rx_in_message;
+
+    struct pool *pool;       /* file reads; NULL outside provider_run */
+    unsigned connection;     /* counts connections: a late answer must not reach a new one */
+    uint64_t mask_state;     /* the generator of websocket masking keys */
 
     /* Outgoing queue, oldest first. */
     struct provider_msg *queue_head;

@@ -47,8 +47,9 @@
 
 struct tree_handle {
     int fd;              /* -1 when the slot is free */
-    uint64_t id;         /* the number the gateway knows the handle by */
+    uint64_t id;         /* the number the gateway knows the handle by; 0 once released */
     uint32_t generation; /* bumped on every use of the slot, so old ids never match again */
+    unsigned reads;      /* reads running on the pool: fd stays open (and the slot taken) */
 };
 
 struct tree {
@@ -204,6 +205,17 @@ static struct tree_handle *tree_handle_find(struct tree *t, uint64_t id)
     return h->fd >= 0 && h->id == id ? h : NULL;
 }
 
+/* The gateway is done with `h`: its id is no longer valid, and its descriptor goes once no read
+ * on the pool uses it any more. */
+static void tree_handle_drop(struct tree_handle *h)
+{
+    h->id = 0;
+    if (h->reads > 0)
+        return;
+    close(h->fd);
+    h->fd = -1;
+}
+
 /* A free slot, or NULL when TREE_MAX_HANDLES files are open. */
 static struct tree_handle *tree_handle_free_slot(struct tree *t)
 {
@@ -245,12 +257,9 @@ static int tree_handle_or_path(struct tree *t, struct tree_path path, uint64_t h
 
 void tree_close_handles(struct tree *t)
 {
-    for (size_t i = 0; i < TREE_MAX_HANDLES; i++) {
-        if (t->handles[i].fd >= 0) {
-            close(t->handles[i].fd);
-            t->handles[i].fd = -1;
-        }
-    }
+    for (size_t i = 0; i < TREE_MAX_HANDLES; i++)
+        if (t->handles[i].fd >= 0)
+            tree_handle_drop(&t->handles[i]);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -287,7 +296,10 @@ void tree_free(struct tree *t)
 {
     if (!t)
         return;
-    tree_close_handles(t);
+    /* No read runs any more (the pool is gone): every descriptor goes. */
+    for (size_t i = 0; i < TREE_MAX_HANDLES; i++)
+        if (t->handles[i].fd >= 0)
+            close(t->handles[i].fd);
     close(t->root_fd);
     free(t);
 }
@@ -361,13 +373,12 @@ int tree_release(struct tree *t, uint64_t handle)
     struct tree_handle *h = tree_handle_find(t, handle);
     if (!h)
         return -EBADF;
-    close(h->fd);
-    h->fd = -1;
+    tree_handle_drop(h);
     return 0;
 }
 
-long tree_read(struct tree *t, struct tree_path path, uint64_t handle, uint64_t offset, void *buf,
-               size_t size)
+int tree_read_begin(struct tree *t, struct tree_path path, uint64_t handle, uint64_t offset,
+                    size_t size, struct tree_read *r)
 {
     if (offset > (uint64_t)INT64_MAX - size)
         return -EINVAL;
@@ -375,10 +386,24 @@ long tree_read(struct tree *t, struct tree_path path, uint64_t handle, uint64_t 
     int fd = tree_handle_or_path(t, path, handle, O_RDONLY, &temp);
     if (fd < 0)
         return fd;
-    long rc = provider_io_full(fd, buf, size, offset, false);
-    if (temp >= 0)
-        close(temp);
-    return rc;
+    r->fd = fd;
+    r->slot = -1;
+    if (temp < 0) {
+        r->slot = (int)((handle - 1) % TREE_MAX_HANDLES);
+        t->handles[r->slot].reads++;
+    }
+    return 0;
+}
+
+void tree_read_end(struct tree *t, struct tree_read *r)
+{
+    if (r->slot < 0) {
+        close(r->fd);
+        return;
+    }
+    struct tree_handle *h = &t->handles[r->slot];
+    if (--h->reads == 0 && h->id == 0)
+        tree_handle_drop(h);
 }
 
 long tree_write(struct tree *t, struct tree_path path, uint64_t handle, uint64_t offset,

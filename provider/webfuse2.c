@@ -149,16 +149,6 @@ static int wf2_unlink(struct provider *p, struct wf2_call *c)
     return tree_unlink(p->tree, wf2_path(c->req.path));
 }
 
-static int wf2_read(struct provider *p, struct wf2_call *c)
-{
-    size_t size = c->req.read_size < PROVIDER_MAX_READ ? c->req.read_size : PROVIDER_MAX_READ;
-    long n = tree_read(p->tree, wf2_path(c->req.path), c->req.handle, c->req.offset, p->read_buffer,
-                       size);
-    if (n > 0)
-        c->resp.data = (struct codec_wf2_bytes){.ptr = p->read_buffer, .len = (size_t)n};
-    return (int)n; /* at most PROVIDER_MAX_READ */
-}
-
 static int wf2_write(struct provider *p, struct wf2_call *c)
 {
     /* data fits the message, so its length fits an int (PROVIDER_MAX_MESSAGE) */
@@ -261,12 +251,86 @@ static const wf2_handler wf2_handlers[CODEC_WF2_TYPE_MAX + 1] = {
     [CODEC_WF2_TRUNCATE] = wf2_truncate, [CODEC_WF2_FSYNC] = wf2_fsync,
     [CODEC_WF2_OPEN] = wf2_open,         [CODEC_WF2_MKNOD] = wf2_mknod,
     [CODEC_WF2_CREATE] = wf2_create,     [CODEC_WF2_RELEASE] = wf2_release,
-    [CODEC_WF2_UNLINK] = wf2_unlink,     [CODEC_WF2_READ] = wf2_read,
+    [CODEC_WF2_UNLINK] = wf2_unlink, /* READ: wf2_read_start */
     [CODEC_WF2_WRITE] = wf2_write,       [CODEC_WF2_MKDIR] = wf2_mkdir,
     [CODEC_WF2_READDIR] = wf2_readdir,   [CODEC_WF2_RMDIR] = wf2_rmdir,
     [CODEC_WF2_STATFS] = wf2_statfs,     [CODEC_WF2_UTIMENS] = wf2_utimens,
     [CODEC_WF2_GETCREDS] = wf2_getcreds,
 };
+
+/* ------------------------------------------------------------------------------------------------
+ * Reads: on the pool, straight into the answer
+ * ----------------------------------------------------------------------------------------------*/
+
+struct wf2_read {
+    struct pool_job job;
+    struct provider_msg *msg; /* the answer; the data goes after its head */
+    struct tree_read file;
+    uint64_t offset;
+    size_t size;
+    long result;
+    uint32_t id;
+    unsigned connection; /* the connection the request came on */
+};
+
+static void wf2_answer(struct provider *p, const struct codec_wf2_response *resp);
+
+/* A worker thread (or the loop thread when the pool is full). */
+static void wf2_read_run(struct pool_job *job)
+{
+    struct wf2_read *r = (struct wf2_read *)job;
+    char *data = provider_msg_payload(r->msg) + CODEC_WF2_READ_HEAD_SIZE;
+    r->result = provider_io_full(r->file.fd, data, r->size, r->offset, false);
+}
+
+static void wf2_read_done(struct provider *p, struct pool_job *job)
+{
+    struct wf2_read *r = (struct wf2_read *)job;
+    tree_read_end(p->tree, &r->file);
+    /* at most PROVIDER_MAX_READ, so it fits the result */
+    int32_t result = (int32_t)r->result;
+    log_debug("%s: read %u: %s%s%d", p->fs_name, r->id, result < 0 ? strerror(-result) : "ok",
+              result < 0 ? " " : ", result ", result);
+    struct provider_msg *msg = r->msg;
+    msg->len = codec_wf2_encode_read_head(provider_msg_payload(msg), r->id, result);
+    if (result > 0)
+        msg->len += (size_t)result;
+    if (!job->cancelled && r->connection == p->connection)
+        provider_send(p, msg);
+    else
+        free(msg);
+    free(r);
+}
+
+/* Starts READ: the file is read on the pool, or right here when the pool is full; either way the
+ * answer is queued by wf2_read_done. */
+static void wf2_read_start(struct provider *p, const struct codec_wf2_request *req)
+{
+    size_t size = req->read_size < PROVIDER_MAX_READ ? req->read_size : PROVIDER_MAX_READ;
+    struct wf2_read *r = calloc(1, sizeof(*r));
+    int rc = -ENOMEM;
+    if (r && (r->msg = provider_msg_new(CODEC_WF2_READ_HEAD_SIZE + size)))
+        rc =
+            tree_read_begin(p->tree, wf2_path(req->path), req->handle, req->offset, size, &r->file);
+    if (rc < 0) {
+        if (r)
+            free(r->msg);
+        free(r);
+        struct codec_wf2_response resp = {.id = req->id, .type = req->type, .result = rc};
+        wf2_answer(p, &resp);
+        return;
+    }
+    r->job.run = wf2_read_run;
+    r->job.done = wf2_read_done;
+    r->offset = req->offset;
+    r->size = size;
+    r->id = req->id;
+    r->connection = p->connection;
+    if (!pool_submit(p->pool, &r->job)) {
+        wf2_read_run(&r->job);
+        wf2_read_done(p, &r->job);
+    }
+}
 
 /* ------------------------------------------------------------------------------------------------
  * Messages
@@ -357,8 +421,12 @@ static void wf2_on_message(struct provider *p, const void *data, size_t len)
     if (rc == -EBADMSG && len < CODEC_WF2_HEADER_SIZE) {
         log_warn("%s: ignoring a message of %zu bytes: too short for an id", p->fs_name, len);
     } else {
-        wf2_serve(p, c, rc);
-        wf2_answer(p, &c->resp);
+        if (rc == 0 && c->req.type == CODEC_WF2_READ) {
+            wf2_read_start(p, &c->req);
+        } else {
+            wf2_serve(p, c, rc);
+            wf2_answer(p, &c->resp);
+        }
         if (!p->served) {
             p->served = true;
             provider_mark_serving(p);

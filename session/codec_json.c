@@ -10,7 +10,9 @@
  * encoded (-EINVAL). Floats are never accepted where an integer is expected.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,10 @@ struct codec_json_msg {
     const json_t *params; /* request and notification: an array */
     const json_t *result; /* result */
     int error_status;     /* error */
+    /* result.data of a read result, borrowed from the parsed bytes (see data_span_find); NULL
+     * when it is in the tree. */
+    const char *data;
+    size_t data_len;
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -224,16 +230,201 @@ static int classify(struct codec_json_msg *msg)
     return classify_response(msg);
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Read results without lexing their data
+ *
+ * A read result is almost all one base64 string, which jansson lexes a byte at a time (and copies
+ * twice). So the message is scanned once, the way a JSON lexer would tokenize it, for the "data"
+ * member of the top-level "result" object. When that string is plain (printable ASCII, no escapes:
+ * its bytes are then exactly its value) and long, the rest of the message is parsed with an empty
+ * string in its place and the value is borrowed from the caller's bytes. Anything unusual (escapes,
+ * other bytes, a repeated member, bad syntax) leaves the message to jansson as it is.
+ * ----------------------------------------------------------------------------------------------*/
+
+/* Shorter data strings are not worth a second buffer. */
+#define DATA_SPAN_MIN 1024
+
+struct span {
+    const char *pos;
+    const char *end;
+};
+
+static void span_skip_ws(struct span *s)
+{
+    while (s->pos < s->end &&
+           (*s->pos == ' ' || *s->pos == '\t' || *s->pos == '\n' || *s->pos == '\r'))
+        s->pos++;
+}
+
+/* At a '"': moves past the string; its contents are [*start, *stop), and *escapes says whether
+ * they hold a backslash. memchr, because the string is most of the message. false on a string
+ * that does not end. */
+static bool span_string(struct span *s, const char **start, const char **stop, bool *escapes)
+{
+    *escapes = false;
+    *start = ++s->pos;
+    for (;;) {
+        const char *quote = memchr(s->pos, '"', (size_t)(s->end - s->pos));
+        if (quote == NULL)
+            return false;
+        const char *backslash = memchr(s->pos, '\\', (size_t)(quote - s->pos));
+        if (backslash == NULL) {
+            *stop = quote;
+            s->pos = quote + 1;
+            return true;
+        }
+        *escapes = true;
+        s->pos = backslash + 2; /* the escaped character cannot end the string */
+        if (s->pos > s->end)
+            return false;
+    }
+}
+
+/* Printable ASCII only: then the bytes of a string without escapes are its value. No early exit,
+ * so the compiler can check many bytes at once. */
+static bool span_plain(const char *start, size_t len)
+{
+    unsigned char bad = 0;
+    for (size_t i = 0; i < len; i++)
+        bad |= (unsigned char)((unsigned char)(start[i] - 0x20) > 0x5e);
+    return bad == 0;
+}
+
+/* Moves past one value of any kind (its syntax is left to jansson). */
+static bool span_value(struct span *s)
+{
+    const char *a, *b;
+    bool escapes;
+    int depth = 0;
+    do {
+        if (s->pos >= s->end)
+            return false;
+        char c = *s->pos;
+        if (c == '"') {
+            if (!span_string(s, &a, &b, &escapes))
+                return false;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            s->pos++;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0)
+                return false;
+            s->pos++;
+        } else if (depth == 0) { /* a number or literal ends at a delimiter */
+            while (s->pos < s->end && !strchr(",}] \t\n\r", *s->pos))
+                s->pos++;
+        } else {
+            s->pos++;
+        }
+    } while (depth > 0);
+    return true;
+}
+
+static bool span_key_is(const char *a, const char *b, bool escapes, const char *key)
+{
+    return !escapes && (size_t)(b - a) == strlen(key) && memcmp(a, key, (size_t)(b - a)) == 0;
+}
+
+/* Walks the object at s->pos. For the member named `key`, when it occurs exactly once, its value
+ * is [*value, *value_end). false on anything that is not a well-formed object. */
+static bool span_member(struct span *s, const char *key, const char **value, const char **value_end)
+{
+    int seen = 0;
+    *value = NULL;
+    s->pos++; /* '{' */
+    span_skip_ws(s);
+    if (s->pos < s->end && *s->pos == '}') {
+        s->pos++;
+        return true;
+    }
+    for (;;) {
+        const char *a, *b;
+        bool escapes;
+        span_skip_ws(s);
+        if (s->pos >= s->end || *s->pos != '"' || !span_string(s, &a, &b, &escapes))
+            return false;
+        span_skip_ws(s);
+        if (s->pos >= s->end || *s->pos++ != ':')
+            return false;
+        span_skip_ws(s);
+        bool match = span_key_is(a, b, escapes, key) && seen++ == 0;
+        if (match)
+            *value = s->pos;
+        if (!span_value(s))
+            return false;
+        if (match)
+            *value_end = s->pos;
+        span_skip_ws(s);
+        if (s->pos < s->end && *s->pos == ',') {
+            s->pos++;
+            continue;
+        }
+        if (s->pos < s->end && *s->pos == '}') {
+            s->pos++;
+            if (seen > 1)
+                *value = NULL;
+            return true;
+        }
+        return false;
+    }
+}
+
+/* The contents of result.data when it is a long plain string: [*start, *stop). */
+static bool data_span_find(const char *data, size_t len, const char **start, const char **stop)
+{
+    struct span s = {data, data + len};
+    const char *value, *value_end;
+    bool escapes;
+    span_skip_ws(&s);
+    if (s.pos >= s.end || *s.pos != '{' || !span_member(&s, "result", &value, &value_end) ||
+        !value || *value != '{')
+        return false;
+    struct span result = {value, value_end};
+    s = result;
+    if (!span_member(&s, "data", &value, &value_end) || !value || *value != '"')
+        return false;
+    s = (struct span){value, value_end};
+    if (!span_string(&s, start, stop, &escapes) || escapes || *stop - *start < DATA_SPAN_MIN)
+        return false;
+    /* base64 text needs no check here: its decoder refuses every byte outside the alphabet. */
+    s = result;
+    return (span_member(&s, "format", &value, &value_end) && value && value_end - value == 8 &&
+            memcmp(value, "\"base64\"", 8) == 0) ||
+           span_plain(*start, (size_t)(*stop - *start));
+}
+
+/* Parses the message with result.data's contents cut out; NULL when that does not work. */
+static json_t *parse_without_data(const char *data, size_t len, const char *start, const char *stop,
+                                  size_t flags)
+{
+    size_t head = (size_t)(start - data);
+    size_t tail = len - (size_t)(stop - data);
+    char *rest = malloc(head + tail);
+    if (rest == NULL)
+        return NULL;
+    memcpy(rest, data, head);
+    memcpy(rest + head, stop, tail);
+    json_t *root = json_loadb(rest, head + tail, flags, NULL);
+    free(rest);
+    return root;
+}
+
 int codec_json_parse(const void *data, size_t len, struct codec_json_msg **out)
 {
     /* JSON_ALLOW_NUL: identity read data may legitimately contain "\u0000". Without
      * JSON_DISABLE_EOF_CHECK, trailing bytes after the object are an error. */
     const size_t flags = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL;
     struct codec_json_msg *msg;
-    json_t *root;
+    json_t *root = NULL;
+    const char *start = NULL, *stop = NULL;
     int rc;
 
-    root = json_loadb(data, len, flags, NULL);
+    if (data_span_find(data, len, &start, &stop))
+        root = parse_without_data(data, len, start, stop, flags);
+    if (root == NULL) {
+        start = NULL;
+        root = json_loadb(data, len, flags, NULL);
+    }
     /* jansson's parser reports its own allocation failures as bad syntax (or not at all), so
      * they cannot be told apart from a bad message here. */
     if (root == NULL)
@@ -245,6 +436,10 @@ int codec_json_parse(const void *data, size_t len, struct codec_json_msg **out)
     }
     msg->root = root;
     rc = classify(msg);
+    if (rc == 0 && start != NULL) {
+        msg->data = start;
+        msg->data_len = (size_t)(stop - start);
+    }
     if (rc != 0) {
         codec_json_msg_free(msg);
         return rc;
@@ -420,25 +615,23 @@ int codec_json_decode_open(const struct codec_json_msg *msg, uint64_t *handle)
 }
 
 /* "identity": the string's UTF-8 bytes as they are (json_string_length counts "\u0000" too). */
-static int read_identity(const json_t *data, void *buf, size_t cap, size_t *len)
+static int read_identity(const char *data, size_t n, void *buf, size_t cap, size_t *len)
 {
-    size_t n = json_string_length(data);
-
     if (n > cap)
         return -EBADMSG;
     if (n > 0)
-        memcpy(buf, json_string_value(data), n);
+        memcpy(buf, data, n);
     *len = n;
     return 0;
 }
 
-static int read_base64(const json_t *data, void *buf, size_t cap, size_t *len)
+static int read_base64(const char *data, size_t len, void *buf, size_t cap, size_t *len_out)
 {
-    long n = base64_decode(json_string_value(data), json_string_length(data), buf, cap);
+    long n = base64_decode(data, len, buf, cap);
 
     if (n < 0) /* bad base64 and data too large for cap are both the provider's fault */
         return -EBADMSG;
-    *len = (size_t)n;
+    *len_out = (size_t)n;
     return 0;
 }
 
@@ -457,10 +650,12 @@ int codec_json_decode_read(const struct codec_json_msg *msg, void *buf, size_t c
         return -EBADMSG;
     if (get_int(json_object_get(result, "count"), 0, INT64_MAX, &count) != 0)
         return -EBADMSG;
+    const char *text = msg->data ? msg->data : json_string_value(data);
+    size_t text_len = msg->data ? msg->data_len : json_string_length(data);
     if (strcmp(format, "identity") == 0)
-        rc = read_identity(data, buf, cap, &n);
+        rc = read_identity(text, text_len, buf, cap, &n);
     else if (strcmp(format, "base64") == 0)
-        rc = read_base64(data, buf, cap, &n);
+        rc = read_base64(text, text_len, buf, cap, &n);
     else
         rc = -EBADMSG;
     if (rc != 0 || (uint64_t)count != n)
@@ -889,45 +1084,32 @@ int codec_json_encode_open_result(char *buf, size_t cap, size_t *len, int64_t id
     return dump_result(buf, cap, len, id, result, rc);
 }
 
-/* The data as a JSON string: base64 text for n > 0, "" for n == 0 (what the C provider library
- * sends for an empty read). */
-static json_t *read_data(const void *data, size_t n, int *rc)
-{
-    json_t *v;
-    char *text;
-    size_t size;
-
-    if (n == 0)
-        return new_string("", rc);
-    /* No read comes near this; it keeps base64_encoded_size from wrapping. */
-    if (n > SIZE_MAX / 2) {
-        fail_with(rc, -ENOMEM);
-        return NULL;
-    }
-    size = base64_encoded_size(n);
-    text = malloc(size);
-    if (text == NULL) {
-        fail_with(rc, -ENOMEM);
-        return NULL;
-    }
-    base64_encode(data, n, text);
-    v = json_stringn_nocheck(text, size); /* base64 is ASCII: no UTF-8 check needed */
-    free(text);
-    if (v == NULL)
-        fail_with(rc, -ENOMEM);
-    return v;
-}
-
+/* Written by hand, in the shape jansson would write it: base64 needs no escaping, and making a
+ * jansson string of a whole read only to dump it again cost more than reading the file. */
 int codec_json_encode_read_result(char *buf, size_t cap, size_t *len, int64_t id, const void *data,
                                   size_t n)
 {
-    int rc = 0;
-    json_t *result = new_container(json_object, &rc);
+    static const char head[] = "{\"result\":{\"data\":\"";
+    char tail[96];
+    int tail_len;
+    size_t text, needed;
 
-    add(result, "data", read_data(data, n, &rc), &rc);
-    add(result, "format", new_string(n > 0 ? "base64" : "identity", &rc), &rc);
-    add(result, "count", new_u64(n, &rc), &rc);
-    return dump_result(buf, cap, len, id, result, rc);
+    /* No read comes near this; it keeps base64_encoded_size from wrapping. */
+    if (n > SIZE_MAX / 2)
+        return -ENOMEM;
+    text = n > 0 ? base64_encoded_size(n) : 0;
+    tail_len =
+        snprintf(tail, sizeof(tail), "\",\"format\":\"%s\",\"count\":%zu},\"id\":%" PRId64 "}",
+                 n > 0 ? "base64" : "identity", n, id);
+    needed = sizeof(head) - 1 + text + (size_t)tail_len;
+    *len = needed;
+    if (needed > cap)
+        return -ENOBUFS;
+    memcpy(buf, head, sizeof(head) - 1);
+    if (n > 0)
+        base64_encode(data, n, buf + sizeof(head) - 1);
+    memcpy(buf + sizeof(head) - 1 + text, tail, (size_t)tail_len);
+    return 0;
 }
 
 int codec_json_encode_readdir_result(char *buf, size_t cap, size_t *len, int64_t id,

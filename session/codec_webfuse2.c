@@ -672,6 +672,18 @@ int codec_wf2_encode_response(void *buf, size_t cap, size_t *len,
     return encode(buf, cap, len, fill_response, resp);
 }
 
+size_t codec_wf2_encode_read_head(void *buf, uint32_t id, int32_t result)
+{
+    struct writer w = {.buf = buf, .cap = CODEC_WF2_READ_HEAD_SIZE};
+
+    put_u32(&w, id);
+    put_u8(&w, CODEC_WF2_READ | CODEC_WF2_RESPONSE);
+    put_i32(&w, result);
+    if (result > 0)
+        put_u32(&w, (uint32_t)result);
+    return w.len;
+}
+
 /* The fields after the result of a successful (result >= 0) response. */
 static int get_response_fields(struct reader *r, uint8_t expected, uint32_t size,
                                struct codec_wf2_response *resp)

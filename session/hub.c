@@ -8,8 +8,10 @@
 
 #include "log.h"
 
-/* libwebsockets hands received data over in pieces of at most this size. */
-#define HUB_RX_BUFFER 65536
+/* libwebsockets hands received data over in pieces of at most this size: a whole answer to the
+ * largest read the kernel asks for (1 MiB) comes in one piece and is decoded where it lies. The
+ * buffer is allocated per connection but only touched as far as messages reach. */
+#define HUB_RX_BUFFER (1024 * 1024 + 4096)
 
 bool session_hub_name_taken(const struct session_hub *hub, const char *name)
 {

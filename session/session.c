@@ -359,6 +359,13 @@ void session_close(struct session *s, enum lws_close_status status, const char *
 int session_on_receive(struct session *s, const void *in, size_t len)
 {
     size_t max = s->hub->config.max_message;
+    bool whole = lws_is_final_fragment(s->wsi) && lws_remaining_packet_payload(s->wsi) == 0;
+    if (s->rx_len == 0 && whole && len <= max) {
+        s->bytes_in += len;
+        /* A whole message in one piece: decoded in libwebsockets' buffer, read data is handed
+         * to the kernel from there. */
+        return s->protocol->on_message(s, in, len) == 0 ? 0 : -1;
+    }
     if (s->rx_len + len > max) {
         char reason[64];
         snprintf(reason, sizeof(reason), "message larger than %zu bytes", max);
@@ -372,7 +379,7 @@ int session_on_receive(struct session *s, const void *in, size_t len)
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     s->bytes_in += len;
-    if (!lws_is_final_fragment(s->wsi) || lws_remaining_packet_payload(s->wsi) > 0)
+    if (!whole)
         return 0;
 
     size_t total = s->rx_len;

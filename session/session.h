@@ -50,7 +50,9 @@ enum codec_json_kind {
 struct codec_json_msg;
 
 /* Parses one message. Returns 0 with *out owned by the caller, or -EBADMSG when the bytes are not
- * a JSON object of one of the four envelope shapes (floats for ids, missing params, ...). */
+ * a JSON object of one of the four envelope shapes (floats for ids, missing params, ...). The
+ * message may borrow from `data` (a read result's data string): keep `data` until
+ * codec_json_msg_free. */
 int codec_json_parse(const void *data, size_t len, struct codec_json_msg **out);
 void codec_json_msg_free(struct codec_json_msg *msg);
 
@@ -513,5 +515,12 @@ int codec_wf2_decode_request(const void *data, size_t len, struct codec_wf2_requ
  * result, more than UINT32_MAX names, or a string as for codec_wf2_encode_request. */
 int codec_wf2_encode_response(void *buf, size_t cap, size_t *len,
                               const struct codec_wf2_response *resp);
+
+/* Provider side, for reading file data straight into the message: writes the head of a READ
+ * response (id, type, result and, when result > 0, the data's length) into
+ * buf[0..CODEC_WF2_READ_HEAD_SIZE) and returns its size. When result > 0 the caller has put the
+ * `result` data bytes at buf + CODEC_WF2_READ_HEAD_SIZE, which is then where the head ends. */
+#define CODEC_WF2_READ_HEAD_SIZE 13
+size_t codec_wf2_encode_read_head(void *buf, uint32_t id, int32_t result);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1016,6 +1017,55 @@ static void decode_read_decodes_base64_data(void **state)
     codec_json_msg_free(msg);
 }
 
+/* A long read result: its data string is taken from the message bytes without jansson; the
+ * answer must be the same as from the parsed tree, whatever the member order and spacing. */
+static void decode_read_decodes_long_base64_data(void **state)
+{
+    unsigned char data[3000];
+    char text[8192];
+    char encoded[4100];
+    unsigned char buf[3000];
+    size_t len = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 7);
+    base64_encode(data, sizeof(data), encoded);
+    encoded[base64_encoded_size(sizeof(data))] = '\0';
+    snprintf(text, sizeof(text),
+             " { \"id\" : 9 , \"result\" : { \"format\":\"base64\", \"note\":\"{\\\"data\\\":1}\","
+             " \"data\" : \"%s\" , \"count\" : 3000 , \"x\":[{\"data\":\"a\"},\"]\"] } } ",
+             encoded);
+    struct codec_json_msg *msg = parse_text(text);
+    assert_int_equal(codec_json_decode_read(msg, buf, sizeof(buf), &len), 0);
+    assert_int_equal(len, sizeof(data));
+    assert_memory_equal(buf, data, sizeof(data));
+    codec_json_msg_free(msg);
+}
+
+/* The shortcut must not let through what jansson would refuse. */
+static void parse_refuses_long_read_results_jansson_refuses(void **state)
+{
+    char a[1500];
+    char text[4096];
+    struct codec_json_msg *msg = NULL;
+
+    (void)state;
+    memset(a, 'A', sizeof(a) - 1);
+    a[sizeof(a) - 1] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"result\":{\"data\":\"%s\",\"data\":\"%s\",\"format\":\"identity\",\"count\":1499},"
+             "\"id\":1}",
+             a, a);
+    assert_int_equal(codec_json_parse(text, strlen(text), &msg), -EBADMSG);
+    snprintf(text, sizeof(text),
+             "{\"result\":{\"data\":\"%s\",\"format\":\"identity\",\"count\":1499},\"id\":1} x", a);
+    assert_int_equal(codec_json_parse(text, strlen(text), &msg), -EBADMSG);
+    snprintf(text, sizeof(text),
+             "{\"result\":{\"data\":\"%s\",\"format\":\"identity\",\"count\":1499,},\"id\":1}", a);
+    assert_int_equal(codec_json_parse(text, strlen(text), &msg), -EBADMSG);
+}
+
 static void decode_read_accepts_the_c_library_empty_read(void **state)
 {
     struct codec_json_msg *msg =
@@ -1378,11 +1428,6 @@ static int oom_open(struct wire *w)
     return codec_json_encode_open_result(w->buf, WIRE_CAP, &w->len, 1, 7);
 }
 
-static int oom_read(struct wire *w)
-{
-    return codec_json_encode_read_result(w->buf, WIRE_CAP, &w->len, 1, "hello", 5);
-}
-
 static int oom_readdir(struct wire *w)
 {
     const struct codec_json_dirent entries[] = {{".", 1}, {"a", 2}, {"b", 3}};
@@ -1406,7 +1451,6 @@ static void every_encoder_fails_with_enomem_when_allocation_fails(void **state)
         {"add_filesystem", oom_add_filesystem},
         {"attr", oom_attr},
         {"open", oom_open},
-        {"read", oom_read},
         {"readdir", oom_readdir},
     };
     size_t i;
@@ -1794,6 +1838,8 @@ int main(void)
         cmocka_unit_test(decode_read_counts_identity_data_in_utf8_bytes),
         cmocka_unit_test(decode_read_keeps_nul_bytes_of_identity_data),
         cmocka_unit_test(decode_read_decodes_base64_data),
+        cmocka_unit_test(decode_read_decodes_long_base64_data),
+        cmocka_unit_test(parse_refuses_long_read_results_jansson_refuses),
         cmocka_unit_test(decode_read_accepts_the_c_library_empty_read),
         cmocka_unit_test(decode_read_accepts_data_exactly_as_large_as_cap),
         cmocka_unit_test(encode_read_result_sends_base64),

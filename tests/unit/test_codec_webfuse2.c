@@ -1385,6 +1385,27 @@ static void type_names_cover_requests_and_responses(void **state)
                response_truncated_at_every_length_is_rejected, &type_ids[t])
 /* clang-format on */
 
+/* The provider reads file data straight into its answer after this head: head plus data must be
+ * the spec's read answer, and an error or end of file is the bare result. */
+static void read_head_with_data_is_the_spec_read_response(void **state)
+{
+    struct msg expected = hex("00000004 90 00000003 00000003 616263");
+    unsigned char buf[CODEC_WF2_READ_HEAD_SIZE + 3];
+
+    (void)state;
+    assert_int_equal(codec_wf2_encode_read_head(buf, 4, 3), CODEC_WF2_READ_HEAD_SIZE);
+    memcpy(buf + CODEC_WF2_READ_HEAD_SIZE, "abc", 3);
+    assert_int_equal(expected.n, sizeof(buf));
+    assert_memory_equal(buf, expected.b, sizeof(buf));
+
+    expected = hex("00000004 90 fffffffe");
+    assert_int_equal(codec_wf2_encode_read_head(buf, 4, -2), expected.n);
+    assert_memory_equal(buf, expected.b, expected.n);
+    expected = hex("00000004 90 00000000");
+    assert_int_equal(codec_wf2_encode_read_head(buf, 4, 0), expected.n);
+    assert_memory_equal(buf, expected.b, expected.n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1402,6 +1423,7 @@ int main(void)
         VECTOR_TESTS(getcreds_ok),
         cmocka_unit_test(spec_messages_with_trailing_bytes_decode_the_same),
         cmocka_unit_test(encoders_report_the_needed_size_with_enobufs),
+        cmocka_unit_test(read_head_with_data_is_the_spec_read_response),
         TYPE_TESTS(CODEC_WF2_ACCESS, "access"),
         TYPE_TESTS(CODEC_WF2_GETATTR, "getattr"),
         TYPE_TESTS(CODEC_WF2_READLINK, "readlink"),

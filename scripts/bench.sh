@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Measures webfuse against the FUSE limit (bindfs of the same directory) and the disk itself, in
+# one run on one machine, and writes a Markdown table to $BUILD_DIR/bench/results.md.
+#
+#   scripts/bench.sh            full run (512 MiB reads, 3 runs per figure; several minutes)
+#   scripts/bench.sh --quick    smaller sizes and one run per figure, for development and smoke
+#                               tests (also BENCH_QUICK=1)
+#
+# Needs root (page caches are dropped before every cold measurement, mounts are made). Builds a
+# release build of its own in $BUILD_DIR/bench/build and installs bindfs when missing. Each figure
+# is the median of BENCH_RUNS runs with min-max. Other work on the machine shows in absolute
+# figures; the ratios within one run are what to compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+quick=${BENCH_QUICK:-0}
+[ "${1:-}" = "--quick" ] && quick=1
+if [ "$quick" = 1 ]; then
+  runs=${BENCH_RUNS:-1} read_mib=64 write_mib=32 files=1000 random_reads=2000 stats=2000
+  stream_mib=16 streams=(1 4 8) idle_sessions=16
+else
+  runs=${BENCH_RUNS:-3} read_mib=512 write_mib=256 files=10000 random_reads=20000 stats=10000
+  stream_mib=64 streams=(1 8 64) idle_sessions=256
+fi
+
+if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
+  echo "bench.sh needs root and /dev/fuse (it mounts and drops page caches)" >&2
+  exit 1
+fi
+
+build_dir=${BUILD_DIR:-build}
+case $build_dir in /*) ;; *) build_dir=$repo/$build_dir ;; esac
+bench=$build_dir/bench
+bin=$bench/build
+data=$bench/data
+run=$bench/run
+results=$bench/results.md
+mkdir -p "$bench" "$data"
+
+# ---- set-up ---------------------------------------------------------------------------------------
+
+scripts/install-deps.sh
+if ! command -v bindfs >/dev/null; then
+  echo "installing bindfs"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq bindfs \
+    >/dev/null
+fi
+echo "building (release) in $bin"
+BUILD_DIR=$bin scripts/build.sh -DCMAKE_BUILD_TYPE=Release -DWEBFUSE_SANITIZE=OFF \
+  -DWEBFUSE_TESTS=OFF >/dev/null
+for helper in bench_randread bench_statx; do
+  cc -O2 -Wall -Wextra -Werror -o "$bin/$helper" "tests/bench/$helper.c"
+done
+
+# Test data, kept between runs: one big file, one directory of small files, one tree.
+big=big-${read_mib}M
+stream=stream-${stream_mib}M
+make_data() {
+  if [ ! -f "$data/$big" ]; then
+    echo "writing $read_mib MiB of test data"
+    head -c $((read_mib << 20)) /dev/urandom >"$data/$big.tmp"
+    mv "$data/$big.tmp" "$data/$big"
+  fi
+  if [ ! -f "$data/$stream" ]; then
+    head -c $((stream_mib << 20)) /dev/urandom >"$data/$stream.tmp"
+    mv "$data/$stream.tmp" "$data/$stream"
+  fi
+  python3 - "$data" "$files" <<'EOF'
+import os, sys
+data, files = sys.argv[1], int(sys.argv[2])
+small = os.path.join(data, "small-%d" % files)
+if not os.path.isdir(small):
+    os.makedirs(small + ".tmp", exist_ok=True)
+    block = os.urandom(1024)
+    for i in range(files):
+        with open(os.path.join(small + ".tmp", "f%05d" % i), "wb") as f:
+            f.write(block)
+    os.rename(small + ".tmp", small)
+tree = os.path.join(data, "tree-%d" % files)
+if not os.path.isdir(tree):
+    # `files` entries: dirs directories with files-per-dir files each.
+    dirs = max(1, int(files ** 0.5))
+    per_dir = files // dirs - 1
+    for d in range(dirs):
+        os.makedirs(os.path.join(tree + ".tmp", "d%03d" % d), exist_ok=True)
+        for i in range(per_dir):
+            open(os.path.join(tree + ".tmp", "d%03d" % d, "f%04d" % i), "wb").close()
+    os.rename(tree + ".tmp", tree)
+os.makedirs(os.path.join(data, "idle"), exist_ok=True)
+EOF
+}
+make_data
+small=small-$files
+tree=tree-$files
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# ---- processes ------------------------------------------------------------------------------------
+
+daemon_pid=""
+provider_pids=()
+bind_mnt=$run/bindfs
+mnt=$run/mnt
+
+cleanup() {
+  set +e
+  stop_providers
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  mountpoint -q "$bind_mnt" && fusermount3 -u -z "$bind_mnt"
+  for m in "$mnt"/*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+  rm -f "$data"/write-test
+}
+trap cleanup EXIT
+
+stop_providers() {
+  [ ${#provider_pids[@]} -eq 0 ] && return 0
+  kill "${provider_pids[@]}" 2>/dev/null || true
+  wait "${provider_pids[@]}" 2>/dev/null || true
+  provider_pids=()
+  wait_for "no mounts left" mounts_gone
+}
+
+mount_count() {
+  awk -v root="$mnt/" 'index($5, root) == 1' /proc/self/mountinfo | wc -l
+}
+mounts_gone() { [ "$(mount_count)" -eq 0 ]; }
+
+wait_for() { # what, predicate...
+  local what=$1
+  shift
+  for _ in $(seq 600); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $what" >&2
+  exit 1
+}
+
+start_daemon() {
+  rm -rf "$run"
+  mkdir -p "$run" "$mnt" "$bind_mnt"
+  port=$(free_port)
+  "$bin/webfused" --port "$port" --mount-root "$mnt" --no-admin --log-level error \
+    2>"$run/webfused.log" &
+  daemon_pid=$!
+  wait_for "webfused to listen" python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port)).close()"
+}
+
+# provider NAME [--protocol json]: a webfuse2 provider (or JSON) serving $data as NAME.
+provider() {
+  local name=$1
+  shift
+  if [ "${1:-}" = "--protocol" ]; then
+    "$bin/webfuse-provider" --protocol json --url "ws://127.0.0.1:$port/" --fs "$name=$data" \
+      2>>"$run/providers.log" &
+  else
+    "$bin/webfuse-provider" --url "ws://127.0.0.1:$port/$name" --path "${1:-$data}" \
+      2>>"$run/providers.log" &
+  fi
+  provider_pids+=($!)
+}
+
+mounts_at_least() { [ "$(mount_count)" -ge "$1" ]; }
+wait_mounts() { wait_for "$1 mounts" mounts_at_least "$1"; }
+
+# ---- measuring ------------------------------------------------------------------------------------
+
+drop_caches() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+}
+
+now_ms() { date +%s%N | awk '{ printf "%.3f", $1 / 1e6 }'; }
+
+# Runs "$@" $runs times (each prints one number) and prints "median min max".
+repeat() {
+  for _ in $(seq "$runs"); do "$@"; done | sort -g | awk '
+    { v[NR] = $1 }
+    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'
+}
+
+# MB/s of a dd run, from its own report.
+dd_rate() {
+  LC_ALL=C dd "$@" 2>&1 | awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") t = $(i - 1); printf "%.1f\n", $1 / t / 1e6 }'
+}
+
+seq_read() { drop_caches; dd_rate if="$1/$big" of=/dev/null bs=1M; }
+
+seq_write() {
+  rm -f "$1/write-test"
+  drop_caches
+  dd_rate if=/dev/zero of="$1/write-test" bs=1M count="$write_mib" conv=fsync
+}
+
+timed_ms() { # prints the wall time of "$@" in ms
+  local start end
+  drop_caches
+  start=$(now_ms)
+  "$@" >/dev/null
+  end=$(now_ms)
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f\n", e - s }'
+}
+ls_l() { ls -l "$1/$small"; }
+cat_all() { (cd "$1/$small" && cat -- *); }
+find_all() { find "$1/$tree"; }
+
+random_read() { drop_caches; "$bin/bench_randread" "$1/$big" "$random_reads" 42; }
+
+# statx p50 and p99 as separate figures: field 1 or 2.
+statx_p() { "$bin/bench_statx" "$2/$big" "$stats" | awk -v f="$1" '{ print $f }'; }
+
+# ---- the table ------------------------------------------------------------------------------------
+
+rows=()
+fmt() { # "median min max" -> "median (min–max)"
+  awk '{ if ($1 >= 100) f = "%.0f"; else f = "%.1f"; printf f " (" f "–" f ")", $1, $2, $3 }' <<<"$1"
+}
+ratio() { awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+row() { # measure, unit, ours, bindfs, direct
+  rows+=("| $1 | $2 | $(fmt "$3") | $(fmt "$4") | $(fmt "$5") | $(ratio "$3" "$4") | $(ratio "$3" "$5") |")
+  echo "  $1: ours $3, bindfs $4, direct $5"
+}
+
+# ---- the run --------------------------------------------------------------------------------------
+
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+threads_of() { ls "/proc/$1/task" | wc -l; }
+
+start_daemon
+echo "memory: $idle_sessions idle sessions"
+rss_idle=$(status_kib "$daemon_pid" VmRSS)
+threads_idle=$(threads_of "$daemon_pid")
+for i in $(seq "$idle_sessions"); do provider "idle$i" "$data/idle"; done
+wait_mounts "$idle_sessions"
+sleep 1
+rss_sessions=$(status_kib "$daemon_pid" VmRSS)
+threads_sessions=$(threads_of "$daemon_pid")
+stop_providers
+
+provider bench
+provider benchjson --protocol json
+wait_mounts 2
+bindfs --no-allow-other "$data" "$bind_mnt"
+ours=$mnt/bench
+json=$mnt/benchjson
+
+echo "1. sequential read, $read_mib MiB"
+echo 5 >"/proc/$daemon_pid/clear_refs" # VmHWM from here on: the peak during these reads
+r_ours=$(repeat seq_read "$ours")
+rss_peak=$(status_kib "$daemon_pid" VmHWM)
+r_json=$(repeat seq_read "$json")
+r_bind=$(repeat seq_read "$bind_mnt")
+r_direct=$(repeat seq_read "$data")
+row "sequential read $read_mib MiB, webfuse2 provider" "MB/s" "$r_ours" "$r_bind" "$r_direct"
+row "sequential read $read_mib MiB, JSON provider" "MB/s" "$r_json" "$r_bind" "$r_direct"
+
+echo "2. sequential write, $write_mib MiB with fsync"
+row "sequential write $write_mib MiB + fsync" "MB/s" "$(repeat seq_write "$ours")" \
+  "$(repeat seq_write "$bind_mnt")" "$(repeat seq_write "$data")"
+rm -f "$data/write-test"
+
+echo "3. metadata, $files files"
+row "\`ls -l\` of $files files" "ms" "$(repeat timed_ms ls_l "$ours")" \
+  "$(repeat timed_ms ls_l "$bind_mnt")" "$(repeat timed_ms ls_l "$data")"
+row "\`cat\` of $files files of 1 KiB" "ms" "$(repeat timed_ms cat_all "$ours")" \
+  "$(repeat timed_ms cat_all "$bind_mnt")" "$(repeat timed_ms cat_all "$data")"
+row "\`find\` over $files entries" "ms" "$(repeat timed_ms find_all "$ours")" \
+  "$(repeat timed_ms find_all "$bind_mnt")" "$(repeat timed_ms find_all "$data")"
+
+echo "4. random 4 KiB reads"
+row "random 4 KiB reads ($random_reads, one at a time)" "IOPS" "$(repeat random_read "$ours")" \
+  "$(repeat random_read "$bind_mnt")" "$(repeat random_read "$data")"
+
+echo "5. getattr round trips"
+row "getattr p50 (statx FORCE_SYNC, $stats calls)" "µs" "$(repeat statx_p 1 "$ours")" \
+  "$(repeat statx_p 1 "$bind_mnt")" "$(repeat statx_p 1 "$data")"
+row "getattr p99" "µs" "$(repeat statx_p 2 "$ours")" "$(repeat statx_p 2 "$bind_mnt")" \
+  "$(repeat statx_p 2 "$data")"
+
+fusermount3 -u "$bind_mnt"
+stop_providers
+
+echo "6. concurrency"
+# Each of N providers serves one mount; N readers stream the same $stream_mib MiB file, one
+# through each mount. The provider side's copy is read into the page cache first, so the disk
+# does not decide the figure.
+concurrent_read() {
+  local n=$1 start end readers=()
+  drop_caches
+  cat "$data/$stream" >/dev/null
+  start=$(now_ms)
+  for i in $(seq "$n"); do
+    dd if="$mnt/c$i/$stream" of=/dev/null bs=1M status=none &
+    readers+=($!)
+  done
+  wait "${readers[@]}"
+  end=$(now_ms)
+  awk -v n="$n" -v mib="$stream_mib" -v s="$start" -v e="$end" \
+    'BEGIN { printf "%.1f\n", n * mib * 1048576 / ((e - s) / 1000) / 1e6 }'
+}
+concurrency_rows=()
+single=""
+for n in "${streams[@]}"; do
+  for i in $(seq "$n"); do provider "c$i"; done
+  wait_mounts "$n"
+  agg=$(repeat concurrent_read "$n")
+  [ -z "$single" ] && single=$agg
+  concurrency_rows+=("| $n | $(fmt "$agg") | $(ratio "$agg" "$single") |")
+  echo "  $n streams: $agg MB/s"
+  stop_providers
+done
+
+# ---- report ---------------------------------------------------------------------------------------
+
+per_session=$(awk -v a="$rss_idle" -v b="$rss_sessions" -v n="$idle_sessions" 'BEGIN { printf "%.1f", (b - a) / n }')
+per_mount=$(awk -v a="$threads_idle" -v b="$threads_sessions" -v n="$idle_sessions" 'BEGIN { printf "%.2f", (b - a) / n }')
+{
+  echo "# webfuse benchmark"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)'), ${runs} run(s) per figure$([ "$quick" = 1 ] && echo ', quick mode')."
+  echo "Figures: median (min–max). Page caches dropped before each run (concurrency: the provider's"
+  echo "source file is cached again before the streams start). \"ours\" is webfused with webfuse-provider"
+  echo "(webfuse2 unless the row says JSON). Ratios are ours ÷ bindfs and ours ÷ direct of the figure"
+  echo "itself: higher is better for MB/s and IOPS, lower is better for ms and µs."
+  echo
+  echo "| measure | unit | ours | bindfs | direct | ours ÷ bindfs | ours ÷ direct |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "Concurrency: N webfuse2 providers, one mount each, one reader streaming $stream_mib MiB through each."
+  echo
+  echo "| streams | aggregate MB/s | ÷ single stream |"
+  echo "| --- | --- | --- |"
+  printf '%s\n' "${concurrency_rows[@]}"
+  echo
+  echo "Memory of webfused (VmRSS) and threads:"
+  echo
+  echo "| measure | value |"
+  echo "| --- | --- |"
+  echo "| RSS idle, no sessions | $rss_idle KiB |"
+  echo "| RSS with $idle_sessions idle sessions attached | $rss_sessions KiB |"
+  echo "| RSS per idle session | $per_session KiB |"
+  echo "| peak RSS (VmHWM) during the webfuse2 sequential reads | $rss_peak KiB |"
+  echo "| threads idle / with $idle_sessions mounts | $threads_idle / $threads_sessions |"
+  echo "| threads per mount | $per_mount |"
+} >"$results"
+echo
+cat "$results"
