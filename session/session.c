@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -617,6 +620,13 @@ static void session_free(uv_handle_t *handle)
     free(s->rx);
     free(s->scratch);
     free(s);
+#ifdef __GLIBC__
+    /* The connection's 1 MiB receive buffer and its mounts' request buffers raised glibc's
+     * dynamic mmap threshold, so they were served from the heap and arenas, which glibc only
+     * shrinks from the top: without a trim, waves of sessions leave their pages resident. Once
+     * per session, not per request, so large requests keep reusing heap memory. */
+    malloc_trim(0);
+#endif
 }
 
 /* The connection and every mount are gone: the one place a session ends. */
