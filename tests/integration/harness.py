@@ -438,17 +438,23 @@ def require_webfuse2_provider():
 class Process:
     """A child process whose stderr (and stdout) goes to a log file."""
 
-    def __init__(self, name, argv, log_path):
+    def __init__(self, name, argv, log_path, preexec=None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "wb")
         # Own session: a Ctrl-C meant for the test runner does not reach the children. They get
         # SIGTERM when the runner dies (PR_SET_PDEATHSIG), so a runner killed by ctest's timeout
-        # leaves no daemon behind.
+        # leaves no daemon behind. `preexec` runs there too, after that (e.g. to restrict the
+        # child as a service manager would).
+        def child():
+            _die_with_parent()
+            if preexec is not None:
+                preexec()
+
         self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=child)
         self.pid = self.popen.pid
 
     def alive(self):
@@ -517,8 +523,8 @@ class ApiResponse:
 
 class Daemon(Process):
     def __init__(self, env, argv, log_path, port, mount_root, admin_port=None, token_file=None,
-                 db=None):
-        super().__init__("webfused", argv, log_path)
+                 db=None, preexec=None):
+        super().__init__("webfused", argv, log_path, preexec)
         self.port = port
         self.mount_root = mount_root
         self.url = "ws://127.0.0.1:%d/" % port
@@ -592,12 +598,13 @@ class Env:
 
     def start_daemon(self, timeout=None, max_message=None, log_level="debug", extra=(),
                      wait=True, mount_root=None, admin=True, db=None, token_file=None,
-                     port=None, admin_port=None):
+                     port=None, admin_port=None, preexec=None):
         """Starts webfused on a free port with a fresh mount root; waits until it listens.
 
         The admin API listens on a free port (unless admin is False: --no-admin), with the token
         file and the registry database in the test's directory: `db` and `token_file` default to
-        one per daemon; pass the same `db` (and mount_root) to restart a daemon on its history."""
+        one per daemon; pass the same `db` (and mount_root) to restart a daemon on its history.
+        `preexec` runs in the child before webfused is executed."""
         port = port or free_port()
         n = len(self.processes)
         mount_root = mount_root or self.mkdir("mnt%d" % n)
@@ -618,7 +625,7 @@ class Env:
             argv += ["--no-admin"]
         argv += list(extra)
         d = Daemon(self, argv, self._log_path("webfused"), port, mount_root, admin_port,
-                   token_file, db)
+                   token_file, db, preexec)
         with self._lock:
             self.processes.append(d)
         if wait:
