@@ -180,6 +180,50 @@ def check_config_covers_the_command_line(env):
     check("--port" in err, "the command-line option is named: %r" % err)
 
 
+@suite.test
+def config_file_in_every_form_getopt_accepts(env):
+    good = write_config(env, {"no-admin": True}, "good.conf")
+    bad = write_config(env, {"port": 70000}, "bad.conf")
+    forms = [lambda f: ["-c", f], lambda f: ["-c" + f], lambda f: ["--config", f],
+             lambda f: ["--config=" + f], lambda f: ["--conf", f], lambda f: ["--conf=" + f],
+             lambda f: ["--co", f]]
+    for form in forms:
+        status, out, err = check_config(*form(good))
+        check_equal(status, 0, "status for %r (stderr %r)" % (form(good), err))
+        check("configuration %s is valid" % good in out,
+              "%r: the file was read: %r" % (form(good), out))
+        status, out, err = check_config(*form(bad))
+        check_equal(status, 2, "status for %r (stdout %r)" % (form(bad), out))
+        check(bad in err and 'key "port"' in err, "%r: the error names the file: %r"
+              % (form(bad), err))
+    # The last one counts, whatever its form.
+    status, out, _ = check_config("--config", bad, "-c" + good)
+    check_equal(status, 0, "status when the last --config names the good file")
+
+
+@suite.test
+def errors_about_two_keys_name_the_file(env):
+    port = str(harness.free_port())
+    cases = [
+        ({"cert": "/etc/hostname"}, [], "--cert and --key go together"),
+        ({"admin-key": "/etc/hostname"}, [], "--admin-cert and --admin-key go together"),
+        ({"group": "nogroup"}, ["--no-admin"], "--group needs --user"),
+        ({"admin-port": int(port)}, ["--port", port], "--admin-port must differ from --port"),
+        ({"port": int(port), "admin-port": int(port)}, [], "--admin-port must differ from --port"),
+    ]
+    for cfg, args, message in cases:
+        path = write_config(env, cfg)
+        status, _, err = check_config("--config", path, *args)
+        check_equal(status, 2, "status for %r %r" % (cfg, args))
+        check_equal(err.strip(), "webfused: %s: %s" % (path, message), "error for %r %r"
+                    % (cfg, args))
+    # Both from the command line (it overrides the file's value): no file to name.
+    path = write_config(env, {"admin-port": 9000})
+    status, _, err = check_config("--config", path, "--port", port, "--admin-port", port)
+    check_equal((status, err.strip()), (2, "webfused: --admin-port must differ from --port"),
+                "an error about command-line values only")
+
+
 def security_files(env):
     """A self-signed certificate, its key and a users file (alice may attach "cfg")."""
     cert, key = env.path("cert.pem"), env.path("key.pem")
