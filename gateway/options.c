@@ -45,6 +45,8 @@ static void usage(FILE *out)
             "                          long options below without \"--\" (flags take true);\n"
             "                          the command line overrides it (default %s\n"
             "                          when that file exists)\n"
+            "      --no-config         read no configuration file, not even the default one\n"
+            "                          (the last of --config and --no-config counts)\n"
             "      --check-config      check the configuration and the options, then exit\n"
             "  -p, --port N            provider websocket port (default %d)\n"
             "  -b, --bind ADDR         address to listen on (default %s)\n"
@@ -173,12 +175,14 @@ enum {
     OPT_USER,
     OPT_GROUP,
     OPT_FILESYSTEM,
+    OPT_NO_CONFIG,
 };
 
 #define SHORT_OPTIONS "c:p:b:m:t:l:hV"
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},
+    {"no-config", no_argument, NULL, OPT_NO_CONFIG},
     {"check-config", no_argument, NULL, 'C'},
     {"log", required_argument, NULL, 'L'},
     {"port", required_argument, NULL, 'p'},
@@ -537,21 +541,26 @@ static void options_defaults(struct gateway_options *opt)
 }
 
 /* The file named by the last --config (the command line overrides it, so it is read first), or
- * the default file when it exists; NULL for none. getopt itself finds it, so that every form
- * it accepts counts: -c FILE, -cFILE, --config=FILE, an abbreviation such as --conf FILE.
- * Mistakes are left to parse_command_line, which reports them. */
+ * the default file when it exists; NULL for none, or when --no-config came last. getopt itself
+ * finds them, so that every form it accepts counts: -c FILE, -cFILE, --config=FILE, an
+ * abbreviation such as --conf FILE. Mistakes are left to parse_command_line, which reports
+ * them. */
 static const char *config_path(int argc, char **argv)
 {
     const char *path = NULL;
+    bool none = false;
     int saved_opterr = opterr;
     opterr = 0;
     optind = 0; /* glibc: 0 starts getopt afresh, forgetting a previous parse's position */
     int c;
-    while ((c = getopt_long(argc, argv, SHORT_OPTIONS, long_options, NULL)) != -1)
-        if (c == 'c')
-            path = optarg;
+    while ((c = getopt_long(argc, argv, SHORT_OPTIONS, long_options, NULL)) != -1) {
+        if (c == 'c' || c == OPT_NO_CONFIG) {
+            path = c == 'c' ? optarg : NULL;
+            none = c == OPT_NO_CONFIG;
+        }
+    }
     opterr = saved_opterr;
-    if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
+    if (!path && !none && access(DEFAULT_CONFIG, F_OK) == 0)
         path = DEFAULT_CONFIG;
     return path;
 }
@@ -569,8 +578,8 @@ static int parse_command_line(int argc, char **argv, struct gateway_options *opt
             printf("webfused %s\n", WEBFUSE_VERSION);
             return 1;
         }
-        if (c == 'c')
-            continue; /* read before the command line */
+        if (c == 'c' || c == OPT_NO_CONFIG)
+            continue; /* decided before the command line (config_path) */
         const struct option *o = option_by_code(c);
         if (o)
             opt->from_file &= ~option_bit(o); /* the command line overrides the file */

@@ -2,8 +2,12 @@
  * program name comes first, as in argv). It goes through webfused's option parser
  * (gateway/options.c), and every argument through webfuse-provider's URL parser
  * (provider/util.c), both exactly as the programs call them. What either accepts must be within
- * the bounds they promise, and parsing the same arguments again gives the same answer. */
+ * the bounds they promise, and parsing the same arguments again gives the same answer.
+ * webfused gets --no-config ahead of the input's arguments: the machine's
+ * /etc/webfuse/webfused.conf must not decide what an input does (a --config in the input still
+ * counts, as the last one does). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,9 +51,12 @@ static void check_url(const char *text)
     FUZZ_CHECK(url.path && url.path[0] == '/');
 }
 
-/* argv from one argument per line, in a fresh heap copy of the input that *text owns. */
-static int split_args(const uint8_t *data, size_t size, char **text, char *argv[MAX_ARGS + 1])
+/* argv from one argument per line, in a fresh heap copy of the input that *text owns; with
+ * `no_config`, "--no-config" goes right after the program name. */
+static int split_args(const uint8_t *data, size_t size, bool no_config, char **text,
+                      char *argv[MAX_ARGS + 2])
 {
+    static char no_config_arg[] = "--no-config";
     *text = malloc(size + 1);
     FUZZ_CHECK(*text != NULL);
     memcpy(*text, data, size);
@@ -60,6 +67,8 @@ static int split_args(const uint8_t *data, size_t size, char **text, char *argv[
         if (next)
             *next++ = '\0';
         argv[argc++] = line;
+        if (argc == 1 && no_config)
+            argv[argc++] = no_config_arg;
         line = next;
     }
     argv[argc] = NULL;
@@ -68,15 +77,17 @@ static int split_args(const uint8_t *data, size_t size, char **text, char *argv[
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text, *argv[MAX_ARGS + 1];
-    int argc = split_args(data, size, &text, argv);
+    char *text, *argv[MAX_ARGS + 2];
+    int argc = split_args(data, size, false, &text, argv);
     for (int i = 0; i < argc; i++)
         check_url(argv[i]);
+    free(text);
+    argc = split_args(data, size, true, &text, argv);
     int first = check_gateway(argc, argv);
     free(text);
     /* Twice, on a new copy with the first one freed: nothing of the first parse may be left
      * behind (getopt keeps state between calls). */
-    argc = split_args(data, size, &text, argv);
+    argc = split_args(data, size, true, &text, argv);
     FUZZ_CHECK(check_gateway(argc, argv) == first);
     free(text);
     return 0;

@@ -599,7 +599,8 @@ class Env:
     def start_daemon(self, timeout=None, max_message=None, log_level="debug", extra=(),
                      wait=True, mount_root=None, admin=True, db=None, token_file=None,
                      port=None, admin_port=None, preexec=None):
-        """Starts webfused on a free port with a fresh mount root; waits until it listens.
+        """Starts webfused on a free port with a fresh mount root and no configuration file
+        (--no-config); waits until it listens.
 
         The admin API listens on a free port (unless admin is False: --no-admin), with the token
         file and the registry database in the test's directory: `db` and `token_file` default to
@@ -608,8 +609,10 @@ class Env:
         port = port or free_port()
         n = len(self.processes)
         mount_root = mount_root or self.mkdir("mnt%d" % n)
-        argv = [binary("WEBFUSED", "webfused"), "--port", str(port), "--bind", "127.0.0.1",
-                "--mount-root", mount_root, "--log-level", log_level]
+        # --no-config: a webfuse installed on this machine (/etc/webfuse/webfused.conf) must not
+        # change what a test's daemon does; a --config in `extra` still counts (the last wins).
+        argv = [binary("WEBFUSED", "webfused"), "--no-config", "--port", str(port), "--bind",
+                "127.0.0.1", "--mount-root", mount_root, "--log-level", log_level]
         if timeout is not None:
             argv += ["--timeout", str(timeout)]
         if max_message is not None:
