@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fuzz_gateway.h"
 #include "gateway.h"
 #include "provider.h"
 
@@ -22,21 +23,10 @@ static int check_gateway(int argc, char **argv)
     struct gateway_options opt;
     int rc = gateway_options_parse(argc, argv, &opt);
     FUZZ_CHECK(rc == 0 || rc == 1 || rc == -EINVAL);
-    if (rc != 0) {
-        gateway_options_free(&opt);
-        return rc;
-    }
-    FUZZ_CHECK(opt.port >= 1 && opt.port <= 65535);
-    FUZZ_CHECK(opt.admin_port >= 1 && opt.admin_port <= 65535);
-    FUZZ_CHECK(opt.timeout_sec >= 1);
-    FUZZ_CHECK(opt.mount_root && opt.mount_root[0] == '/');
-    /* Strings point into argv (still there): read them. */
-    FUZZ_CHECK(opt.bind && opt.bind[0] && opt.admin_bind && opt.admin_bind[0]);
-    FUZZ_CHECK(opt.admin_token_file && opt.admin_token_file[0] && opt.db_path && opt.db_path[0]);
-    FUZZ_CHECK(opt.log_level >= LOG_LEVEL_ERROR && opt.log_level <= LOG_LEVEL_DEBUG);
-    FUZZ_CHECK(opt.filesystem_count <= GATEWAY_MAX_FILESYSTEMS);
+    if (rc == 0)
+        fuzz_check_gateway_options(&opt); /* its strings point into argv, still there */
     gateway_options_free(&opt);
-    return 0;
+    return rc;
 }
 
 static void check_url(const char *text)
