@@ -146,8 +146,9 @@ static void json_on_authenticated(struct session *s, int status)
 {
     if (status == 0)
         json_send_empty_result(s, s->auth.reply_id);
-    else
-        json_send_error(s, s->auth.reply_id, CODEC_JSON_BAD_ACCESS_DENIED);
+    else /* -EAGAIN: too many attempts from the address at once; it may try again later */
+        json_send_error(s, s->auth.reply_id,
+                        status == -EAGAIN ? CODEC_JSON_BAD_BUSY : CODEC_JSON_BAD_ACCESS_DENIED);
 }
 
 static void json_on_request(struct session *s, const struct codec_json_msg *msg)

@@ -5,6 +5,8 @@ paths (a token in a request header, or the getcreds request), the refusals and t
 the growing delay after repeated failures from one address."""
 
 import os
+import select
+import socket
 import struct
 import subprocess
 import sys
@@ -258,6 +260,19 @@ def webfuse2_user_outside_their_names_is_refused(env):
 # ---- repeated failures --------------------------------------------------------------------------
 
 
+def mounted_or_closed(ws, path, timeout):
+    """Waits until `path` is mounted ("mounted") or the gateway closes `ws` ("closed")."""
+    def outcome():
+        if harness.is_mounted(path):
+            return "mounted"
+        if select.select([ws.sock], [], [], 0)[0]:
+            first = ws.sock.recv(1, socket.MSG_PEEK)
+            if first in (b"", b"\x88"):  # the end, or a close frame
+                return "closed"
+        return None
+    return harness.wait_until(outcome, timeout, what="%s mounted or the connection closed" % path)
+
+
 def timed_login(daemon, password, source=None):
     """(close code or None when it attached, seconds until the answer)."""
     ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:" + password}, source=source)
@@ -265,7 +280,8 @@ def timed_login(daemon, password, source=None):
     try:
         if password != "pw-alice":
             return ws.wait_closed(90), time.monotonic() - start
-        harness.wait_mounted(daemon.mount_path("firmware"), 90)
+        if mounted_or_closed(ws, daemon.mount_path("firmware"), 90) == "closed":
+            return ws.wait_closed(10), time.monotonic() - start
         seconds = time.monotonic() - start
         ws.close()
         harness.wait_unmounted(daemon.mount_path("firmware"), 10)
@@ -295,6 +311,69 @@ def repeated_failures_delay_that_address_only(env):
     code, after = timed_login(daemon, "wrong")
     check(after < 0.9, "a success did not clear the failures (%.2f s)" % after)
     check("answering in" in daemon.log_text(), "the delay is not logged")
+
+
+def wrong_logins(daemon, count):
+    for _ in range(count):
+        code, _ = timed_login(daemon, "wrong")
+        check_equal(code, CLOSE_POLICY, "close code of a failed login")
+
+
+@suite.test(budget=90)
+def login_waiting_in_the_throttle_outlives_the_idle_timeout(env):
+    """The idle timer counts the provider's silence, not the gateway's delay: a login answered
+    after a delay longer than --idle-timeout still gets its answer (and attaches). Otherwise,
+    from the failure whose delay passes the idle time on, the address could never log in."""
+    daemon = start(env, extra=["--idle-timeout", "2"])
+    # Without a login out, the idle time still ends a connection: here after a failed one.
+    fake = env.fake(daemon)
+    started = time.monotonic()
+    check_denied(authenticate(fake, "alice", "wrong"), "wrong password")
+    code, reason = fake.wait_close(10)
+    took = time.monotonic() - started
+    check_equal((code, reason), (CLOSE_POLICY, "no filesystem attached within 2 s"),
+                "close of a connection that logged in wrongly and stayed silent")
+    check(1.8 <= took < 4, "closed %.2f s after it opened, not ~2 s" % took)
+    wrong_logins(daemon, 6)  # 5 free ones (with the JSON one), then 1 s, 2 s
+    code, right = timed_login(daemon, "pw-alice")  # after 4 s, twice the idle time
+    check_equal(code, None, "the right password after 7 failures attaches")
+    check(right >= 3.5, "it was answered after %.2f s, not after the 4 s delay" % right)
+    check("no filesystem attached within 2 s" not in daemon.log_text().split("answering in 4000")[1],
+          "a connection was closed as idle while its login waited:\n%s" % daemon.log_text())
+
+
+@suite.test(budget=90)
+def parallel_attempts_from_one_address_queue_up(env):
+    """Attempts at once from one address do not wait out one delay side by side: each waits its
+    delay after the turn of the one before it (1 s, then 2 s, 4 s, 8 s, 16 s after that), and
+    one whose turn would come after more than the longest delay (60 s) is refused at once."""
+    daemon = start(env)
+    wrong_logins(daemon, 5)
+    started = time.monotonic()
+    sockets = [wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:wrong"}) for _ in range(6)]
+    try:
+        # The sixth: 1+2+4+8+16 s are taken, its turn would be 32 s after that.
+        try:
+            sockets[5].recv_message(10)
+            fail("the sixth attempt at once got a message instead of a close")
+        except wstest.Closed as closed:
+            check_equal((closed.code, closed.reason),
+                        (CLOSE_POLICY, "too many login attempts from this address: try again later"),
+                        "close of the sixth attempt at once")
+        check(time.monotonic() - started < 0.9, "the sixth attempt was not refused at once")
+        answered = []
+        for ws in sockets[:3]:
+            check_equal(ws.wait_closed(30), CLOSE_POLICY, "close code of a queued attempt")
+            answered.append(time.monotonic() - started)
+        for got, least in zip(answered, (0.9, 2.9, 6.9)):
+            check(got >= least, "queued attempts answered after %r s, not 1, 3 and 7 s"
+                  % [round(a, 2) for a in answered])
+        check(answered[0] < 2.5 and answered[1] < 4.5,
+              "queued attempts answered late: %r" % answered)
+    finally:
+        for ws in sockets:
+            ws.abort()  # the last two would wait 15 and 31 s: they are abandoned
+    wait_event(daemon, "auth_failed", "too many login attempts from this address at once")
 
 
 # ---- start-up -----------------------------------------------------------------------------------
