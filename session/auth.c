@@ -157,12 +157,17 @@ static void job_on_delay(uv_timer_t *timer)
     jobs_pump(job->hub);
 }
 
-/* One line and one auth_failed event per refused login. */
-static void auth_log_failure(struct session *s, const char *detail)
+void session_auth_failed(struct session *s, const char *detail)
 {
-    log_warn("session %llu: authentication failed from %s: %s", (unsigned long long)s->id,
-             s->remote, detail);
-    session_emit(s, SESSION_EVENT_AUTH_FAILED, NULL, NULL, detail);
+    /* webfuse2 names its filesystem in the URL, before the login; JSON only afterwards. */
+    const char *fs = s->auth.fs_name[0] ? s->auth.fs_name : NULL;
+    if (fs)
+        log_warn("session %llu: authentication failed for %s from %s: %s",
+                 (unsigned long long)s->id, fs, s->remote, detail);
+    else
+        log_warn("session %llu: authentication failed from %s: %s", (unsigned long long)s->id,
+                 s->remote, detail);
+    session_emit(s, SESSION_EVENT_AUTH_FAILED, fs, NULL, detail);
 }
 
 /* The answer for the session, when it is still there to hear it. */
@@ -189,7 +194,7 @@ static void session_auth_finish(struct session *s, struct auth_job *job)
         snprintf(detail, sizeof(detail), "unknown user \"%s\"", job->user);
     else
         snprintf(detail, sizeof(detail), "wrong password for user \"%s\"", job->user);
-    auth_log_failure(s, detail);
+    session_auth_failed(s, detail);
     s->protocol->on_authenticated(s, -EACCES);
 }
 
@@ -257,7 +262,7 @@ static void auth_begin(struct session *s, const char *user, const char *password
     uint64_t wait;
     if (auth_throttle_begin(hub->throttle, remote, uv_now(hub->loop), &wait) != 0) {
         /* Its turn would come after the longest delay: refused unchecked, not counted. */
-        auth_log_failure(s, "too many login attempts from this address at once");
+        session_auth_failed(s, "too many login attempts from this address at once");
         s->protocol->on_authenticated(s, -EAGAIN);
         return;
     }
@@ -377,7 +382,7 @@ static int header_token(struct session *s, char *token, size_t cap)
 
 static void auth_refuse(struct session *s, const char *reason)
 {
-    auth_log_failure(s, reason);
+    session_auth_failed(s, reason);
     session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
 }
 

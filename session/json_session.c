@@ -121,10 +121,9 @@ static void json_authenticate(struct session *s, const struct codec_json_msg *ms
         return;
     }
     if (strcmp(type, "username") != 0) {
-        log_warn("session %llu: authenticate with credentials of type \"%.32s\" (remote %s): "
-                 "only \"username\" is known",
-                 (unsigned long long)s->id, type, s->remote);
-        session_emit(s, SESSION_EVENT_AUTH_FAILED, NULL, NULL, "unknown credentials type");
+        char detail[80];
+        snprintf(detail, sizeof(detail), "unknown credentials type \"%.32s\"", type);
+        session_auth_failed(s, detail);
         json_send_error(s, id, CODEC_JSON_BAD_ACCESS_DENIED);
         return;
     }

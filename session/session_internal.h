@@ -213,6 +213,9 @@ void session_auth_start(struct session *s, const char *user, const char *passwor
 /* webfuse2 with users configured: takes the token from the upgrade request's header, or asks the
  * provider with getcreds. Call from the established callback (headers are still there). */
 void session_auth_webfuse2(struct session *s);
+/* A login of s is refused for `detail`: one log line (with the filesystem when the protocol
+ * named it before the login) and one auth_failed event. */
+void session_auth_failed(struct session *s, const char *detail);
 /* webfuse2: the answer to our getcreds request (true when `data` was that answer). */
 bool session_auth_on_creds(struct session *s, uint32_t id, const char *data, size_t len);
 

@@ -5,6 +5,7 @@ paths (a token in a request header, or the getcreds request), the refusals and t
 the growing delay after repeated failures from one address."""
 
 import os
+import re
 import select
 import socket
 import struct
@@ -63,9 +64,13 @@ def check_denied(answer, what):
     check_equal(answer["error"].get("code"), ACCESS_DENIED, "%s: error code" % what)
 
 
+def events_all(daemon):
+    """The history, oldest first."""
+    return daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+
+
 def events(daemon, kind):
-    found = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
-    return [e for e in found if e["kind"] == kind]
+    return [e for e in events_all(daemon) if e["kind"] == kind]
 
 
 def wait_event(daemon, kind, contains):
@@ -374,6 +379,68 @@ def parallel_attempts_from_one_address_queue_up(env):
         for ws in sockets:
             ws.abort()  # the last two would wait 15 and 31 s: they are abandoned
     wait_event(daemon, "auth_failed", "too many login attempts from this address at once")
+
+
+# ---- the log -------------------------------------------------------------------------------------
+
+LOG_LINES = [
+    ("attach", re.compile(r"session (\d+): attached (\S+) at \S+ \(remote ([^)]+)\)$")),
+    ("detach", re.compile(r"session (\d+): detached (\S+) \(remote ([^)]+)\)$")),
+    ("attach_failed", re.compile(r"session (\d+): attaching (\S+) at \S+ failed \(remote ([^)]+)\)$")),
+    ("auth_failed", re.compile(r"session (\d+): authentication failed (?:for (\S+) )?from (\S+): ")),
+]
+
+
+def log_events(text):
+    """[(kind, session id, filesystem or None, remote)] of the daemon's attach, detach, failed
+    attach and failed login lines."""
+    found = []
+    for line in text.splitlines():
+        for kind, pattern in LOG_LINES:
+            m = pattern.search(line)
+            if m:
+                found.append((kind, int(m.group(1)), m.group(2), m.group(3)))
+    return found
+
+
+@suite.test
+def log_has_one_line_per_attach_detach_and_failed_login(env):
+    """Each attach, detach and failed login is one line of the daemon's log with the session
+    id, the filesystem name where it is known (webfuse2 names it in the URL before logging in)
+    and the provider's address; the lines match the history event for event."""
+    blocked = env.path("not-a-directory")
+    open(blocked, "w").close()
+    daemon = start(env, extra=["--filesystem", "firmware", "--filesystem", "logs",
+                               "--filesystem", "broken=%s/below" % blocked])
+    ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:pw-alice"})
+    harness.wait_mounted(daemon.mount_path("firmware"))
+    ws.close()
+    harness.wait_unmounted(daemon.mount_path("firmware"), 10)
+    ws = wf2_connect(daemon, "logs", {"X-Auth-Token": "alice:wrong"})
+    check_equal(ws.wait_closed(10), CLOSE_POLICY, "close code of a wrong password")
+    fake = env.fake(daemon)
+    check_denied(authenticate(fake, "alice", "wrong"), "JSON: wrong password")
+    check_denied(fake.call("authenticate", ["certificate", {}]), "JSON: unknown credentials")
+    check_equal(authenticate(fake, "bob", "pw-bob").get("result"), {}, "JSON: bob logs in")
+    check(isinstance(fake.add_filesystem("broken", {}).get("error"), dict),
+          "a mount point below a file cannot be mounted")
+    fake.close()
+
+    def history():
+        kinds = [k for k, _ in LOG_LINES]
+        return [(e["kind"], e["session"], e.get("filesystem"))
+                for e in events_all(daemon) if e["kind"] in kinds]
+
+    expected = [("attach", 1, "firmware"), ("detach", 1, "firmware"),
+                ("auth_failed", 2, "logs"), ("auth_failed", 3, None), ("auth_failed", 3, None),
+                ("attach_failed", 3, "broken")]
+    harness.wait_until(lambda: history() == expected, 10,
+                       what="the history %r to be %r" % (history(), expected))
+    logged = log_events(daemon.log_text())
+    check_equal([(k, s, f) for k, s, f, _ in logged], expected,
+                "attach, detach and failure lines of the log:\n%s" % daemon.log_text())
+    for kind, session, _, remote in logged:
+        check("127.0.0.1" in remote, "%s line of session %d: remote %r" % (kind, session, remote))
 
 
 # ---- start-up -----------------------------------------------------------------------------------
