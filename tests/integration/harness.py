@@ -10,6 +10,7 @@ What a test file gets from here:
     unmounts whatever is left under its directory.
   - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
     might hang in a thread with a time limit.
+  - `Terminal`: a program on a pseudo-terminal of its own, for what it asks a person (passwords).
   - for read-write tests: `Env.start_webfuse2_provider` (one directory, --path, optionally
     --read-only; $WEBFUSE2_PROVIDER_CMD can name another webfuse2 provider, e.g. pyprovider.py),
     `outcome()` (result or errno name, to compare a mount with a reference directory),
@@ -29,6 +30,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -502,6 +504,80 @@ class Process:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+class Terminal:
+    """A program run on a pseudo-terminal of its own (its controlling terminal, so /dev/tty is
+    this pty): what it writes is read from the master side, what a person would type is sent
+    there. Every wait is bounded; the process gets SIGKILL when the test ends."""
+
+    def __init__(self, env, argv, environ):
+        import pty
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: only exec (or give up) from here
+            try:
+                _die_with_parent()
+                os.execve(argv[0], argv, environ)
+            finally:
+                os._exit(127)
+        self.pid, self.fd, self.output, self.status = pid, fd, b"", None
+        env.add_cleanup(self.kill)
+
+    def _read(self, timeout):
+        """Takes what the program wrote within `timeout` s; False once the terminal is closed."""
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return True
+        try:
+            chunk = os.read(self.fd, 4096)
+        except OSError:  # EIO: every program on the terminal is gone
+            chunk = b""
+        self.output += chunk
+        return bool(chunk)
+
+    def expect(self, text, timeout=10.0):
+        """Waits until the output holds `text` (bytes or str); fails after `timeout` s."""
+        text = text.encode() if isinstance(text, str) else text
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0 or (not self._read(min(left, 0.2)) and text not in self.output):
+                fail("%r did not appear on the terminal; it shows %r" % (text, self.output))
+
+    def echo(self):
+        """Whether the terminal echoes what is typed now (the program's own setting)."""
+        import termios
+        return bool(termios.tcgetattr(self.fd)[3] & termios.ECHO)
+
+    def send(self, text):
+        os.write(self.fd, text.encode() if isinstance(text, str) else text)
+
+    def wait(self, timeout=10.0):
+        """Waits for the exit, reads the rest of the output; returns the exit status (negative:
+        the signal that ended it)."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            self._read(0.05)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                fail("the program on the terminal did not exit within %.1f s: %r"
+                     % (timeout, self.output))
+        while select.select([self.fd], [], [], 0)[0] and self._read(0):
+            pass
+        return self.status
+
+    def kill(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
 
 class ApiResponse:

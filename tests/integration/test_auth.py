@@ -154,6 +154,32 @@ def json_provider_user_option_attaches(env):
                 b"from the provider\n", "file read through the mount")
 
 
+def without_password_variables():
+    return {k: v for k, v in os.environ.items() if k not in ("WEBFUSE_PASSWORD", "WEBFUSE_TOKEN")}
+
+
+@suite.test
+def provider_asks_for_the_password_on_its_terminal(env):
+    """--user without $WEBFUSE_PASSWORD: the provider asks on its terminal, without echo, and
+    logs in with what was typed."""
+    daemon = start(env)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "typed.txt"), "w") as f:
+        f.write("logged in with a typed password\n")
+    term = harness.Terminal(env, [harness.binary("WEBFUSE_PROVIDER", "webfuse-provider"),
+                                  "--url", "ws://127.0.0.1:%d/firmware" % daemon.port,
+                                  "--path", src, "--user", "alice"], without_password_variables())
+    term.expect("Password for alice: ")
+    check(not term.echo(), "the terminal echoes what is typed while the password is asked")
+    term.send("pw-alice\n")
+    harness.wait_mounted(daemon.mount_path("firmware"))
+    check_equal(read(os.path.join(daemon.mount_path("firmware"), "typed.txt")),
+                b"logged in with a typed password\n", "file read through the mount")
+    check(term.echo(), "echo is not back on after the password")
+    check(b"pw-alice" not in term.output, "the password showed on the terminal: %r" % term.output)
+    check_equal(session_users(daemon), {"alice"}, "user shown by the admin API")
+
+
 @suite.test
 def json_provider_wrong_password_exits(env):
     daemon = start(env)
