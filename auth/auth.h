@@ -49,6 +49,10 @@ const struct auth_user *auth_users_find(const struct auth_users *users, const ch
 /* A hash of a random password in the strongest format the file uses: checking a password of an
  * unknown user against it costs as much time as checking a known user's. */
 const char *auth_users_decoy_hash(const struct auth_users *users);
+/* The hash a login as `name` is checked against: the user's, or the decoy (with *known false)
+ * for a name that is not in the file or not a valid name at all, so that both cost the same
+ * check and the answer is no. Borrowed: valid until auth_users_free. */
+const char *auth_users_hash_for(const struct auth_users *users, const char *name, bool *known);
 
 const char *auth_user_name(const struct auth_user *user);
 const char *auth_user_hash(const struct auth_user *user);

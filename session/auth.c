@@ -225,10 +225,9 @@ static struct auth_job *job_new(struct session *s, const char *remote, const cha
     job->hub = hub;
     job->session_id = s->id;
     snprintf(job->remote, sizeof(job->remote), "%s", remote);
-    const struct auth_user *u =
-        auth_name_valid(user) ? auth_users_find(hub->config.users, user) : NULL;
-    job->unknown_user = !u;
-    job->hash = strdup(u ? auth_user_hash(u) : auth_users_decoy_hash(hub->config.users));
+    bool known;
+    job->hash = strdup(auth_users_hash_for(hub->config.users, user, &known));
+    job->unknown_user = !known;
     job->why = why;
     if (!why && !auth_name_valid(user))
         job->why = "malformed user name";

@@ -185,6 +185,58 @@ static void decoy_hash_never_matches_an_empty_password(void **state)
     auth_users_free(users);
 }
 
+static double seconds_to_verify(const char *hash, const char *password)
+{
+    double best = 1e9;
+    for (int run = 0; run < 3; run++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(auth_password_verify(hash, password), -EACCES);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        best = s < best ? s : best;
+    }
+    return best;
+}
+
+/* A login is checked against auth_users_hash_for: a wrong password of the right length fails
+ * the user's own hash, and an unknown or malformed name gets the decoy, which costs as much
+ * (the strongest format in the file, here yescrypt although bob has SHA-512) and never
+ * matches. */
+static void unknown_users_are_checked_against_the_decoy(void **state)
+{
+    (void)state;
+    char text[1024], err[256];
+    snprintf(text, sizeof(text), "alice:%s:*\nbob:%s:*\n", yescrypt_secret, sha512_secret);
+    struct auth_users *users = NULL;
+    assert_int_equal(parse(text, &users, err, sizeof(err)), 0);
+    bool known = false;
+    const char *alice = auth_users_hash_for(users, "alice", &known);
+    assert_true(known);
+    assert_string_equal(alice, yescrypt_secret);
+    assert_int_equal(auth_password_verify(alice, "secret"), 0);
+    assert_int_equal(auth_password_verify(alice, "secreT"), -EACCES); /* same length */
+    assert_int_equal(auth_password_verify(alice, "terces"), -EACCES);
+    const char *names[] = {"mallory", "Alice", "alice ", "", "al:ice", "alice\n"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        known = true;
+        const char *hash = auth_users_hash_for(users, names[i], &known);
+        assert_false(known);
+        assert_ptr_equal(hash, auth_users_decoy_hash(users));
+    }
+    const char *decoy = auth_users_decoy_hash(users);
+    assert_memory_equal(decoy, "$y$", 3);
+    assert_int_equal(auth_password_verify(decoy, "secret"), -EACCES);
+    /* An unknown user costs about what a wrong password costs (generous slack: busy machine). */
+    double wrong = seconds_to_verify(alice, "secreT");
+    double unknown = seconds_to_verify(decoy, "secreT");
+    if (unknown < wrong / 2 || unknown > wrong * 2) {
+        print_error("wrong password %.4f s, unknown user %.4f s\n", wrong, unknown);
+        fail();
+    }
+    auth_users_free(users);
+}
+
 static void equal_compares_whole_strings(void **state)
 {
     (void)state;
@@ -387,6 +439,7 @@ int main(void)
         cmocka_unit_test(passwords_verify_against_both_formats),
         cmocka_unit_test(hashes_are_yescrypt_with_fresh_salt),
         cmocka_unit_test(decoy_hash_never_matches_an_empty_password),
+        cmocka_unit_test(unknown_users_are_checked_against_the_decoy),
         cmocka_unit_test(equal_compares_whole_strings),
         cmocka_unit_test(equal_takes_the_same_time_wherever_the_difference_is),
         cmocka_unit_test(line_format_writes_a_line_the_parser_takes),
