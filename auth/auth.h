@@ -49,6 +49,10 @@ const struct auth_user *auth_users_find(const struct auth_users *users, const ch
 /* A hash of a random password in the strongest format the file uses: checking a password of an
  * unknown user against it costs as much time as checking a known user's. */
 const char *auth_users_decoy_hash(const struct auth_users *users);
+/* The hash a login as `name` is checked against: the user's, or the decoy (with *known false)
+ * for a name that is not in the file or not a valid name at all, so that both cost the same
+ * check and the answer is no. Borrowed: valid until auth_users_free. */
+const char *auth_users_hash_for(const struct auth_users *users, const char *name, bool *known);
 
 const char *auth_user_name(const struct auth_user *user);
 const char *auth_user_hash(const struct auth_user *user);
@@ -89,22 +93,32 @@ int auth_password_prompt(const char *prompt, char *buf, size_t cap);
 
 /* Failures an address may have before its answers are delayed. */
 #define AUTH_THROTTLE_FREE_FAILURES 5
-/* The first delay; it doubles with every further failure, up to the maximum. */
+/* The first delay; it doubles with every further failure, up to the maximum. The maximum is
+ * also the longest any attempt waits, queued behind others from its address or not. */
 #define AUTH_THROTTLE_FIRST_DELAY_MS 1000u
 #define AUTH_THROTTLE_MAX_DELAY_MS 60000u
-/* Failures older than this are forgotten. */
+/* Addresses quiet for this long are forgotten. */
 #define AUTH_THROTTLE_FORGET_MS (15u * 60 * 1000)
-/* Addresses remembered at once; when full, the one whose last failure is oldest is forgotten. */
+/* Addresses remembered at once; when full, the one used least recently is forgotten. */
 #define AUTH_THROTTLE_ADDRESSES 1024
 
 struct auth_throttle;
 
 int auth_throttle_new(struct auth_throttle **out);
 void auth_throttle_free(struct auth_throttle *t);
-/* How long (ms) an attempt from `address` at time `now_ms` waits before it is answered. */
-uint64_t auth_throttle_delay(struct auth_throttle *t, const char *address, uint64_t now_ms);
+/* An attempt from `address` begins at `now_ms`. Returns 0 with *wait_ms, how long it must wait
+ * before it is checked: 0 for the first AUTH_THROTTLE_FREE_FAILURES, then the delay after the
+ * turn of the address's previous delayed attempt, so that parallel attempts queue up. An
+ * attempt counts as a failure until it ends with exactly one of auth_throttle_failure,
+ * auth_throttle_success or auth_throttle_abandon. Returns -EAGAIN (and counts nothing) when
+ * the wait would exceed AUTH_THROTTLE_MAX_DELAY_MS: too many attempts from there at once. */
+int auth_throttle_begin(struct auth_throttle *t, const char *address, uint64_t now_ms,
+                        uint64_t *wait_ms);
+/* The attempt failed. */
 void auth_throttle_failure(struct auth_throttle *t, const char *address, uint64_t now_ms);
-/* A success from `address` clears its failures. */
-void auth_throttle_success(struct auth_throttle *t, const char *address);
+/* The attempt succeeded: the failures of `address` are cleared. */
+void auth_throttle_success(struct auth_throttle *t, const char *address, uint64_t now_ms);
+/* The attempt ended unanswered (its connection went away): it no longer counts. */
+void auth_throttle_abandon(struct auth_throttle *t, const char *address, uint64_t now_ms);
 
 #endif

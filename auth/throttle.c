@@ -1,6 +1,10 @@
 /* The per-address throttle: after AUTH_THROTTLE_FREE_FAILURES failed attempts, every further
- * attempt from that address waits, twice as long after each further failure. The table is a fixed
- * array: a flood of addresses evicts the stalest entry instead of growing it. */
+ * attempt from that address waits, twice as long after each further failure. Attempts still
+ * being checked count as failures until they end, and each address keeps the time at which its
+ * last delayed attempt gets its turn: parallel attempts from one address queue up behind one
+ * another instead of waiting out the same delay side by side. No attempt waits longer than
+ * AUTH_THROTTLE_MAX_DELAY_MS; one that would is refused at once. The table is a fixed array: a
+ * flood of addresses evicts the stalest entry instead of growing it. */
 #include "auth.h"
 
 #include <errno.h>
@@ -13,7 +17,9 @@
 struct throttle_entry {
     char address[THROTTLE_ADDRESS_MAX]; /* "" = free */
     unsigned failures;
-    uint64_t last_failure_ms;
+    unsigned pending;   /* attempts begun and not ended yet */
+    uint64_t last_ms;   /* the last failure or attempt */
+    uint64_t next_turn; /* when the last delayed attempt is (or was) checked */
 };
 
 struct auth_throttle {
@@ -37,7 +43,7 @@ static struct throttle_entry *find(struct auth_throttle *t, const char *address,
         struct throttle_entry *e = &t->entries[i];
         if (e->address[0] == '\0' || strncmp(e->address, address, sizeof(e->address)) != 0)
             continue;
-        if (now_ms - e->last_failure_ms >= AUTH_THROTTLE_FORGET_MS) {
+        if (now_ms > e->last_ms && now_ms - e->last_ms >= AUTH_THROTTLE_FORGET_MS) {
             e->address[0] = '\0'; /* stale: forgotten */
             return NULL;
         }
@@ -46,46 +52,88 @@ static struct throttle_entry *find(struct auth_throttle *t, const char *address,
     return NULL;
 }
 
-uint64_t auth_throttle_delay(struct auth_throttle *t, const char *address, uint64_t now_ms)
+/* The entry of `address`, made when missing: a free slot, else the one used least recently. */
+static struct throttle_entry *find_or_add(struct auth_throttle *t, const char *address,
+                                          uint64_t now_ms)
 {
-    const struct throttle_entry *e = find(t, address, now_ms);
-    if (!e || e->failures < AUTH_THROTTLE_FREE_FAILURES)
+    struct throttle_entry *e = find(t, address, now_ms);
+    if (e)
+        return e;
+    e = &t->entries[0];
+    for (size_t i = 0; i < AUTH_THROTTLE_ADDRESSES; i++) {
+        struct throttle_entry *c = &t->entries[i];
+        if (c->address[0] == '\0') {
+            e = c;
+            break;
+        }
+        if (c->last_ms < e->last_ms)
+            e = c;
+    }
+    memset(e, 0, sizeof(*e));
+    strncpy(e->address, address, sizeof(e->address) - 1);
+    return e;
+}
+
+/* The delay after `count` failures. */
+static uint64_t delay_after(unsigned count)
+{
+    if (count < AUTH_THROTTLE_FREE_FAILURES)
         return 0;
-    unsigned shift = e->failures - AUTH_THROTTLE_FREE_FAILURES;
+    unsigned shift = count - AUTH_THROTTLE_FREE_FAILURES;
     if (shift > 16)
         shift = 16;
     uint64_t delay = (uint64_t)AUTH_THROTTLE_FIRST_DELAY_MS << shift;
     return delay < AUTH_THROTTLE_MAX_DELAY_MS ? delay : AUTH_THROTTLE_MAX_DELAY_MS;
 }
 
-void auth_throttle_failure(struct auth_throttle *t, const char *address, uint64_t now_ms)
+int auth_throttle_begin(struct auth_throttle *t, const char *address, uint64_t now_ms,
+                        uint64_t *wait_ms)
 {
-    struct throttle_entry *e = find(t, address, now_ms);
-    if (!e) {
-        /* A free slot, else the one whose last failure is oldest. */
-        e = &t->entries[0];
-        for (size_t i = 0; i < AUTH_THROTTLE_ADDRESSES; i++) {
-            struct throttle_entry *c = &t->entries[i];
-            if (c->address[0] == '\0') {
-                e = c;
-                break;
-            }
-            if (c->last_failure_ms < e->last_failure_ms)
-                e = c;
-        }
-        memset(e, 0, sizeof(*e));
-        strncpy(e->address, address, sizeof(e->address) - 1);
+    struct throttle_entry *e = find_or_add(t, address, now_ms);
+    /* Attempts still out count as failures: their answers are not known yet. */
+    uint64_t delay = delay_after(e->failures + e->pending);
+    uint64_t turn = now_ms;
+    if (delay > 0) {
+        turn = (e->next_turn > now_ms ? e->next_turn : now_ms) + delay;
+        if (turn - now_ms > AUTH_THROTTLE_MAX_DELAY_MS)
+            return -EAGAIN; /* not counted: nothing is checked */
+        e->next_turn = turn;
     }
-    if (e->failures < UINT32_MAX)
-        e->failures++;
-    e->last_failure_ms = now_ms;
+    if (e->pending < UINT32_MAX)
+        e->pending++;
+    e->last_ms = now_ms;
+    *wait_ms = turn - now_ms;
+    return 0;
 }
 
-void auth_throttle_success(struct auth_throttle *t, const char *address)
+void auth_throttle_failure(struct auth_throttle *t, const char *address, uint64_t now_ms)
 {
-    for (size_t i = 0; i < AUTH_THROTTLE_ADDRESSES; i++) {
-        struct throttle_entry *e = &t->entries[i];
-        if (e->address[0] != '\0' && strncmp(e->address, address, sizeof(e->address)) == 0)
-            e->address[0] = '\0';
-    }
+    /* The entry may be gone (evicted, or cleared by a success): the failure counts anew. */
+    struct throttle_entry *e = find_or_add(t, address, now_ms);
+    if (e->pending > 0)
+        e->pending--;
+    if (e->failures < UINT32_MAX)
+        e->failures++;
+    e->last_ms = now_ms;
+}
+
+void auth_throttle_abandon(struct auth_throttle *t, const char *address, uint64_t now_ms)
+{
+    struct throttle_entry *e = find(t, address, now_ms);
+    if (e && e->pending > 0)
+        e->pending--;
+}
+
+void auth_throttle_success(struct auth_throttle *t, const char *address, uint64_t now_ms)
+{
+    struct throttle_entry *e = find(t, address, now_ms);
+    if (!e)
+        return;
+    if (e->pending > 0)
+        e->pending--;
+    /* Attempts still out keep the entry; their failures count from zero. */
+    e->failures = 0;
+    e->next_turn = 0;
+    if (e->pending == 0)
+        e->address[0] = '\0';
 }

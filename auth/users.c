@@ -78,6 +78,13 @@ const char *auth_users_decoy_hash(const struct auth_users *users)
     return users->decoy;
 }
 
+const char *auth_users_hash_for(const struct auth_users *users, const char *name, bool *known)
+{
+    const struct auth_user *u = auth_name_valid(name) ? auth_users_find(users, name) : NULL;
+    *known = u != NULL;
+    return u ? u->hash : users->decoy;
+}
+
 const char *auth_user_name(const struct auth_user *user)
 {
     return user->name;

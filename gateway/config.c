@@ -15,7 +15,8 @@
 /* Options that steer the parsing itself and have no meaning inside the file. */
 static bool key_forbidden(const char *key)
 {
-    static const char *const forbidden[] = {"config", "check-config", "help", "version"};
+    static const char *const forbidden[] = {"config", "no-config", "check-config", "help",
+                                            "version"};
     for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++)
         if (strcmp(key, forbidden[i]) == 0)
             return true;
@@ -57,7 +58,8 @@ static int apply_key(struct gateway_options *opt, const char *path, const char *
     if (kind == OPTION_ARG_LIST && json_is_array(value)) {
         size_t i;
         json_t *item;
-        json_array_foreach(value, i, item) {
+        json_array_foreach(value, i, item)
+        {
             const char *text = value_text(item, opt->config);
             if (!text) {
                 fprintf(stderr, "webfused: %s: item %zu must be a string\n", origin, i);
@@ -123,7 +125,8 @@ int config_apply_file(struct gateway_options *opt, const char *path)
     }
     const char *key;
     json_t *value;
-    json_object_foreach(root, key, value) {
+    json_object_foreach(root, key, value)
+    {
         int rc = apply_key(opt, path, key, value);
         if (rc != 0)
             return rc;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -25,9 +26,11 @@ struct gateway_options {
     unsigned timeout_sec;   /* per provider request */
     size_t max_message;     /* bytes */
     enum log_level log_level;
-    const char *log_target;       /* "stderr", "syslog" or a file path */
-    bool check_config;            /* validate, print the verdict and exit */
-    const char *config_path;      /* the configuration file read, or NULL */
+    const char *log_target;  /* "stderr", "syslog" or a file path */
+    bool check_config;       /* validate, print the verdict and exit */
+    const char *config_path; /* the configuration file read, or NULL */
+    /* Bit i: long option i (options.c) was last set by the configuration file. */
+    uint64_t from_file;
     bool admin;                   /* serve the admin API and keep the registry */
     int admin_port;               /* admin HTTP port */
     const char *admin_bind;       /* address the admin port listens on */
@@ -50,16 +53,16 @@ struct gateway_options {
     bool allow_other;      /* mounts are open to every user of the device */
     const char *run_user;  /* drop to this user once the sockets are open; NULL = stay */
     const char *run_group; /* ... and this group (default: the user's) */
-    const char *docroot;          /* static files served on the provider port; NULL: none */
-    struct json_t *config;        /* keeps the strings borrowed from the configuration file */
+    const char *docroot;   /* static files served on the provider port; NULL: none */
+    struct json_t *config; /* keeps the strings borrowed from the configuration file */
     /* With filesystem_count > 0, only these names may be attached. */
     struct gateway_filesystem filesystems[GATEWAY_MAX_FILESYSTEMS];
     size_t filesystem_count;
 };
 
 /* Fills `opt` from the configuration file, then argv. Returns 0 to run (or to check, with
- * opt->check_config), 1 when --help or --version was printed, or -EINVAL after printing what is wrong to stderr. Release with
- * gateway_options_free in every case. */
+ * opt->check_config), 1 when --help or --version was printed, or -EINVAL after printing what is
+ * wrong to stderr. Release with gateway_options_free in every case. */
 int gateway_options_parse(int argc, char **argv, struct gateway_options *opt);
 void gateway_options_free(struct gateway_options *opt);
 

@@ -45,6 +45,8 @@ static void usage(FILE *out)
             "                          long options below without \"--\" (flags take true);\n"
             "                          the command line overrides it (default %s\n"
             "                          when that file exists)\n"
+            "      --no-config         read no configuration file, not even the default one\n"
+            "                          (the last of --config and --no-config counts)\n"
             "      --check-config      check the configuration and the options, then exit\n"
             "  -p, --port N            provider websocket port (default %d)\n"
             "  -b, --bind ADDR         address to listen on (default %s)\n"
@@ -90,8 +92,9 @@ static void usage(FILE *out)
             "                          %d)\n"
             "      --max-path BYTES    longest path sent to a webfuse2 provider; longer ones\n"
             "                          fail with ENAMETOOLONG (default %d)\n"
-            "      --idle-timeout SEC  close a connection that attached nothing by then\n"
-            "                          (default %d)\n"
+            "      --idle-timeout SEC  close a connection that attached nothing by then; a\n"
+            "                          login waiting for its answer does not count (default\n"
+            "                          %d)\n"
             "      --allow-other       let every user of the device use the mounts (file\n"
             "                          modes still apply); by default only webfused's user can\n"
             "      --user NAME         after opening the ports, run as this user (mounts then\n"
@@ -173,10 +176,14 @@ enum {
     OPT_USER,
     OPT_GROUP,
     OPT_FILESYSTEM,
+    OPT_NO_CONFIG,
 };
+
+#define SHORT_OPTIONS "c:p:b:m:t:l:hV"
 
 static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},
+    {"no-config", no_argument, NULL, OPT_NO_CONFIG},
     {"check-config", no_argument, NULL, 'C'},
     {"log", required_argument, NULL, 'L'},
     {"port", required_argument, NULL, 'p'},
@@ -221,8 +228,8 @@ static int add_filesystem(const char *origin, const char *arg, struct gateway_op
         fprintf(stderr, "webfused: %s: at most %d filesystems\n", origin, GATEWAY_MAX_FILESYSTEMS);
         return -EINVAL;
     }
-    if (len >= sizeof(fs->name) || (memcpy(fs->name, arg, len), fs->name[len] = '\0',
-                                    !session_name_valid(fs->name))) {
+    if (len >= sizeof(fs->name) ||
+        (memcpy(fs->name, arg, len), fs->name[len] = '\0', !session_name_valid(fs->name))) {
         fprintf(stderr,
                 "webfused: %s must be NAME[=DIR], NAME 1-64 of A-Z a-z 0-9 . _ - (not . or ..), "
                 "not \"%s\"\n",
@@ -230,7 +237,8 @@ static int add_filesystem(const char *origin, const char *arg, struct gateway_op
         return -EINVAL;
     }
     if (eq && eq[1] != '/') {
-        fprintf(stderr, "webfused: %s: the mount point of %s must be an absolute path, not \"%s\"\n",
+        fprintf(stderr,
+                "webfused: %s: the mount point of %s must be an absolute path, not \"%s\"\n",
                 origin, fs->name, eq + 1);
         return -EINVAL;
     }
@@ -333,7 +341,6 @@ static int apply_security_option(int c, const char *origin, const char *arg,
     }
 }
 
-
 static bool admin_option(int c)
 {
     return c == 'A' || c == 'B' || c == 'T' || c == 'D';
@@ -429,35 +436,57 @@ static int apply_option(int c, const char *origin, const char *arg, struct gatew
     }
 }
 
-/* A certificate needs its key and the other way round; the admin port takes the provider
- * port's pair unless it has its own. --group goes with --user. */
-static int security_options_check(struct gateway_options *opt)
-{
-    if (!opt->cert != !opt->key) {
-        fprintf(stderr, "webfused: --cert and --key go together\n");
-        return -EINVAL;
-    }
-    if (!opt->admin_cert != !opt->admin_key) {
-        fprintf(stderr, "webfused: --admin-cert and --admin-key go together\n");
-        return -EINVAL;
-    }
-    if (!opt->admin_cert)
-        opt->admin_cert = opt->cert;
-    if (!opt->admin_key)
-        opt->admin_key = opt->key;
-    if (opt->run_group && !opt->run_user) {
-        fprintf(stderr, "webfused: --group needs --user\n");
-        return -EINVAL;
-    }
-    return 0;
-}
-
 static const struct option *option_by_name(const char *name)
 {
     for (const struct option *o = long_options; o->name; o++)
         if (strcmp(o->name, name) == 0)
             return o;
     return NULL;
+}
+
+/* opt->from_file has one bit per entry of long_options. */
+_Static_assert(sizeof(long_options) / sizeof(long_options[0]) <= 64,
+               "gateway_options.from_file has too few bits");
+
+static uint64_t option_bit(const struct option *o)
+{
+    return (uint64_t)1 << (o - long_options);
+}
+
+static bool set_by_file(const struct gateway_options *opt, const char *name)
+{
+    const struct option *o = option_by_name(name);
+    return o && (opt->from_file & option_bit(o));
+}
+
+/* A mistake in how two options `a` and `b` go together: names the configuration file when it
+ * set either of them. Returns -EINVAL. */
+static int pair_error(const struct gateway_options *opt, const char *a, const char *b,
+                      const char *what)
+{
+    if (set_by_file(opt, a) || set_by_file(opt, b))
+        fprintf(stderr, "webfused: %s: %s\n", opt->config_path, what);
+    else
+        fprintf(stderr, "webfused: %s\n", what);
+    return -EINVAL;
+}
+
+/* A certificate needs its key and the other way round; the admin port takes the provider
+ * port's pair unless it has its own. --group goes with --user. */
+static int security_options_check(struct gateway_options *opt)
+{
+    if (!opt->cert != !opt->key)
+        return pair_error(opt, "cert", "key", "--cert and --key go together");
+    if (!opt->admin_cert != !opt->admin_key)
+        return pair_error(opt, "admin-cert", "admin-key",
+                          "--admin-cert and --admin-key go together");
+    if (!opt->admin_cert)
+        opt->admin_cert = opt->cert;
+    if (!opt->admin_key)
+        opt->admin_key = opt->key;
+    if (opt->run_group && !opt->run_user)
+        return pair_error(opt, "group", "user", "--group needs --user");
+    return 0;
 }
 
 static const struct option *option_by_code(int c)
@@ -484,6 +513,7 @@ int options_set(struct gateway_options *opt, const char *name, const char *value
     const struct option *o = option_by_name(name);
     if (!o)
         return -EINVAL;
+    opt->from_file |= option_bit(o);
     return apply_option(o->val, origin, value, opt);
 }
 
@@ -512,28 +542,35 @@ static void options_defaults(struct gateway_options *opt)
 }
 
 /* The file named by the last --config (the command line overrides it, so it is read first), or
- * the default file when it exists; NULL for none. */
+ * the default file when it exists; NULL for none, or when --no-config came last. getopt itself
+ * finds them, so that every form it accepts counts: -c FILE, -cFILE, --config=FILE, an
+ * abbreviation such as --conf FILE. Mistakes are left to parse_command_line, which reports
+ * them. */
 static const char *config_path(int argc, char **argv)
 {
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
-            path = argv[++i];
-        else if (strncmp(argv[i], "--config=", 9) == 0)
-            path = argv[i] + 9;
+    bool none = false;
+    int saved_opterr = opterr;
+    opterr = 0;
+    optind = 0; /* glibc: 0 starts getopt afresh, forgetting a previous parse's position */
+    int c;
+    while ((c = getopt_long(argc, argv, SHORT_OPTIONS, long_options, NULL)) != -1) {
+        if (c == 'c' || c == OPT_NO_CONFIG) {
+            path = c == 'c' ? optarg : NULL;
+            none = c == OPT_NO_CONFIG;
+        }
     }
-    if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
+    opterr = saved_opterr;
+    if (!path && !none && access(DEFAULT_CONFIG, F_OK) == 0)
         path = DEFAULT_CONFIG;
     return path;
 }
 
 static int parse_command_line(int argc, char **argv, struct gateway_options *opt)
 {
-    optind = 0; /* glibc: 0 starts getopt afresh, forgetting a previous parse's position */
+    optind = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "c:p:b:m:t:l:hV", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, SHORT_OPTIONS, long_options, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 1;
@@ -542,9 +579,11 @@ static int parse_command_line(int argc, char **argv, struct gateway_options *opt
             printf("webfused %s\n", WEBFUSE_VERSION);
             return 1;
         }
-        if (c == 'c')
-            continue; /* read before the command line */
+        if (c == 'c' || c == OPT_NO_CONFIG)
+            continue; /* decided before the command line (config_path) */
         const struct option *o = option_by_code(c);
+        if (o)
+            opt->from_file &= ~option_bit(o); /* the command line overrides the file */
         char origin[64];
         snprintf(origin, sizeof(origin), "--%s", o ? o->name : "?");
         if (!o || apply_option(c, origin, optarg, opt) != 0) {
@@ -563,17 +602,14 @@ static int parse_command_line(int argc, char **argv, struct gateway_options *opt
 int gateway_options_parse(int argc, char **argv, struct gateway_options *opt)
 {
     options_defaults(opt);
-    const char *config = config_path(argc, argv);
-    if (config && config_apply_file(opt, config) != 0)
+    opt->config_path = config_path(argc, argv);
+    if (opt->config_path && config_apply_file(opt, opt->config_path) != 0)
         return -EINVAL;
     int rc = parse_command_line(argc, argv, opt);
     if (rc != 0)
         return rc;
-    if (opt->admin && opt->admin_port == opt->port && strcmp(opt->admin_bind, opt->bind) == 0) {
-        fprintf(stderr, "webfused: --admin-port must differ from --port\n");
-        return -EINVAL;
-    }
-    opt->config_path = config;
+    if (opt->admin && opt->admin_port == opt->port && strcmp(opt->admin_bind, opt->bind) == 0)
+        return pair_error(opt, "admin-port", "port", "--admin-port must differ from --port");
     return security_options_check(opt);
 }
 

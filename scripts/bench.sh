@@ -143,7 +143,7 @@ start_daemon() {
   rm -rf "$run"
   mkdir -p "$run" "$mnt" "$bind_mnt"
   port=$(free_port)
-  "$bin/webfused" --port "$port" --mount-root "$mnt" --no-admin --log-level error \
+  "$bin/webfused" --no-config --port "$port" --mount-root "$mnt" --no-admin --log-level error \
     2>"$run/webfused.log" &
   daemon_pid=$!
   wait_for "webfused to listen" python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port)).close()"

@@ -108,7 +108,7 @@ say "files: $(wc -l < "$work/expected.sha256") ($(cut -c67- "$work/expected.sha2
 
 step "Device: starting webfused; laptop: webfuse-provider lends $(dirname "$image") read-only"
 port=$(free_port)
-"$WEBFUSED" --port "$port" --mount-root "$mount_root" --no-admin --log-level warn \
+"$WEBFUSED" --no-config --port "$port" --mount-root "$mount_root" --no-admin --log-level warn \
   2> "$work/webfused.log" &
 pids+=($!)
 wait_for 10 "webfused to listen on port $port" \

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec_json codec_webfuse2 admin options)
+[ ${#targets[@]} -gt 0 ] || targets=(codec_json codec_webfuse2 admin options config)
 
 scripts/install-deps.sh
 # clang and its libFuzzer runtime are only needed here, not for the normal build.

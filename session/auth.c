@@ -4,7 +4,8 @@
  * loop thread: each check is a job that first waits out the throttle delay of its address (a
  * timer), then runs on the libuv thread pool (at most AUTH_MAX_RUNNING at once, so that unmounts,
  * which use the same pool, never queue behind a burst of logins), and comes back to the loop
- * thread, where the session, if it still exists, gets its answer.
+ * thread, where the session, if it still exists, gets its answer. Meanwhile the session's idle
+ * timer stands still: the wait is the gateway's, not the provider's.
  *
  * A job refers to its session by id, not by pointer: the session may end while the check runs.
  * Jobs are owned by the hub's list until they finish (or are cancelled at shutdown) and are freed
@@ -36,12 +37,13 @@ struct auth_job {
     enum job_state state;
     uv_timer_t delay;
     uv_work_t work;
-    /* The user's hash, or the decoy for an unknown user (the same cost, the answer is no).
-     * Borrowed from the users, which outlive the hub. */
-    char *hash; /* a copy: the users may be reloaded (SIGHUP) while the check runs */
+    /* The user's hash, or the decoy for an unknown user (the same cost, the answer is no); a
+     * copy, because the users may be reloaded (SIGHUP) while the check runs. */
+    char *hash;
     bool unknown_user;
     const char *why; /* set when the attempt fails whatever the check says */
     int result;      /* 0 or -EACCES, from the thread pool */
+    /* The address as the throttle knows it. */
     char remote[64];
     char user[AUTH_NAME_MAX + 1];
     char password[AUTH_PASSWORD_MAX + 1];
@@ -155,16 +157,30 @@ static void job_on_delay(uv_timer_t *timer)
     jobs_pump(job->hub);
 }
 
+void session_auth_failed(struct session *s, const char *detail)
+{
+    /* webfuse2 names its filesystem in the URL, before the login; JSON only afterwards. */
+    const char *fs = s->auth.fs_name[0] ? s->auth.fs_name : NULL;
+    if (fs)
+        log_warn("session %llu: authentication failed for %s from %s: %s",
+                 (unsigned long long)s->id, fs, s->remote, detail);
+    else
+        log_warn("session %llu: authentication failed from %s: %s", (unsigned long long)s->id,
+                 s->remote, detail);
+    session_emit(s, SESSION_EVENT_AUTH_FAILED, fs, NULL, detail);
+}
+
 /* The answer for the session, when it is still there to hear it. */
 static void session_auth_finish(struct session *s, struct auth_job *job)
 {
     struct session_hub *hub = s->hub;
     s->auth.busy = false;
+    session_limits_resume_idle(s);
     if (job->result == 0) {
         s->auth.authenticated = true;
         s->auth.done_once = true;
         snprintf(s->auth.user, sizeof(s->auth.user), "%s", job->user);
-        auth_throttle_success(hub->throttle, job->remote);
+        auth_throttle_success(hub->throttle, job->remote, uv_now(hub->loop));
         log_info("session %llu: authenticated as %s (remote %s)", (unsigned long long)s->id,
                  job->user, s->remote);
         s->protocol->on_authenticated(s, 0);
@@ -178,9 +194,7 @@ static void session_auth_finish(struct session *s, struct auth_job *job)
         snprintf(detail, sizeof(detail), "unknown user \"%s\"", job->user);
     else
         snprintf(detail, sizeof(detail), "wrong password for user \"%s\"", job->user);
-    log_warn("session %llu: authentication failed from %s: %s", (unsigned long long)s->id,
-             s->remote, detail);
-    session_emit(s, SESSION_EVENT_AUTH_FAILED, NULL, NULL, detail);
+    session_auth_failed(s, detail);
     s->protocol->on_authenticated(s, -EACCES);
 }
 
@@ -191,31 +205,29 @@ static void job_finish(struct auth_job *job)
     struct session *s = session_by_id(hub, job->session_id);
     if (s && s->wsi && !s->closing)
         session_auth_finish(s, job);
+    else /* nobody heard the answer: it was no attempt of the address */
+        auth_throttle_abandon(hub->throttle, job->remote, uv_now(hub->loop));
     uv_close((uv_handle_t *)&job->delay, job_free);
     jobs_pump(hub);
 }
 
-/* Starts checking `password` for `user`; `why`, when set, fails the attempt whatever the check
- * says (it still costs the same time and counts as a failure of the address). */
-static void auth_begin(struct session *s, const char *user, const char *password, const char *why)
+/* A job for checking `password` for `user` (an unknown user is checked against the decoy),
+ * with its timer initialised; NULL when out of memory. */
+static struct auth_job *job_new(struct session *s, const char *remote, const char *user,
+                                const char *password, const char *why)
 {
     struct session_hub *hub = s->hub;
     struct auth_job *job = calloc(1, sizeof(*job));
     if (!job || uv_timer_init(hub->loop, &job->delay) != 0) {
         free(job);
-        log_error("session %llu: out of memory for a password check", (unsigned long long)s->id);
-        s->protocol->on_authenticated(s, -EACCES);
-        return;
+        return NULL;
     }
     job->hub = hub;
     job->session_id = s->id;
-    snprintf(job->remote, sizeof(job->remote), "%s", s->remote[0] ? s->remote : "unknown");
-    const struct auth_user *u =
-        auth_name_valid(user) ? auth_users_find(hub->config.users, user) : NULL;
-    job->unknown_user = !u;
-    job->hash = strdup(u ? auth_user_hash(u) : auth_users_decoy_hash(hub->config.users));
-    if (!job->hash)
-        job->why = "out of memory";
+    snprintf(job->remote, sizeof(job->remote), "%s", remote);
+    bool known;
+    job->hash = strdup(auth_users_hash_for(hub->config.users, user, &known));
+    job->unknown_user = !known;
     job->why = why;
     if (!why && !auth_name_valid(user))
         job->why = "malformed user name";
@@ -223,23 +235,50 @@ static void auth_begin(struct session *s, const char *user, const char *password
         job->why = "password too long";
     else
         snprintf(job->password, sizeof(job->password), "%s", password);
+    if (!job->hash)
+        job->why = "out of memory";
     /* A malformed name is not repeated in logs and events: it could be anything. */
     snprintf(job->user, sizeof(job->user), "%s", auth_name_valid(user) ? user : "");
+    return job;
+}
 
-    job->next = NULL;
-    job->prev = NULL;
+static void jobs_append(struct session_hub *hub, struct auth_job *job)
+{
     struct auth_job **tail = &hub->auth_jobs;
     while (*tail) {
         job->prev = *tail;
         tail = &(*tail)->next;
     }
     *tail = job;
+}
+
+/* Starts checking `password` for `user`; `why`, when set, fails the attempt whatever the check
+ * says (it still costs the same time and counts as a failure of the address). */
+static void auth_begin(struct session *s, const char *user, const char *password, const char *why)
+{
+    struct session_hub *hub = s->hub;
+    const char *remote = s->remote[0] ? s->remote : "unknown";
+    uint64_t wait;
+    if (auth_throttle_begin(hub->throttle, remote, uv_now(hub->loop), &wait) != 0) {
+        /* Its turn would come after the longest delay: refused unchecked, not counted. */
+        session_auth_failed(s, "too many login attempts from this address at once");
+        s->protocol->on_authenticated(s, -EAGAIN);
+        return;
+    }
+    struct auth_job *job = job_new(s, remote, user, password, why);
+    if (!job) {
+        auth_throttle_abandon(hub->throttle, remote, uv_now(hub->loop));
+        log_error("session %llu: out of memory for a password check", (unsigned long long)s->id);
+        s->protocol->on_authenticated(s, -EACCES);
+        return;
+    }
+    jobs_append(hub, job);
     s->auth.busy = true;
-    uint64_t delay = auth_throttle_delay(hub->throttle, job->remote, uv_now(hub->loop));
-    if (delay > 0)
+    session_limits_pause_idle(s);
+    if (wait > 0)
         log_info("session %llu: %s failed to authenticate repeatedly: answering in %llu ms",
-                 (unsigned long long)s->id, job->remote, (unsigned long long)delay);
-    uv_timer_start(&job->delay, job_on_delay, delay, 0);
+                 (unsigned long long)s->id, remote, (unsigned long long)wait);
+    uv_timer_start(&job->delay, job_on_delay, wait, 0);
 }
 
 /* ---- what sessions call -----------------------------------------------------------------------
@@ -342,9 +381,7 @@ static int header_token(struct session *s, char *token, size_t cap)
 
 static void auth_refuse(struct session *s, const char *reason)
 {
-    log_warn("session %llu: authentication failed from %s: %s", (unsigned long long)s->id,
-             s->remote, reason);
-    session_emit(s, SESSION_EVENT_AUTH_FAILED, NULL, NULL, reason);
+    session_auth_failed(s, reason);
     session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
 }
 

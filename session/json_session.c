@@ -121,10 +121,9 @@ static void json_authenticate(struct session *s, const struct codec_json_msg *ms
         return;
     }
     if (strcmp(type, "username") != 0) {
-        log_warn("session %llu: authenticate with credentials of type \"%.32s\" (remote %s): "
-                 "only \"username\" is known",
-                 (unsigned long long)s->id, type, s->remote);
-        session_emit(s, SESSION_EVENT_AUTH_FAILED, NULL, NULL, "unknown credentials type");
+        char detail[80];
+        snprintf(detail, sizeof(detail), "unknown credentials type \"%.32s\"", type);
+        session_auth_failed(s, detail);
         json_send_error(s, id, CODEC_JSON_BAD_ACCESS_DENIED);
         return;
     }
@@ -146,8 +145,9 @@ static void json_on_authenticated(struct session *s, int status)
 {
     if (status == 0)
         json_send_empty_result(s, s->auth.reply_id);
-    else
-        json_send_error(s, s->auth.reply_id, CODEC_JSON_BAD_ACCESS_DENIED);
+    else /* -EAGAIN: too many attempts from the address at once; it may try again later */
+        json_send_error(s, s->auth.reply_id,
+                        status == -EAGAIN ? CODEC_JSON_BAD_BUSY : CODEC_JSON_BAD_ACCESS_DENIED);
 }
 
 static void json_on_request(struct session *s, const struct codec_json_msg *msg)

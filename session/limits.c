@@ -1,6 +1,11 @@
 /* Limits that protect the gateway from its providers: connections at once, connections that
  * never attach anything, path length. (Filesystems per session and requests in flight are
- * checked where they are counted, in session.c.) Loop thread only. */
+ * checked where they are counted, in session.c.) Loop thread only.
+ *
+ * The idle time is the provider's own: while a login waits for the gateway (the throttle's
+ * delay, then the password check) the idle timer stands still, so that a login answered after a
+ * delay longer than --idle-timeout is not cut off first, which would leave the address locked
+ * out for good. */
 #include "session_internal.h"
 
 #include <errno.h>
@@ -35,6 +40,12 @@ static void on_idle(lws_sorted_usec_list_t *sul)
     session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);
 }
 
+static void idle_schedule(struct session *s, uint64_t ms)
+{
+    s->idle_deadline_ms = uv_now(s->hub->loop) + ms;
+    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->idle, on_idle, (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
 bool session_limits_admit(struct session *s)
 {
     struct session_hub *hub = s->hub;
@@ -47,9 +58,27 @@ bool session_limits_admit(struct session *s)
         session_close(s, SESSION_CLOSE_TRY_AGAIN_LATER, reason);
         return false;
     }
-    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->idle, on_idle,
-                     (lws_usec_t)hub->config.idle_timeout_ms * LWS_US_PER_MS);
+    idle_schedule(s, hub->config.idle_timeout_ms);
     return true;
+}
+
+void session_limits_pause_idle(struct session *s)
+{
+    if (s->attached_once || s->idle_paused)
+        return;
+    uint64_t now = uv_now(s->hub->loop);
+    s->idle_left_ms = s->idle_deadline_ms > now ? s->idle_deadline_ms - now : 0;
+    s->idle_paused = true;
+    lws_sul_cancel(&s->idle);
+}
+
+void session_limits_resume_idle(struct session *s)
+{
+    if (!s->idle_paused)
+        return;
+    s->idle_paused = false;
+    if (!s->attached_once && s->wsi)
+        idle_schedule(s, s->idle_left_ms);
 }
 
 void session_limits_attached(struct session *s)

@@ -466,12 +466,15 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
     (void)mount;
     struct filesystem *fs = user;
     struct session *s = fs->session;
-    log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
-             s->remote);
-    if (fs->mounted_since)
+    if (fs->mounted_since) {
+        log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
+                 s->remote);
         session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, fs->detach_reason);
-    else
+    } else { /* it never was attached */
+        log_warn("session %llu: attaching %s at %s failed (remote %s)", (unsigned long long)s->id,
+                 fs->name, fs->mountpoint, s->remote);
         session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint, "mount failed");
+    }
     fs_unlink(s, fs);
     free(fs);
     if (!s->wsi && !s->filesystems)

@@ -51,7 +51,8 @@ struct session_protocol {
     int (*on_message)(struct session *s, const char *data, size_t len);
     /* A mount attempt of `fs` ended with `status` (0 or a negative errno). */
     void (*on_attached)(struct session *s, struct filesystem *fs, int status);
-    /* The verification session_auth_start began ended: 0 authenticated, else -EACCES. */
+    /* The verification session_auth_start began ended: 0 authenticated, -EAGAIN refused
+     * unchecked (too many attempts from the address at once), else -EACCES. */
     void (*on_authenticated)(struct session *s, int status);
     enum lws_write_protocol write_mode;
     int index;        /* 0 = json, 1 = webfuse2: the metrics' protocol index */
@@ -127,6 +128,9 @@ struct session {
 
     struct session_auth_state auth;
     lws_sorted_usec_list_t idle; /* limits.c: closes a connection that never attaches */
+    uint64_t idle_deadline_ms;   /* when it fires (uv_now), unless paused */
+    uint64_t idle_left_ms;       /* while paused: what is left of the idle time */
+    bool idle_paused;
     bool attached_once;
 };
 
@@ -209,6 +213,9 @@ void session_auth_start(struct session *s, const char *user, const char *passwor
 /* webfuse2 with users configured: takes the token from the upgrade request's header, or asks the
  * provider with getcreds. Call from the established callback (headers are still there). */
 void session_auth_webfuse2(struct session *s);
+/* A login of s is refused for `detail`: one log line (with the filesystem when the protocol
+ * named it before the login) and one auth_failed event. */
+void session_auth_failed(struct session *s, const char *detail);
 /* webfuse2: the answer to our getcreds request (true when `data` was that answer). */
 bool session_auth_on_creds(struct session *s, uint32_t id, const char *data, size_t len);
 
@@ -216,6 +223,10 @@ bool session_auth_on_creds(struct session *s, uint32_t id, const char *data, siz
 /* A new connection: false (and the connection is closing) when the sessions limit is reached;
  * else the idle timer starts. */
 bool session_limits_admit(struct session *s);
+/* A login of s waits for the gateway (throttle, password check): the idle timer stands still
+ * until session_limits_resume_idle, which goes on with the time that was left. */
+void session_limits_pause_idle(struct session *s);
+void session_limits_resume_idle(struct session *s);
 /* A filesystem of s was mounted: the idle timer stops for good. */
 void session_limits_attached(struct session *s);
 /* The connection is gone. */

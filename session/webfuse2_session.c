@@ -297,6 +297,9 @@ static void wf2_on_authenticated(struct session *s, int status)
 {
     if (status == 0)
         wf2_attach(s, s->auth.fs_name);
+    else if (status == -EAGAIN)
+        session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                      "too many login attempts from this address: try again later");
     else
         session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "authentication failed");
 }

@@ -10,6 +10,7 @@ What a test file gets from here:
     unmounts whatever is left under its directory.
   - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
     might hang in a thread with a time limit.
+  - `Terminal`: a program on a pseudo-terminal of its own, for what it asks a person (passwords).
   - for read-write tests: `Env.start_webfuse2_provider` (one directory, --path, optionally
     --read-only; $WEBFUSE2_PROVIDER_CMD can name another webfuse2 provider, e.g. pyprovider.py),
     `outcome()` (result or errno name, to compare a mount with a reference directory),
@@ -29,6 +30,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -438,17 +440,23 @@ def require_webfuse2_provider():
 class Process:
     """A child process whose stderr (and stdout) goes to a log file."""
 
-    def __init__(self, name, argv, log_path):
+    def __init__(self, name, argv, log_path, preexec=None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "wb")
         # Own session: a Ctrl-C meant for the test runner does not reach the children. They get
         # SIGTERM when the runner dies (PR_SET_PDEATHSIG), so a runner killed by ctest's timeout
-        # leaves no daemon behind.
+        # leaves no daemon behind. `preexec` runs there too, after that (e.g. to restrict the
+        # child as a service manager would).
+        def child():
+            _die_with_parent()
+            if preexec is not None:
+                preexec()
+
         self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=child)
         self.pid = self.popen.pid
 
     def alive(self):
@@ -498,6 +506,80 @@ class Process:
             return ""
 
 
+class Terminal:
+    """A program run on a pseudo-terminal of its own (its controlling terminal, so /dev/tty is
+    this pty): what it writes is read from the master side, what a person would type is sent
+    there. Every wait is bounded; the process gets SIGKILL when the test ends."""
+
+    def __init__(self, env, argv, environ):
+        import pty
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: only exec (or give up) from here
+            try:
+                _die_with_parent()
+                os.execve(argv[0], argv, environ)
+            finally:
+                os._exit(127)
+        self.pid, self.fd, self.output, self.status = pid, fd, b"", None
+        env.add_cleanup(self.kill)
+
+    def _read(self, timeout):
+        """Takes what the program wrote within `timeout` s; False once the terminal is closed."""
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return True
+        try:
+            chunk = os.read(self.fd, 4096)
+        except OSError:  # EIO: every program on the terminal is gone
+            chunk = b""
+        self.output += chunk
+        return bool(chunk)
+
+    def expect(self, text, timeout=10.0):
+        """Waits until the output holds `text` (bytes or str); fails after `timeout` s."""
+        text = text.encode() if isinstance(text, str) else text
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0 or (not self._read(min(left, 0.2)) and text not in self.output):
+                fail("%r did not appear on the terminal; it shows %r" % (text, self.output))
+
+    def echo(self):
+        """Whether the terminal echoes what is typed now (the program's own setting)."""
+        import termios
+        return bool(termios.tcgetattr(self.fd)[3] & termios.ECHO)
+
+    def send(self, text):
+        os.write(self.fd, text.encode() if isinstance(text, str) else text)
+
+    def wait(self, timeout=10.0):
+        """Waits for the exit, reads the rest of the output; returns the exit status (negative:
+        the signal that ended it)."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            self._read(0.05)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                fail("the program on the terminal did not exit within %.1f s: %r"
+                     % (timeout, self.output))
+        while select.select([self.fd], [], [], 0)[0] and self._read(0):
+            pass
+        return self.status
+
+    def kill(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 class ApiResponse:
     """An admin API answer: status, headers (lower-case names), body bytes, and `json` (the
     parsed body, or None when it is not JSON)."""
@@ -517,8 +599,8 @@ class ApiResponse:
 
 class Daemon(Process):
     def __init__(self, env, argv, log_path, port, mount_root, admin_port=None, token_file=None,
-                 db=None):
-        super().__init__("webfused", argv, log_path)
+                 db=None, preexec=None):
+        super().__init__("webfused", argv, log_path, preexec)
         self.port = port
         self.mount_root = mount_root
         self.url = "ws://127.0.0.1:%d/" % port
@@ -592,17 +674,21 @@ class Env:
 
     def start_daemon(self, timeout=None, max_message=None, log_level="debug", extra=(),
                      wait=True, mount_root=None, admin=True, db=None, token_file=None,
-                     port=None, admin_port=None):
-        """Starts webfused on a free port with a fresh mount root; waits until it listens.
+                     port=None, admin_port=None, preexec=None):
+        """Starts webfused on a free port with a fresh mount root and no configuration file
+        (--no-config); waits until it listens.
 
         The admin API listens on a free port (unless admin is False: --no-admin), with the token
         file and the registry database in the test's directory: `db` and `token_file` default to
-        one per daemon; pass the same `db` (and mount_root) to restart a daemon on its history."""
+        one per daemon; pass the same `db` (and mount_root) to restart a daemon on its history.
+        `preexec` runs in the child before webfused is executed."""
         port = port or free_port()
         n = len(self.processes)
         mount_root = mount_root or self.mkdir("mnt%d" % n)
-        argv = [binary("WEBFUSED", "webfused"), "--port", str(port), "--bind", "127.0.0.1",
-                "--mount-root", mount_root, "--log-level", log_level]
+        # --no-config: a webfuse installed on this machine (/etc/webfuse/webfused.conf) must not
+        # change what a test's daemon does; a --config in `extra` still counts (the last wins).
+        argv = [binary("WEBFUSED", "webfused"), "--no-config", "--port", str(port), "--bind",
+                "127.0.0.1", "--mount-root", mount_root, "--log-level", log_level]
         if timeout is not None:
             argv += ["--timeout", str(timeout)]
         if max_message is not None:
@@ -618,7 +704,7 @@ class Env:
             argv += ["--no-admin"]
         argv += list(extra)
         d = Daemon(self, argv, self._log_path("webfused"), port, mount_root, admin_port,
-                   token_file, db)
+                   token_file, db, preexec)
         with self._lock:
             self.processes.append(d)
         if wait:

@@ -5,6 +5,9 @@ paths (a token in a request header, or the getcreds request), the refusals and t
 the growing delay after repeated failures from one address."""
 
 import os
+import re
+import select
+import socket
 import struct
 import subprocess
 import sys
@@ -61,9 +64,13 @@ def check_denied(answer, what):
     check_equal(answer["error"].get("code"), ACCESS_DENIED, "%s: error code" % what)
 
 
+def events_all(daemon):
+    """The history, oldest first."""
+    return daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+
+
 def events(daemon, kind):
-    found = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
-    return [e for e in found if e["kind"] == kind]
+    return [e for e in events_all(daemon) if e["kind"] == kind]
 
 
 def wait_event(daemon, kind, contains):
@@ -145,6 +152,32 @@ def json_provider_user_option_attaches(env):
         del os.environ["WEBFUSE_PASSWORD"]
     check_equal(read(os.path.join(daemon.mount_path("firmware"), "a.txt")),
                 b"from the provider\n", "file read through the mount")
+
+
+def without_password_variables():
+    return {k: v for k, v in os.environ.items() if k not in ("WEBFUSE_PASSWORD", "WEBFUSE_TOKEN")}
+
+
+@suite.test
+def provider_asks_for_the_password_on_its_terminal(env):
+    """--user without $WEBFUSE_PASSWORD: the provider asks on its terminal, without echo, and
+    logs in with what was typed."""
+    daemon = start(env)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "typed.txt"), "w") as f:
+        f.write("logged in with a typed password\n")
+    term = harness.Terminal(env, [harness.binary("WEBFUSE_PROVIDER", "webfuse-provider"),
+                                  "--url", "ws://127.0.0.1:%d/firmware" % daemon.port,
+                                  "--path", src, "--user", "alice"], without_password_variables())
+    term.expect("Password for alice: ")
+    check(not term.echo(), "the terminal echoes what is typed while the password is asked")
+    term.send("pw-alice\n")
+    harness.wait_mounted(daemon.mount_path("firmware"))
+    check_equal(read(os.path.join(daemon.mount_path("firmware"), "typed.txt")),
+                b"logged in with a typed password\n", "file read through the mount")
+    check(term.echo(), "echo is not back on after the password")
+    check(b"pw-alice" not in term.output, "the password showed on the terminal: %r" % term.output)
+    check_equal(session_users(daemon), {"alice"}, "user shown by the admin API")
 
 
 @suite.test
@@ -258,6 +291,19 @@ def webfuse2_user_outside_their_names_is_refused(env):
 # ---- repeated failures --------------------------------------------------------------------------
 
 
+def mounted_or_closed(ws, path, timeout):
+    """Waits until `path` is mounted ("mounted") or the gateway closes `ws` ("closed")."""
+    def outcome():
+        if harness.is_mounted(path):
+            return "mounted"
+        if select.select([ws.sock], [], [], 0)[0]:
+            first = ws.sock.recv(1, socket.MSG_PEEK)
+            if first in (b"", b"\x88"):  # the end, or a close frame
+                return "closed"
+        return None
+    return harness.wait_until(outcome, timeout, what="%s mounted or the connection closed" % path)
+
+
 def timed_login(daemon, password, source=None):
     """(close code or None when it attached, seconds until the answer)."""
     ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:" + password}, source=source)
@@ -265,7 +311,8 @@ def timed_login(daemon, password, source=None):
     try:
         if password != "pw-alice":
             return ws.wait_closed(90), time.monotonic() - start
-        harness.wait_mounted(daemon.mount_path("firmware"), 90)
+        if mounted_or_closed(ws, daemon.mount_path("firmware"), 90) == "closed":
+            return ws.wait_closed(10), time.monotonic() - start
         seconds = time.monotonic() - start
         ws.close()
         harness.wait_unmounted(daemon.mount_path("firmware"), 10)
@@ -284,17 +331,147 @@ def repeated_failures_delay_that_address_only(env):
         quick.append(seconds)
     check(max(quick) < 0.9, "the first five failures were slow already: %r" % quick)
     code, sixth = timed_login(daemon, "wrong")
+    check_equal(code, CLOSE_POLICY, "close code of the sixth failure")
     check(sixth >= 0.9, "the sixth failure was answered after %.2f s, not after ~1 s" % sixth)
     code, seventh = timed_login(daemon, "wrong")
+    check_equal(code, CLOSE_POLICY, "close code of the seventh failure")
     check(seventh >= 1.9, "the seventh failure was answered after %.2f s, not ~2 s" % seventh)
     # Another address is not slowed down; the right password from the slowed one still waits.
     code, other = timed_login(daemon, "wrong", source="127.0.0.2")
+    check_equal(code, CLOSE_POLICY, "close code of a failure from another address")
     check(other < 0.9, "another address waited %.2f s" % other)
     code, right = timed_login(daemon, "pw-alice")
-    check(code is None and right >= 3.5, "a right password after 7 failures: %.2f s" % right)
+    check_equal(code, None, "the right password after 7 failures attaches (no close)")
+    check(right >= 3.5, "a right password after 7 failures was answered after %.2f s" % right)
     code, after = timed_login(daemon, "wrong")
+    check_equal(code, CLOSE_POLICY, "close code of a failure after the success")
     check(after < 0.9, "a success did not clear the failures (%.2f s)" % after)
     check("answering in" in daemon.log_text(), "the delay is not logged")
+
+
+def wrong_logins(daemon, count):
+    for _ in range(count):
+        code, _ = timed_login(daemon, "wrong")
+        check_equal(code, CLOSE_POLICY, "close code of a failed login")
+
+
+@suite.test(budget=90)
+def login_waiting_in_the_throttle_outlives_the_idle_timeout(env):
+    """The idle timer counts the provider's silence, not the gateway's delay: a login answered
+    after a delay longer than --idle-timeout still gets its answer (and attaches). Otherwise,
+    from the failure whose delay passes the idle time on, the address could never log in."""
+    daemon = start(env, extra=["--idle-timeout", "2"])
+    # Without a login out, the idle time still ends a connection: here after a failed one.
+    fake = env.fake(daemon)
+    started = time.monotonic()
+    check_denied(authenticate(fake, "alice", "wrong"), "wrong password")
+    code, reason = fake.wait_close(10)
+    took = time.monotonic() - started
+    check_equal((code, reason), (CLOSE_POLICY, "no filesystem attached within 2 s"),
+                "close of a connection that logged in wrongly and stayed silent")
+    check(1.8 <= took < 4, "closed %.2f s after it opened, not ~2 s" % took)
+    wrong_logins(daemon, 6)  # 5 free ones (with the JSON one), then 1 s, 2 s
+    code, right = timed_login(daemon, "pw-alice")  # after 4 s, twice the idle time
+    check_equal(code, None, "the right password after 7 failures attaches")
+    check(right >= 3.5, "it was answered after %.2f s, not after the 4 s delay" % right)
+    check("no filesystem attached within 2 s" not in daemon.log_text().split("answering in 4000")[1],
+          "a connection was closed as idle while its login waited:\n%s" % daemon.log_text())
+
+
+@suite.test(budget=90)
+def parallel_attempts_from_one_address_queue_up(env):
+    """Attempts at once from one address do not wait out one delay side by side: each waits its
+    delay after the turn of the one before it (1 s, then 2 s, 4 s, 8 s, 16 s after that), and
+    one whose turn would come after more than the longest delay (60 s) is refused at once."""
+    daemon = start(env)
+    wrong_logins(daemon, 5)
+    started = time.monotonic()
+    sockets = [wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:wrong"}) for _ in range(6)]
+    try:
+        # The sixth: 1+2+4+8+16 s are taken, its turn would be 32 s after that.
+        try:
+            sockets[5].recv_message(10)
+            fail("the sixth attempt at once got a message instead of a close")
+        except wstest.Closed as closed:
+            check_equal((closed.code, closed.reason),
+                        (CLOSE_POLICY, "too many login attempts from this address: try again later"),
+                        "close of the sixth attempt at once")
+        check(time.monotonic() - started < 0.9, "the sixth attempt was not refused at once")
+        answered = []
+        for ws in sockets[:3]:
+            check_equal(ws.wait_closed(30), CLOSE_POLICY, "close code of a queued attempt")
+            answered.append(time.monotonic() - started)
+        for got, least in zip(answered, (0.9, 2.9, 6.9)):
+            check(got >= least, "queued attempts answered after %r s, not 1, 3 and 7 s"
+                  % [round(a, 2) for a in answered])
+        check(answered[0] < 2.5 and answered[1] < 4.5,
+              "queued attempts answered late: %r" % answered)
+    finally:
+        for ws in sockets:
+            ws.abort()  # the last two would wait 15 and 31 s: they are abandoned
+    wait_event(daemon, "auth_failed", "too many login attempts from this address at once")
+
+
+# ---- the log -------------------------------------------------------------------------------------
+
+LOG_LINES = [
+    ("attach", re.compile(r"session (\d+): attached (\S+) at \S+ \(remote ([^)]+)\)$")),
+    ("detach", re.compile(r"session (\d+): detached (\S+) \(remote ([^)]+)\)$")),
+    ("attach_failed", re.compile(r"session (\d+): attaching (\S+) at \S+ failed \(remote ([^)]+)\)$")),
+    ("auth_failed", re.compile(r"session (\d+): authentication failed (?:for (\S+) )?from (\S+): ")),
+]
+
+
+def log_events(text):
+    """[(kind, session id, filesystem or None, remote)] of the daemon's attach, detach, failed
+    attach and failed login lines."""
+    found = []
+    for line in text.splitlines():
+        for kind, pattern in LOG_LINES:
+            m = pattern.search(line)
+            if m:
+                found.append((kind, int(m.group(1)), m.group(2), m.group(3)))
+    return found
+
+
+@suite.test
+def log_has_one_line_per_attach_detach_and_failed_login(env):
+    """Each attach, detach and failed login is one line of the daemon's log with the session
+    id, the filesystem name where it is known (webfuse2 names it in the URL before logging in)
+    and the provider's address; the lines match the history event for event."""
+    blocked = env.path("not-a-directory")
+    open(blocked, "w").close()
+    daemon = start(env, extra=["--filesystem", "firmware", "--filesystem", "logs",
+                               "--filesystem", "broken=%s/below" % blocked])
+    ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:pw-alice"})
+    harness.wait_mounted(daemon.mount_path("firmware"))
+    ws.close()
+    harness.wait_unmounted(daemon.mount_path("firmware"), 10)
+    ws = wf2_connect(daemon, "logs", {"X-Auth-Token": "alice:wrong"})
+    check_equal(ws.wait_closed(10), CLOSE_POLICY, "close code of a wrong password")
+    fake = env.fake(daemon)
+    check_denied(authenticate(fake, "alice", "wrong"), "JSON: wrong password")
+    check_denied(fake.call("authenticate", ["certificate", {}]), "JSON: unknown credentials")
+    check_equal(authenticate(fake, "bob", "pw-bob").get("result"), {}, "JSON: bob logs in")
+    check(isinstance(fake.add_filesystem("broken", {}).get("error"), dict),
+          "a mount point below a file cannot be mounted")
+    fake.close()
+
+    def history():
+        kinds = [k for k, _ in LOG_LINES]
+        return [(e["kind"], e["session"], e.get("filesystem"))
+                for e in events_all(daemon) if e["kind"] in kinds]
+
+    expected = [("attach", 1, "firmware"), ("detach", 1, "firmware"),
+                ("auth_failed", 2, "logs"), ("auth_failed", 3, None), ("auth_failed", 3, None),
+                ("attach_failed", 3, "broken")]
+    harness.wait_until(lambda: history() == expected, 10,
+                       what="the history %r to be %r" % (history(), expected))
+    logged = log_events(daemon.log_text())
+    check_equal([(k, s, f) for k, s, f, _ in logged], expected,
+                "attach, detach and failure lines of the log:\n%s" % daemon.log_text())
+    for kind, session, _, remote in logged:
+        check("127.0.0.1" in remote, "%s line of session %d: remote %r" % (kind, session, remote))
 
 
 # ---- start-up -----------------------------------------------------------------------------------

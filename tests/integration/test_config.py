@@ -33,9 +33,10 @@ def write_config(env, content, name="webfused.conf"):
 
 
 def check_config(*args, timeout=10):
-    """Runs webfused --check-config with args; returns (status, stdout, stderr)."""
-    p = subprocess.run([WEBFUSED, "--check-config"] + list(args), capture_output=True, text=True,
-                       timeout=timeout)
+    """Runs webfused --check-config with args (after --no-config: the machine's own
+    configuration must not count); returns (status, stdout, stderr)."""
+    p = subprocess.run([WEBFUSED, "--no-config", "--check-config"] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -147,6 +148,7 @@ def errors_name_the_key_and_the_file(env):
         ({"no-admin": "yes"}, ['key "no-admin"', "true or false"]),
         ({"db": ""}, ['key "db"', "file name"]),
         ({"config": "/etc/other"}, ['unknown key "config"']),
+        ({"no-config": True}, ['unknown key "no-config"']),
         ({"help": True}, ['unknown key "help"']),
         ({"filesystem": ["ok", "../x"]}, ['key "filesystem"', "NAME[=DIR]"]),
         ({"filesystem": ["fw=relative"]}, ['key "filesystem"', "absolute path"]),
@@ -178,6 +180,117 @@ def check_config_covers_the_command_line(env):
     status, _, err = check_config("--port", "0", "--config", write_config(env, {}))
     check_equal(status, 2, "bad command-line value")
     check("--port" in err, "the command-line option is named: %r" % err)
+
+
+@suite.test
+def config_file_in_every_form_getopt_accepts(env):
+    good = write_config(env, {"no-admin": True}, "good.conf")
+    bad = write_config(env, {"port": 70000}, "bad.conf")
+    forms = [lambda f: ["-c", f], lambda f: ["-c" + f], lambda f: ["--config", f],
+             lambda f: ["--config=" + f], lambda f: ["--conf", f], lambda f: ["--conf=" + f],
+             lambda f: ["--co", f]]
+    for form in forms:
+        status, out, err = check_config(*form(good))
+        check_equal(status, 0, "status for %r (stderr %r)" % (form(good), err))
+        check("configuration %s is valid" % good in out,
+              "%r: the file was read: %r" % (form(good), out))
+        status, out, err = check_config(*form(bad))
+        check_equal(status, 2, "status for %r (stdout %r)" % (form(bad), out))
+        check(bad in err and 'key "port"' in err, "%r: the error names the file: %r"
+              % (form(bad), err))
+    # The last one counts, whatever its form.
+    status, out, _ = check_config("--config", bad, "-c" + good)
+    check_equal(status, 0, "status when the last --config names the good file")
+
+
+@suite.test
+def errors_about_two_keys_name_the_file(env):
+    port = str(harness.free_port())
+    cases = [
+        ({"cert": "/etc/hostname"}, [], "--cert and --key go together"),
+        ({"admin-key": "/etc/hostname"}, [], "--admin-cert and --admin-key go together"),
+        ({"group": "nogroup"}, ["--no-admin"], "--group needs --user"),
+        ({"admin-port": int(port)}, ["--port", port], "--admin-port must differ from --port"),
+        ({"port": int(port), "admin-port": int(port)}, [], "--admin-port must differ from --port"),
+    ]
+    for cfg, args, message in cases:
+        path = write_config(env, cfg)
+        status, _, err = check_config("--config", path, *args)
+        check_equal(status, 2, "status for %r %r" % (cfg, args))
+        check_equal(err.strip(), "webfused: %s: %s" % (path, message), "error for %r %r"
+                    % (cfg, args))
+    # Both from the command line (it overrides the file's value): no file to name.
+    path = write_config(env, {"admin-port": 9000})
+    status, _, err = check_config("--config", path, "--port", port, "--admin-port", port)
+    check_equal((status, err.strip()), (2, "webfused: --admin-port must differ from --port"),
+                "an error about command-line values only")
+
+
+DEFAULT_CONFIG = "/etc/webfuse/webfused.conf"
+
+
+def check_config_with_default_file(env, content, *args):
+    """webfused --check-config ARGS (no --no-config of its own) in a private mount namespace
+    whose /etc is an overlay holding `content` as /etc/webfuse/webfused.conf: the machine's /etc
+    is left alone. Returns (status, stdout, stderr)."""
+    upper, work = env.mkdir("etc-upper", "webfuse"), env.mkdir("etc-work")
+    with open(os.path.join(upper, "webfused.conf"), "w") as f:
+        f.write(json.dumps(content))
+    script = ('mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc && exec "$@"'
+              % (os.path.dirname(upper), work))
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        "sh", WEBFUSED, "--check-config"] + list(args),
+                       capture_output=True, text=True, timeout=20)
+    check("mount" not in p.stderr or "webfused" in p.stderr,
+          "cannot set up the overlay on /etc: %r" % p.stderr)
+    return p.returncode, p.stdout, p.stderr
+
+
+@suite.test
+def no_config_skips_the_default_file(env):
+    bad = {"port": 70000}
+    status, _, err = check_config_with_default_file(env, bad, "--no-admin")
+    check_equal(status, 2, "status with a bad default file (stderr %r)" % err)
+    check(DEFAULT_CONFIG in err and 'key "port"' in err, "the default file was read: %r" % err)
+    status, out, err = check_config_with_default_file(env, bad, "--no-admin", "--no-config")
+    check_equal(status, 0, "status with --no-config (stderr %r)" % err)
+    check("(command line only)" in out, "no file read: %r" % out)
+    good = write_config(env, {"no-admin": True}, "good.conf")
+    # The last of --config and --no-config counts.
+    status, out, err = check_config_with_default_file(env, bad, "--no-config", "--config", good)
+    check_equal((status, "configuration %s is valid" % good in out), (0, True),
+                "--no-config --config FILE (stdout %r, stderr %r)" % (out, err))
+    status, out, err = check_config_with_default_file(env, bad, "--no-admin", "--config",
+                                                      write_config(env, bad, "bad.conf"),
+                                                      "--no-config")
+    check_equal((status, "(command line only)" in out), (0, True),
+                "--config FILE --no-config (stdout %r, stderr %r)" % (out, err))
+
+
+@suite.test
+def test_daemons_ignore_the_machines_configuration(env):
+    """The harness starts every daemon with --no-config: a webfuse installed on this machine must
+    not change the tests. Here the daemon's own /etc (an overlay in a private mount namespace)
+    holds a default file it would refuse to start with."""
+    import ctypes
+    upper, work = env.mkdir("etc-upper", "webfuse"), env.mkdir("etc-work")
+    with open(os.path.join(upper, "webfused.conf"), "w") as f:
+        f.write('{"port": 70000}')
+    options = ("lowerdir=/etc,upperdir=%s,workdir=%s"
+               % (os.path.dirname(upper), work)).encode()
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_rec, ms_private = 0x20000, 0x4000, 0x40000
+
+    def own_etc():
+        if (libc.unshare(clone_newns) != 0
+                or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0
+                or libc.mount(b"overlay", b"/etc", b"overlay", 0, options) != 0):
+            os._exit(125)
+
+    d = env.start_daemon(preexec=own_etc)
+    check(d.alive(), "the daemon runs")
+    check(DEFAULT_CONFIG not in d.log_text(), "the log mentions the default file:\n%s"
+          % d.log_text())
 
 
 def security_files(env):
@@ -212,7 +325,7 @@ def valid_values(env):
 
 
 # Options that steer the command line itself and have no place in the file.
-NOT_IN_FILE = {"config", "check-config", "help", "version"}
+NOT_IN_FILE = {"config", "no-config", "check-config", "help", "version"}
 
 # Keys that only make sense in pairs.
 PAIRS = {"cert": "key", "key": "cert", "admin-cert": "admin-key", "admin-key": "admin-cert",

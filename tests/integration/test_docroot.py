@@ -121,7 +121,7 @@ def docroot_that_is_not_a_directory_is_refused(env):
     root, _ = make_docroot(env)
     binary = harness.binary("WEBFUSED", "webfused")
     for bad in (env.path("nothing-here"), os.path.join(root, "index.html")):
-        done = subprocess.run([binary, "--docroot", bad, "--no-admin", "--port",
+        done = subprocess.run([binary, "--no-config", "--docroot", bad, "--no-admin", "--port",
                                str(harness.free_port()), "--mount-root", env.mkdir("r")],
                               capture_output=True, text=True, timeout=10)
         check_equal(done.returncode, 2, "exit status for --docroot %s" % bad)

@@ -133,5 +133,51 @@ def runs_as_unprivileged_user_after_opening_ports(env):
           "errors after dropping privileges:\n%s" % daemon.log_text())
 
 
+def status_ids(pid):
+    """{"Uid": [...], "Gid": [...], "Groups": [...]} from /proc/PID/status."""
+    ids = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid", "Groups"):
+                ids[key] = [int(v) for v in value.split()]
+    return ids
+
+
+def make_account(env, tool, name, *args):
+    """Creates a user (useradd) or a group (groupadd) for this test; removed when it ends."""
+    subprocess.run([tool] + list(args) + [name], check=True, capture_output=True, timeout=30)
+    remove = "userdel" if tool == "useradd" else "groupdel"
+    env.add_cleanup(lambda: subprocess.run([remove, name], capture_output=True, timeout=30))
+
+
+@suite.test
+def user_and_group_are_both_taken(env):
+    """--user X --group Y: once its ports are open webfused runs with Y as its group (real,
+    effective, saved and file system gid), not X's own group, and no supplementary groups; its
+    mounts (made by fusermount3) carry Y too."""
+    import grp
+    user, group = "wfit-u%d" % os.getpid(), "wfit-g%d" % os.getpid()
+    make_account(env, "groupadd", group, "--system")
+    # With a group of its own (useradd --user-group): the one --group must replace.
+    make_account(env, "useradd", user, "--system", "--user-group", "--no-create-home",
+                 "--shell", "/usr/sbin/nologin")
+    pw, gid = pwd.getpwnam(user), grp.getgrnam(group).gr_gid
+    check(pw.pw_gid != gid, "the user's own group is the one given with --group")
+    open_to_others(env)
+    daemon = env.start_daemon(extra=["--user", user, "--group", group])
+    env.add_cleanup(daemon.stop)  # before the accounts go: userdel refuses a user still running
+    expected = {"Uid": [pw.pw_uid] * 4, "Gid": [gid] * 4, "Groups": []}
+    harness.wait_until(lambda: status_ids(daemon.pid) == expected, 5,
+                       what="webfused to run as %s:%s (%r), not %r"
+                       % (user, group, expected, status_ids(daemon.pid)))
+    fake = env.fake(daemon)
+    fake.attach("grouped", {"f": File(b"x")})
+    line = [line for line in open("/proc/self/mountinfo")
+            if harness._unescape(line.split()[4]) == daemon.mount_path("grouped")][0]
+    check("user_id=%d," % pw.pw_uid in line and "group_id=%d" % gid in line,
+          "the mount's owner: %r" % line)
+
+
 if __name__ == "__main__":
     suite.main()

@@ -163,5 +163,87 @@ def systemd_unit_verifies(env):
     check_equal(complaints, [], "systemd-analyze verify")
 
 
+# Linux capability numbers (linux/capability.h), for CapabilityBoundingSet=.
+CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def unit_settings(path):
+    """{key: value} of the [Service] section of a unit file (the last value of a key)."""
+    settings, section = {}, None
+    for line in open(path):
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line:
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def as_the_unit_would(settings):
+    """A function for the child before exec that applies the unit's settings that decide what
+    an execve() of a set-user-ID program gains: NoNewPrivileges= and CapabilityBoundingSet=."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    keep = set(settings.get("CapabilityBoundingSet", " ".join(CAPABILITIES)).split())
+    unknown = keep - set(CAPABILITIES)
+    check_equal(unknown, set(), "capabilities of the unit this test does not know")
+    drop = [n for n, name in enumerate(CAPABILITIES) if name not in keep]
+    no_new_privs = settings.get("NoNewPrivileges", "no").lower() in ("yes", "true", "on", "1")
+
+    def apply():
+        for cap in drop:
+            prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails for caps this kernel lacks: fine
+        if no_new_privs and prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            os._exit(126)
+
+    return apply
+
+
+@suite.test
+def unit_lets_a_daemon_with_user_mount(env):
+    """With the `user` key webfused drops root and mounts through the set-user-ID fusermount3:
+    under the unit's privilege settings that must still work (NoNewPrivileges=yes would make the
+    kernel ignore the set-user-ID bit, and every attach would fail)."""
+    import pwd
+    user = pwd.getpwnam("nobody")
+    settings = unit_settings(os.path.join(SOURCE, "scripts", "webfused.service"))
+    for d in (os.path.dirname(env.dir), env.dir):
+        os.chmod(d, 0o711)  # the mount root must be reachable for nobody
+    daemon = env.start_daemon(extra=["--user", "nobody"], preexec=as_the_unit_would(settings))
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f.txt"), "wb") as f:
+        f.write(b"mounted under the unit's limits\n")
+    provider = env.start_webfuse2_provider(daemon, "unit", src, wait=False)
+    harness.wait_until(lambda: harness.is_mounted(daemon.mount_path("unit"))
+                       or not provider.alive(), 10, what="the mount or the provider's exit")
+    check(harness.is_mounted(daemon.mount_path("unit")),
+          "attach as %s failed under the unit's settings %r:\n%s"
+          % (user.pw_name, {k: settings.get(k) for k in ("NoNewPrivileges",
+                                                         "CapabilityBoundingSet")},
+             daemon.log_text()))
+    # Only the mount's owner may use it (no allow_other).
+    cat = subprocess.run(["cat", os.path.join(daemon.mount_path("unit"), "f.txt")],
+                         user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+                         capture_output=True, timeout=30)
+    check_equal(cat.stdout, b"mounted under the unit's limits\n",
+                "bytes through the mount (stderr %r)" % cat.stderr)
+    check("user_id=%d" % user.pw_uid in open("/proc/self/mountinfo").read(),
+          "the mount belongs to %s (made by fusermount3)" % user.pw_name)
+
+
 if __name__ == "__main__":
     suite.main()

@@ -17,7 +17,7 @@ suite = harness.Suite("test_startup")
 
 def webfused(*args):
     """Runs webfused to completion (it must refuse to start); returns (status, stderr)."""
-    argv = [harness.binary("WEBFUSED", "webfused")] + list(args)
+    argv = [harness.binary("WEBFUSED", "webfused"), "--no-config"] + list(args)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     return done.returncode, done.stderr
 

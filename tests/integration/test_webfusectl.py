@@ -212,5 +212,43 @@ def url_and_token_file_from_the_environment(env):
     check_equal(json.loads(out)["total"], 0, "sessions via the environment")
 
 
+def passwd_on_terminal(env, first, second):
+    """webfusectl passwd carol on a terminal of its own, typing `first` and then `second`;
+    returns (exit status, what the terminal showed)."""
+    environ = {k: v for k, v in os.environ.items() if k != "WEBFUSE_PASSWORD"}
+    term = harness.Terminal(env, [harness.binary("WEBFUSECTL", "webfusectl"), "passwd", "carol",
+                                  "--fs", "fw"], environ)
+    for prompt, typed in (("Password for carol: ", first), ("Again: ", second)):
+        term.expect(prompt)
+        check(not term.echo(), "the terminal echoes while %r is asked" % prompt)
+        term.send(typed + "\n")
+    status = term.wait(30)
+    check(first.encode() not in term.output and second.encode() not in term.output,
+          "a password showed on the terminal: %r" % term.output)
+    return status, term.output.decode(errors="replace")
+
+
+@suite.test
+def passwd_asks_twice_on_the_terminal(env):
+    status, shown = passwd_on_terminal(env, "first-secret", "other-secret")
+    check(status != 0, "passwords that differ were accepted: %r" % shown)
+    check("the passwords differ" in shown, "the refusal says why: %r" % shown)
+    check("carol:$" not in shown, "a users line was printed anyway: %r" % shown)
+
+    status, shown = passwd_on_terminal(env, "same-secret", "same-secret")
+    check_equal(status, 0, "exit status with the same password twice (%r)" % shown)
+    lines = [line.strip() for line in shown.splitlines() if line.startswith("carol:$")]
+    check(len(lines) == 1 and lines[0].startswith("carol:$y$") and lines[0].endswith(":fw"),
+          "the users line: %r" % shown)
+    # The line lets carol log in with what was typed.
+    users = env.path("users")
+    with open(users, "w") as f:
+        f.write(lines[0] + "\n")
+    daemon = env.start_daemon(extra=["--auth-file", users])
+    answer = env.fake(daemon).call("authenticate", ["username", {"username": "carol",
+                                                                 "password": "same-secret"}])
+    check_equal(answer.get("result"), {}, "carol logs in with the typed password")
+
+
 if __name__ == "__main__":
     suite.main()

@@ -185,6 +185,58 @@ static void decoy_hash_never_matches_an_empty_password(void **state)
     auth_users_free(users);
 }
 
+static double seconds_to_verify(const char *hash, const char *password)
+{
+    double best = 1e9;
+    for (int run = 0; run < 3; run++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(auth_password_verify(hash, password), -EACCES);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        best = s < best ? s : best;
+    }
+    return best;
+}
+
+/* A login is checked against auth_users_hash_for: a wrong password of the right length fails
+ * the user's own hash, and an unknown or malformed name gets the decoy, which costs as much
+ * (the strongest format in the file, here yescrypt although bob has SHA-512) and never
+ * matches. */
+static void unknown_users_are_checked_against_the_decoy(void **state)
+{
+    (void)state;
+    char text[1024], err[256];
+    snprintf(text, sizeof(text), "alice:%s:*\nbob:%s:*\n", yescrypt_secret, sha512_secret);
+    struct auth_users *users = NULL;
+    assert_int_equal(parse(text, &users, err, sizeof(err)), 0);
+    bool known = false;
+    const char *alice = auth_users_hash_for(users, "alice", &known);
+    assert_true(known);
+    assert_string_equal(alice, yescrypt_secret);
+    assert_int_equal(auth_password_verify(alice, "secret"), 0);
+    assert_int_equal(auth_password_verify(alice, "secreT"), -EACCES); /* same length */
+    assert_int_equal(auth_password_verify(alice, "terces"), -EACCES);
+    const char *names[] = {"mallory", "Alice", "alice ", "", "al:ice", "alice\n"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        known = true;
+        const char *hash = auth_users_hash_for(users, names[i], &known);
+        assert_false(known);
+        assert_ptr_equal(hash, auth_users_decoy_hash(users));
+    }
+    const char *decoy = auth_users_decoy_hash(users);
+    assert_memory_equal(decoy, "$y$", 3);
+    assert_int_equal(auth_password_verify(decoy, "secret"), -EACCES);
+    /* An unknown user costs about what a wrong password costs (generous slack: busy machine). */
+    double wrong = seconds_to_verify(alice, "secreT");
+    double unknown = seconds_to_verify(decoy, "secreT");
+    if (unknown < wrong / 2 || unknown > wrong * 2) {
+        print_error("wrong password %.4f s, unknown user %.4f s\n", wrong, unknown);
+        fail();
+    }
+    auth_users_free(users);
+}
+
 static void equal_compares_whole_strings(void **state)
 {
     (void)state;
@@ -262,30 +314,98 @@ static void line_format_writes_a_line_the_parser_takes(void **state)
                      -ENOBUFS);
 }
 
+/* One attempt from `address` at `now` that ends in a failure; returns how long it waited. */
+static uint64_t failed_attempt(struct auth_throttle *t, const char *address, uint64_t now)
+{
+    uint64_t wait = 12345;
+    assert_int_equal(auth_throttle_begin(t, address, now, &wait), 0);
+    auth_throttle_failure(t, address, now + wait);
+    return wait;
+}
+
+static uint64_t wait_of(struct auth_throttle *t, const char *address, uint64_t now)
+{
+    uint64_t wait = 12345;
+    assert_int_equal(auth_throttle_begin(t, address, now, &wait), 0);
+    return wait;
+}
+
+/* A throttle where `address` has used up its free failures at `now` (they did not wait). */
+static struct auth_throttle *throttle_after_free_failures(const char *address, uint64_t now)
+{
+    struct auth_throttle *t;
+    assert_int_equal(auth_throttle_new(&t), 0);
+    for (int i = 0; i < AUTH_THROTTLE_FREE_FAILURES; i++)
+        assert_int_equal(failed_attempt(t, address, now), 0);
+    return t;
+}
+
 static void throttle_delays_after_five_failures_and_grows(void **state)
+{
+    (void)state;
+    uint64_t now = 1000000;
+    struct auth_throttle *t = throttle_after_free_failures("10.0.0.1", now);
+    /* One after the other (each after the previous one's answer): 1 s, 2, 4, ... up to 60. */
+    uint64_t expected[] = {1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000};
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
+        uint64_t wait = failed_attempt(t, "10.0.0.1", now);
+        assert_int_equal(wait, expected[i]);
+        now += wait;
+    }
+    assert_int_equal(wait_of(t, "10.0.0.2", now), 0); /* others are not slowed */
+    /* Forgotten after a quiet while, and cleared by a success. */
+    assert_int_equal(wait_of(t, "10.0.0.1", now + AUTH_THROTTLE_FORGET_MS), 0);
+    for (int i = 0; i < 6; i++)
+        failed_attempt(t, "10.0.0.3", now); /* the sixth is answered at now + 1 s */
+    assert_int_equal(wait_of(t, "10.0.0.3", now + 1000), 2000);
+    auth_throttle_success(t, "10.0.0.3", now + 3000);
+    assert_int_equal(wait_of(t, "10.0.0.3", now + 3000), 0);
+    auth_throttle_free(t);
+}
+
+static void throttle_queues_parallel_attempts_behind_one_another(void **state)
+{
+    (void)state;
+    uint64_t now = 1000000;
+    struct auth_throttle *t = throttle_after_free_failures("10.0.0.1", now);
+    /* Five at once: each waits its delay after the turn of the one before it. */
+    assert_int_equal(wait_of(t, "10.0.0.1", now), 1000);
+    assert_int_equal(wait_of(t, "10.0.0.1", now), 1000 + 2000);
+    assert_int_equal(wait_of(t, "10.0.0.1", now), 1000 + 2000 + 4000);
+    assert_int_equal(wait_of(t, "10.0.0.1", now), 7000 + 8000);
+    assert_int_equal(wait_of(t, "10.0.0.1", now), 15000 + 16000);
+    /* No attempt waits longer than the longest delay: the next (31 + 32 s) is refused unchecked
+     * and does not count: once the five are answered (failed), the next waits 32 s, not 60. */
+    uint64_t wait;
+    assert_int_equal(auth_throttle_begin(t, "10.0.0.1", now, &wait), -EAGAIN);
+    for (int i = 0; i < 5; i++)
+        auth_throttle_failure(t, "10.0.0.1", now + 31000);
+    assert_int_equal(wait_of(t, "10.0.0.1", now + 40000), 32000);
+    auth_throttle_free(t);
+}
+
+static void throttle_counts_attempts_in_progress(void **state)
 {
     (void)state;
     struct auth_throttle *t;
     assert_int_equal(auth_throttle_new(&t), 0);
     uint64_t now = 1000000;
-    for (int i = 0; i < AUTH_THROTTLE_FREE_FAILURES; i++) {
-        assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), 0);
-        auth_throttle_failure(t, "10.0.0.1", now);
-    }
-    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), AUTH_THROTTLE_FIRST_DELAY_MS);
-    assert_int_equal(auth_throttle_delay(t, "10.0.0.2", now), 0); /* others are not slowed */
-    auth_throttle_failure(t, "10.0.0.1", now);
-    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), 2 * AUTH_THROTTLE_FIRST_DELAY_MS);
-    for (int i = 0; i < 40; i++)
-        auth_throttle_failure(t, "10.0.0.1", now);
-    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now), AUTH_THROTTLE_MAX_DELAY_MS);
-    /* Forgotten after a quiet while, and cleared by a success. */
-    assert_int_equal(auth_throttle_delay(t, "10.0.0.1", now + AUTH_THROTTLE_FORGET_MS), 0);
+    /* Attempts whose answers are not known yet count: the sixth at once is delayed. */
+    for (int i = 0; i < AUTH_THROTTLE_FREE_FAILURES; i++)
+        assert_int_equal(wait_of(t, "10.0.0.1", now), 0);
+    assert_int_equal(wait_of(t, "10.0.0.1", now), 1000);
+    /* Attempts nobody heard the answer of stop counting. */
     for (int i = 0; i < 6; i++)
-        auth_throttle_failure(t, "10.0.0.3", now);
-    assert_true(auth_throttle_delay(t, "10.0.0.3", now) > 0);
-    auth_throttle_success(t, "10.0.0.3");
-    assert_int_equal(auth_throttle_delay(t, "10.0.0.3", now), 0);
+        auth_throttle_abandon(t, "10.0.0.1", now + 1000);
+    assert_int_equal(wait_of(t, "10.0.0.1", now + 1000), 0);
+    /* A success clears the failures; an attempt still out then counts from zero. */
+    for (int i = 0; i < 5; i++)
+        failed_attempt(t, "10.0.0.2", now);
+    assert_int_equal(wait_of(t, "10.0.0.2", now), 1000);        /* A */
+    assert_int_equal(wait_of(t, "10.0.0.2", now), 1000 + 2000); /* B */
+    auth_throttle_success(t, "10.0.0.2", now + 1000);           /* A succeeds */
+    auth_throttle_failure(t, "10.0.0.2", now + 3000);           /* B fails */
+    assert_int_equal(wait_of(t, "10.0.0.2", now + 3000), 0);
     auth_throttle_free(t);
 }
 
@@ -302,10 +422,10 @@ static void throttle_table_is_bounded_and_evicts_the_stalest(void **state)
         auth_throttle_failure(t, address, 1000 + (uint64_t)i);
     }
     /* The oldest entry made room; the newest are still there. */
-    assert_int_equal(auth_throttle_delay(t, "192.168.1.1", 5000), 0);
-    for (int i = 0; i < 5; i++)
+    assert_int_equal(wait_of(t, "192.168.1.1", 5000), 0);
+    for (int i = 0; i < 4; i++)
         auth_throttle_failure(t, address, 5000);
-    assert_true(auth_throttle_delay(t, address, 5000) > 0);
+    assert_true(wait_of(t, address, 5000) > 0);
     auth_throttle_free(t);
 }
 
@@ -319,10 +439,13 @@ int main(void)
         cmocka_unit_test(passwords_verify_against_both_formats),
         cmocka_unit_test(hashes_are_yescrypt_with_fresh_salt),
         cmocka_unit_test(decoy_hash_never_matches_an_empty_password),
+        cmocka_unit_test(unknown_users_are_checked_against_the_decoy),
         cmocka_unit_test(equal_compares_whole_strings),
         cmocka_unit_test(equal_takes_the_same_time_wherever_the_difference_is),
         cmocka_unit_test(line_format_writes_a_line_the_parser_takes),
         cmocka_unit_test(throttle_delays_after_five_failures_and_grows),
+        cmocka_unit_test(throttle_queues_parallel_attempts_behind_one_another),
+        cmocka_unit_test(throttle_counts_attempts_in_progress),
         cmocka_unit_test(throttle_table_is_bounded_and_evicts_the_stalest),
     };
     return cmocka_run_group_tests(tests, make_hashes, NULL);
