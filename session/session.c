@@ -83,13 +83,19 @@ static void latency_record(struct session_metrics *m, uint64_t ns)
     m->latency_sum += seconds;
 }
 
+struct pending *session_pending_find(struct session *s, int64_t id)
+{
+    if (!s->pending || id <= 0 || id > UINT32_MAX)
+        return NULL;
+    struct pending *p = pending_slot(s, (uint32_t)id);
+    return p->id == (uint32_t)id ? p : NULL;
+}
+
 int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
                          struct filesystem **fs)
 {
-    if (!s->pending || id <= 0 || id > UINT32_MAX)
-        return -ENOENT;
-    struct pending *p = pending_slot(s, (uint32_t)id);
-    if (p->id != (uint32_t)id)
+    struct pending *p = session_pending_find(s, id);
+    if (!p)
         return -ENOENT;
     latency_record(&s->hub->metrics, uv_hrtime() - p->started);
     *fs = p->fs;
