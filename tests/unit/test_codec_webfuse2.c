@@ -1378,7 +1378,7 @@ static void readdir_names_can_be_walked_twice(void **state)
  * would have the gateway ask for nothing forever. An empty last page is an empty directory. */
 static void readdirplus_pages_are_held_to_their_bounds(void **state)
 {
-    struct msg empty_last = hex("0000000b 98 00000000 0000000000000000 00000000");
+    struct msg empty_last = hex("0000000d 98 00000000 0000000000000000 00000000");
     struct msg empty_more = hex("0000000b 98 00000000 0000000000000001 00000000");
     struct msg page = hex(readdirplus_first_page.resp_hex);
     struct codec_wf2_response resp;
