@@ -258,6 +258,9 @@ static void bridge_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_READDIRPLUS)
         conn->want |= FUSE_CAP_READDIRPLUS;
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+    /* Opens keep the page cache (keep_cache); this is what drops it when a file changed. */
+    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+        conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 static void bridge_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -918,7 +921,9 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         break;
     }
     case REPLY_OPEN: {
-        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
+        /* Pages read before stay for the next open: the kernel drops them itself when fresh
+         * attributes show another size or mtime (auto_inval_data, asked for in init). */
+        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags, .keep_cache = 1};
         fuse_reply_open(op->req, &fi);
         break;
     }
