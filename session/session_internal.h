@@ -37,7 +37,7 @@ struct filesystem {
     int readdirplus;
     /* Why it was detached, for the history, when the event does not say it (static). */
     const char *detach_reason;
-    char mountpoint[4096];
+    const char *mountpoint; /* in the same allocation, after name */
     char name[];
 };
 
@@ -111,7 +111,7 @@ struct session {
     size_t filesystem_count;
     struct filesystem *cursor; /* round robin over filesystems when sending */
 
-    struct pending *pending; /* config.max_pending slots */
+    struct pending *pending; /* config.max_pending slots, made at the first request */
     size_t pending_count;
     uint32_t next_request_id;
 
