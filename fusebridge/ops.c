@@ -46,6 +46,11 @@ enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
  * of a listing (about 100 bytes an entry, plus names); a larger directory fails with EFBIG. */
 #define FUSEBRIDGE_LISTING_MAX (1u << 20)
 
+/* How long after it was asked for a listing's attributes are still handed to the kernel: long
+ * enough for `ls -l` of a large directory, short enough that a directory held open for long does
+ * not serve old attributes as fresh. */
+#define FUSEBRIDGE_LISTING_FRESH_NS (10ull * 1000 * 1000 * 1000)
+
 /* What a listing keeps of an entry's attributes: a struct stat without what webfuse never fills,
  * at two thirds of the size. */
 struct entry_attr {
@@ -72,7 +77,9 @@ struct dir_listing {
      * readdir lets releasedir arrive while the loop thread still fills the listing. */
     atomic_int refs;
     bool loaded;
-    uint64_t dir; /* the directory's inode */
+    uint64_t dir;               /* the directory's inode */
+    uint_fast64_t changes_then; /* the mount's change count when the listing was asked for */
+    uint64_t asked_at;          /* uv_hrtime() then */
     struct listing_entry *entries;
     size_t count;
     size_t cap;
@@ -124,8 +131,32 @@ static void listing_clear(struct dir_listing *listing)
     listing->names_len = 0;
 }
 
+bool op_changes_files(const struct fusebridge_op *op)
+{
+    switch (op->steps[0].kind) {
+    case FUSEBRIDGE_SYMLINK:
+    case FUSEBRIDGE_LINK:
+    case FUSEBRIDGE_RENAME:
+    case FUSEBRIDGE_CHMOD:
+    case FUSEBRIDGE_CHOWN:
+    case FUSEBRIDGE_TRUNCATE:
+    case FUSEBRIDGE_MKNOD:
+    case FUSEBRIDGE_CREATE:
+    case FUSEBRIDGE_UNLINK:
+    case FUSEBRIDGE_WRITE:
+    case FUSEBRIDGE_MKDIR:
+    case FUSEBRIDGE_RMDIR:
+    case FUSEBRIDGE_UTIMENS:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void op_free(struct fusebridge_op *op)
 {
+    if (op_changes_files(op)) /* ended: the kernel may know of the change from now on */
+        atomic_fetch_add(&op->mount->changes, 1);
     if (op->listing)
         listing_unref(op->listing);
     for (size_t i = 0; i < sizeof(op->owned) / sizeof(op->owned[0]); i++)
@@ -627,6 +658,8 @@ static void readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     struct fusebridge_request *step = op_step(op, FUSEBRIDGE_READDIR, ino);
     atomic_fetch_add(&listing->refs, 1);
+    listing->changes_then = atomic_load(&op->mount->changes);
+    listing->asked_at = uv_hrtime();
     op->listing = listing;
     op->readdir_size = size;
     op->readdir_offset = off;
@@ -869,7 +902,9 @@ static void aliases_invalidate(struct fusebridge_op *op, uint64_t provider_ino)
  * in the reader's own context. */
 static void others_invalidate(struct fusebridge_op *op)
 {
-    bool changes = op->reply == REPLY_WRITE || (op->reply == REPLY_ATTR && op->nsteps > 1);
+    /* REPLY_ATTR_CACHED: a truncate through a name that is gone (a file unlinked while open). */
+    bool changes = op->reply == REPLY_WRITE || op->reply == REPLY_ATTR_CACHED ||
+                   (op->reply == REPLY_ATTR && op->nsteps > 1);
     if (!op->mount->path_based || !changes)
         return;
     uint64_t ino = op->steps[0].ino;
@@ -905,9 +940,11 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         break;
     case REPLY_ENTRY:
     case REPLY_CREATE:
-        reply_entry(op, &answer->attr);
+        /* Before the reply: once link() returns, its caller may stat the other names at once,
+         * and must not find their old link count in the kernel's cache. */
         if (op->steps[0].kind == FUSEBRIDGE_LINK)
             aliases_invalidate(op, (uint64_t)answer->attr.st_ino);
+        reply_entry(op, &answer->attr);
         break;
     case REPLY_ATTR:
         reply_attr(op, &answer->attr);
@@ -1086,6 +1123,16 @@ static size_t listing_fill_plain(fuse_req_t req, struct fusebridge_mount *mount,
     return used;
 }
 
+/* Whether the listing's attributes may go to the kernel. The kernel only guards against
+ * attributes older than the readdir call it made; a listing asked for before a file changed
+ * through this mount (a write through another name of a hard link, say) would set its attributes
+ * back, so then the entries go without. */
+static bool listing_attrs_fresh(struct fusebridge_mount *mount, const struct dir_listing *listing)
+{
+    return atomic_load(&mount->changes) == listing->changes_then &&
+           uv_hrtime() - listing->asked_at < FUSEBRIDGE_LISTING_FRESH_NS;
+}
+
 /* Fills buf with entries with attributes from `index` on, counting a lookup for each entry that
  * has them (the kernel takes every entry of the buffer, even those its caller has no room for).
  * Their inodes go to taken[] so that a reply the kernel refuses can be undone. */
@@ -1093,6 +1140,7 @@ static size_t listing_fill_plus(fuse_req_t req, struct fusebridge_mount *mount,
                                 struct dir_listing *listing, size_t index, char *buf, size_t size,
                                 uint64_t *taken, size_t *ntaken)
 {
+    bool fresh = listing_attrs_fresh(mount, listing);
     size_t used = 0;
     for (; index < listing->count; index++) {
         const struct listing_entry *e = &listing->entries[index];
@@ -1102,7 +1150,7 @@ static size_t listing_fill_plus(fuse_req_t req, struct fusebridge_mount *mount,
             break;
         struct fuse_entry_param entry = {.attr = entry_dirent_stat(mount, listing, index)};
         /* "." and ".." and entries without attributes go without a lookup (ino 0). */
-        if (index >= 2 && e->has_attr) {
+        if (index >= 2 && e->has_attr && fresh) {
             struct stat st;
             entry_attr_to_stat(&e->attr, &st);
             if (entry_fill(mount, listing->dir, name, &st, &entry) != 0)

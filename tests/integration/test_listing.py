@@ -212,6 +212,27 @@ def first_generation_json_listing_is_looked_up_entry_by_entry(env):
 
 
 @suite.test
+def a_listing_held_open_does_not_set_back_what_changed_meanwhile(env):
+    """The listing of an open directory is asked for once; a file changed through the mount
+    while the directory is being read must not get the listing's older attributes."""
+    daemon = env.start_daemon()
+    source = env.mkdir("held")
+    names = ["f%04d" % i for i in range(3000)]
+    for name in names:
+        open(os.path.join(source, name), "wb").close()
+    env.start_webfuse2_provider(daemon, "held", source)
+    mount = daemon.mount_path("held")
+    with os.scandir(mount) as it:
+        first = next(it).name  # the listing is loaded, the rest comes in later batches
+        last = sorted(set(names) - {first})[-1]
+        with open(os.path.join(mount, last), "wb") as f:
+            f.write(b"grown")
+        rest = [entry.name for entry in it]
+    check_equal(sorted(rest + [first]), names, "the listing")
+    check_equal(os.lstat(os.path.join(mount, last)).st_size, 5, "size after the write")
+
+
+@suite.test
 def a_new_listing_sees_what_changed_since_the_last(env):
     daemon = env.start_daemon()
     source = env.mkdir("changing")
