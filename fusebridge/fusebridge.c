@@ -24,6 +24,8 @@ extern char **environ;
 
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front)
 {
+    if (op_changes_files(op))
+        atomic_fetch_add(&mount->changes, 1);
     bool wake = false;
     uv_mutex_lock(&mount->lock);
     bool closing = mount->closing;

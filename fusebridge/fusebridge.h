@@ -33,9 +33,11 @@ struct fusebridge_op;
 /* One provider request. Path-based mounts send `path` (and `path2`); inode-based mounts send
  * `ino` (and `name`). Fields a kind does not use are zero. */
 enum fusebridge_kind {
-    FUSEBRIDGE_LOOKUP,   /* ino = parent directory, name = entry; path-based: GETATTR of path */
-    FUSEBRIDGE_GETATTR,  /* ino / path */
-    FUSEBRIDGE_READDIR,  /* ino / path; answered with fusebridge_readdir_add + _done */
+    FUSEBRIDGE_LOOKUP,  /* ino = parent directory, name = entry; path-based: GETATTR of path */
+    FUSEBRIDGE_GETATTR, /* ino / path */
+    /* ino / path, offset = where to go on (0: from the start; see fusebridge_readdir_continue);
+     * answered with fusebridge_readdir_add + _done */
+    FUSEBRIDGE_READDIR,
     FUSEBRIDGE_OPEN,     /* flags; answer: fh */
     FUSEBRIDGE_READ,     /* fh, offset, size; answer: data */
     FUSEBRIDGE_RELEASE,  /* fh, flags */
@@ -69,7 +71,7 @@ struct fusebridge_request {
     const char *path2;     /* path-based LINK, RENAME: the new path; SYMLINK: the link */
     const char *target;    /* SYMLINK: what the link points to */
     uint64_t fh;           /* READ, WRITE, RELEASE, FSYNC, TRUNCATE, UTIMENS */
-    uint64_t offset;       /* READ, WRITE */
+    uint64_t offset;       /* READ, WRITE; READDIR: the provider's cookie of the next page */
     uint64_t length;       /* TRUNCATE: the new size */
     uint32_t size;         /* READ: bytes asked for; WRITE: bytes in data */
     const void *data;      /* WRITE */
@@ -154,9 +156,16 @@ void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno);
 
 /* READDIR: add the provider's entries one by one, then finish. "." and ".." from the provider are
  * dropped (the bridge adds its own); names that cannot be a directory entry (empty, containing
- * '/', longer than 255 bytes) are dropped with -EINVAL returned. `mode` may be 0 (type unknown).
- * Returns 0, -EINVAL for a dropped name, or -ENOMEM. */
-int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t ino, uint32_t mode);
+ * '/', longer than 255 bytes) are dropped with -EINVAL returned. `ino` is an inode-based
+ * provider's inode number (path-based mounts ignore it). `attr` (may be NULL) are the entry's
+ * attributes, as for a LOOKUP answer: the kernel then needs no lookup of the entry. Returns 0,
+ * -EINVAL for a dropped name, -EFBIG past the most entries a listing may have, or -ENOMEM. */
+int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t ino,
+                           const struct stat *attr);
+/* READDIR: the provider sent a page and more follow from `cookie`; the op is queued again in front
+ * with that offset and the caller gives it up until it pops it again. Cookie 0 starts the listing
+ * over (what was added is dropped): for asking again in another way. */
+void fusebridge_readdir_continue(struct fusebridge_op *op, uint64_t cookie);
 void fusebridge_readdir_done(struct fusebridge_op *op); /* replies and frees the op */
 
 #endif

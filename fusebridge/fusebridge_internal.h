@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 314
 
 #include <limits.h>
+#include <stdatomic.h>
 
 #include <fuse_lowlevel.h>
 
@@ -121,6 +122,10 @@ struct fusebridge_mount {
     uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
     struct fuse_session *session; /* worker thread only */
     bool readahead_raised;        /* worker thread only */
+    /* Counts requests that change files, when they are sent and when they end: a listing's
+     * attributes are only handed to the kernel while nothing changed since it was asked for
+     * (ops.c, "listings"). Any thread. */
+    atomic_uint_fast64_t changes;
     /* Open directories, freed at teardown when an aborted connection never sends releasedir.
      * Worker thread only. */
     struct dir_listing *listings;
@@ -129,6 +134,9 @@ struct fusebridge_mount {
 /* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
  * fails it with EIO when the mount is closing. Any thread. */
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
+
+/* Whether the op changes files (write, setattr, create, rename, ...). */
+bool op_changes_files(const struct fusebridge_op *op);
 
 /* Worker thread, after FUSE's init: lets the kernel keep several large reads in flight. */
 void mount_readahead_raise(struct fusebridge_mount *mount);

@@ -32,7 +32,9 @@ struct inode_slot {
     uint64_t generation;
 };
 
-#define INODE_BUCKETS_MIN 1024
+/* Small at first: an idle mount should cost little; both grow by doubling. */
+#define INODE_BUCKETS_MIN 64
+#define INODE_SLOTS_MIN 64
 
 static uint64_t name_hash(uint64_t parent, const char *name)
 {
@@ -155,7 +157,7 @@ int inode_table_init(struct inode_table *t)
     memset(t, 0, sizeof(*t));
     t->nbuckets = INODE_BUCKETS_MIN;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-    t->slot_cap = 1024;
+    t->slot_cap = INODE_SLOTS_MIN;
     t->slots = calloc(t->slot_cap, sizeof(*t->slots));
     struct inode_node *root = calloc(1, sizeof(*root));
     if (!t->buckets || !t->slots || !root || uv_mutex_init(&t->lock) != 0) {

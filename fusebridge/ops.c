@@ -42,8 +42,34 @@ enum op_reply {
 /* What to record in the inode table once the provider said yes. */
 enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
 
-/* An open directory: the whole listing, asked from the provider once per opendir and then served
- * in pieces as the kernel asks for them (offsets are byte offsets into `buf`). */
+/* The most entries one directory listing may have ("." and ".." included). It bounds the memory
+ * of a listing (about 100 bytes an entry, plus names); a larger directory fails with EFBIG. */
+#define FUSEBRIDGE_LISTING_MAX (1u << 20)
+
+/* How long after it was asked for a listing's attributes are still handed to the kernel: long
+ * enough for `ls -l` of a large directory, short enough that a directory held open for long does
+ * not serve old attributes as fresh. */
+#define FUSEBRIDGE_LISTING_FRESH_NS (10ull * 1000 * 1000 * 1000)
+
+/* What a listing keeps of an entry's attributes: a struct stat without what webfuse never fills,
+ * at two thirds of the size. */
+struct entry_attr {
+    uint64_t ino; /* the provider's inode number, 0 when unknown */
+    uint64_t nlink, size, blocks, rdev;
+    int64_t atime, mtime, ctime;
+    uint32_t atime_nsec, mtime_nsec, ctime_nsec;
+    uint32_t mode, uid, gid;
+};
+
+struct listing_entry {
+    struct entry_attr attr; /* without has_attr only attr.ino (inode-based mounts) is set */
+    uint32_t name;          /* where its name starts in the listing's names */
+    bool has_attr;
+};
+
+/* An open directory: the whole listing, asked from the provider once per opendir (in pages, when
+ * the provider pages it) and then served in pieces as the kernel asks for them. The offset the
+ * kernel resumes from is an entry's index; "." and ".." are entries 0 and 1. */
 struct dir_listing {
     struct dir_listing *prev; /* in the mount's open listings (worker thread only) */
     struct dir_listing *next;
@@ -51,9 +77,15 @@ struct dir_listing {
      * readdir lets releasedir arrive while the loop thread still fills the listing. */
     atomic_int refs;
     bool loaded;
-    char *buf;
-    size_t size;
+    uint64_t dir;               /* the directory's inode */
+    uint_fast64_t changes_then; /* the mount's change count when the listing was asked for */
+    uint64_t asked_at;          /* uv_hrtime() then */
+    struct listing_entry *entries;
+    size_t count;
     size_t cap;
+    char *names; /* NUL-terminated names, one after the other */
+    size_t names_len;
+    size_t names_cap;
 };
 
 struct fusebridge_op {
@@ -75,6 +107,7 @@ struct fusebridge_op {
     struct dir_listing *listing; /* READDIR */
     size_t readdir_size;         /* READDIR: bytes the kernel asked for */
     off_t readdir_offset;        /* READDIR: where the kernel is in the listing */
+    bool readdir_plus;           /* READDIR: the kernel asked for entries with attributes */
     char *owned[4];              /* strings and data the steps point into */
 };
 
@@ -86,13 +119,44 @@ struct fusebridge_op **op_next(struct fusebridge_op *op)
 static void listing_unref(struct dir_listing *listing)
 {
     if (atomic_fetch_sub(&listing->refs, 1) == 1) {
-        free(listing->buf);
+        free(listing->entries);
+        free(listing->names);
         free(listing);
+    }
+}
+
+static void listing_clear(struct dir_listing *listing)
+{
+    listing->count = 0;
+    listing->names_len = 0;
+}
+
+bool op_changes_files(const struct fusebridge_op *op)
+{
+    switch (op->steps[0].kind) {
+    case FUSEBRIDGE_SYMLINK:
+    case FUSEBRIDGE_LINK:
+    case FUSEBRIDGE_RENAME:
+    case FUSEBRIDGE_CHMOD:
+    case FUSEBRIDGE_CHOWN:
+    case FUSEBRIDGE_TRUNCATE:
+    case FUSEBRIDGE_MKNOD:
+    case FUSEBRIDGE_CREATE:
+    case FUSEBRIDGE_UNLINK:
+    case FUSEBRIDGE_WRITE:
+    case FUSEBRIDGE_MKDIR:
+    case FUSEBRIDGE_RMDIR:
+    case FUSEBRIDGE_UTIMENS:
+        return true;
+    default:
+        return false;
     }
 }
 
 static void op_free(struct fusebridge_op *op)
 {
+    if (op_changes_files(op)) /* ended: the kernel may know of the change from now on */
+        atomic_fetch_add(&op->mount->changes, 1);
     if (op->listing)
         listing_unref(op->listing);
     for (size_t i = 0; i < sizeof(op->owned) / sizeof(op->owned[0]); i++)
@@ -218,6 +282,16 @@ static void bridge_init(void *userdata, struct fuse_conn_info *conn)
     /* open(O_TRUNC) then arrives as one open instead of open plus a truncating setattr. */
     if (mount->path_based && (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC))
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    /* Every listing goes with attributes when the provider sends them, so `ls -l` costs one
+     * round trip per directory, not one per entry. Left to itself ("auto") the kernel would ask
+     * for attributes only in every other batch of a long listing. Entries without attributes
+     * cost the same as in a plain readdir. */
+    if (conn->capable & FUSE_CAP_READDIRPLUS)
+        conn->want |= FUSE_CAP_READDIRPLUS;
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+    /* Opens keep the page cache (keep_cache); this is what drops it when a file changed. */
+    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+        conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 static void bridge_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -529,12 +603,12 @@ static void bridge_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 
 static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
     struct dir_listing *listing = calloc(1, sizeof(*listing));
     if (!listing) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    listing->dir = ino;
     struct fusebridge_mount *mount = mount_of(req); /* the reply frees req */
     fi->fh = (uintptr_t)listing;
     if (fuse_reply_open(req, fi) != 0) {
@@ -567,25 +641,16 @@ void listings_free_all(struct fusebridge_mount *mount)
         listing_free(mount, mount->listings);
 }
 
-static void listing_reply(fuse_req_t req, const struct dir_listing *listing, size_t size,
-                          off_t offset)
-{
-    if (offset < 0 || (size_t)offset >= listing->size) {
-        fuse_reply_buf(req, NULL, 0);
-        return;
-    }
-    size_t left = listing->size - (size_t)offset;
-    /* A cut through an entry is fine: the kernel stops at the last whole one and asks again from
-     * that entry's offset. */
-    fuse_reply_buf(req, listing->buf + offset, left < size ? left : size);
-}
+static void listing_reply(fuse_req_t req, struct fusebridge_mount *mount,
+                          struct dir_listing *listing, size_t size, off_t offset, bool plus);
 
-static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                           struct fuse_file_info *fi)
+/* Serves a loaded listing at once; otherwise asks the provider for it, from the start. */
+static void readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi, bool plus)
 {
     struct dir_listing *listing = (struct dir_listing *)(uintptr_t)fi->fh;
     if (listing->loaded) {
-        listing_reply(req, listing, size, off);
+        listing_reply(req, mount_of(req), listing, size, off, plus);
         return;
     }
     struct fusebridge_op *op = op_new(req, REPLY_READDIR);
@@ -593,10 +658,25 @@ static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
         return;
     struct fusebridge_request *step = op_step(op, FUSEBRIDGE_READDIR, ino);
     atomic_fetch_add(&listing->refs, 1);
+    listing->changes_then = atomic_load(&op->mount->changes);
+    listing->asked_at = uv_hrtime();
     op->listing = listing;
     op->readdir_size = size;
     op->readdir_offset = off;
+    op->readdir_plus = plus;
     op_submit_or_fail(op, op->mount->path_based ? op_path(op, ino, NULL, &step->path) : 0);
+}
+
+static void bridge_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    readdir_any(req, ino, size, off, fi, false);
+}
+
+static void bridge_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                               struct fuse_file_info *fi)
+{
+    readdir_any(req, ino, size, off, fi, true);
 }
 
 static void bridge_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -655,6 +735,7 @@ const struct fuse_lowlevel_ops fusebridge_ops = {
     .release = bridge_release,
     .opendir = bridge_opendir,
     .readdir = bridge_readdir,
+    .readdirplus = bridge_readdirplus,
     .releasedir = bridge_releasedir,
 };
 
@@ -681,6 +762,7 @@ const struct fuse_lowlevel_ops fusebridge_path_ops = {
     .fsync = bridge_fsync,
     .opendir = bridge_opendir,
     .readdir = bridge_readdir,
+    .readdirplus = bridge_readdirplus,
     .releasedir = bridge_releasedir,
     .fsyncdir = bridge_fsyncdir,
     .statfs = bridge_statfs,
@@ -698,7 +780,7 @@ const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_o
 void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno)
 {
     if (op->listing)
-        op->listing->size = 0; /* a failed listing is asked again from scratch next time */
+        listing_clear(op->listing); /* a failed listing is asked again from scratch next time */
     fuse_reply_err(op->req, -neg_errno);
     op_free(op);
 }
@@ -717,28 +799,34 @@ static ino_t shown_inode(const struct stat *attr, uint64_t ino)
     return attr->st_ino != 0 ? attr->st_ino : (ino_t)ino;
 }
 
-/* Fills `entry` for the kernel; path-based mounts count the lookup in the inode table. */
-static int entry_make(struct fusebridge_op *op, const struct stat *attr,
-                      struct fuse_entry_param *entry)
+/* Fills `entry` for the kernel with (parent, name) and its attributes; path-based mounts count
+ * the lookup in the inode table. Any thread. */
+static int entry_fill(struct fusebridge_mount *mount, uint64_t parent, const char *name,
+                      const struct stat *attr, struct fuse_entry_param *entry)
 {
     memset(entry, 0, sizeof(*entry));
     entry->attr = *attr;
     attr_complete(&entry->attr);
     entry->attr_timeout = FUSEBRIDGE_CACHE_SECONDS;
     entry->entry_timeout = FUSEBRIDGE_CACHE_SECONDS;
-    if (!op->mount->path_based) {
+    if (!mount->path_based) {
         entry->ino = attr->st_ino;
         return 0;
     }
     uint64_t ino, generation;
-    int rc = inode_table_remember(&op->mount->inodes, op->entry_parent, op->entry_name, &ino,
-                                  &generation);
+    int rc = inode_table_remember(&mount->inodes, parent, name, &ino, &generation);
     entry->ino = ino;
     entry->generation = generation;
     entry->attr.st_ino = shown_inode(attr, ino);
     if (rc == 0)
-        inode_table_set_attr(&op->mount->inodes, ino, attr);
+        inode_table_set_attr(&mount->inodes, ino, attr);
     return rc;
+}
+
+static int entry_make(struct fusebridge_op *op, const struct stat *attr,
+                      struct fuse_entry_param *entry)
+{
+    return entry_fill(op->mount, op->entry_parent, op->entry_name, attr, entry);
 }
 
 /* The kernel did not take the entry (the request was interrupted): undo its lookup count. */
@@ -814,7 +902,9 @@ static void aliases_invalidate(struct fusebridge_op *op, uint64_t provider_ino)
  * in the reader's own context. */
 static void others_invalidate(struct fusebridge_op *op)
 {
-    bool changes = op->reply == REPLY_WRITE || (op->reply == REPLY_ATTR && op->nsteps > 1);
+    /* REPLY_ATTR_CACHED: a truncate through a name that is gone (a file unlinked while open). */
+    bool changes = op->reply == REPLY_WRITE || op->reply == REPLY_ATTR_CACHED ||
+                   (op->reply == REPLY_ATTR && op->nsteps > 1);
     if (!op->mount->path_based || !changes)
         return;
     uint64_t ino = op->steps[0].ino;
@@ -850,9 +940,11 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         break;
     case REPLY_ENTRY:
     case REPLY_CREATE:
-        reply_entry(op, &answer->attr);
+        /* Before the reply: once link() returns, its caller may stat the other names at once,
+         * and must not find their old link count in the kernel's cache. */
         if (op->steps[0].kind == FUSEBRIDGE_LINK)
             aliases_invalidate(op, (uint64_t)answer->attr.st_ino);
+        reply_entry(op, &answer->attr);
         break;
     case REPLY_ATTR:
         reply_attr(op, &answer->attr);
@@ -866,7 +958,9 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         break;
     }
     case REPLY_OPEN: {
-        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
+        /* Pages read before stay for the next open: the kernel drops them itself when fresh
+         * attributes show another size or mtime (auto_inval_data, asked for in init). */
+        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags, .keep_cache = 1};
         fuse_reply_open(op->req, &fi);
         break;
     }
@@ -906,26 +1000,198 @@ int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answe
     return 0;
 }
 
-static int listing_add(fuse_req_t req, struct dir_listing *listing, const char *name, uint64_t ino,
-                       uint32_t mode)
+/* ---- directory listings ---------------------------------------------------------------------- */
+
+static void entry_attr_from_stat(struct entry_attr *a, const struct stat *st)
 {
-    struct stat st = {.st_ino = ino, .st_mode = mode};
-    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
-    if (listing->size + need > listing->cap) {
-        size_t cap = listing->cap ? listing->cap * 2 : 4096;
-        while (cap < listing->size + need)
-            cap *= 2;
-        char *buf = realloc(listing->buf, cap);
-        if (!buf)
-            return -ENOMEM;
-        listing->buf = buf;
-        listing->cap = cap;
-    }
-    /* Each entry's offset is where the next one starts, so any offset resumes cleanly. */
-    fuse_add_direntry(req, listing->buf + listing->size, need, name, &st,
-                      (off_t)(listing->size + need));
-    listing->size += need;
+    *a = (struct entry_attr){
+        .ino = (uint64_t)st->st_ino,
+        .nlink = (uint64_t)st->st_nlink,
+        .size = (uint64_t)st->st_size,
+        .blocks = (uint64_t)st->st_blocks,
+        .rdev = (uint64_t)st->st_rdev,
+        .atime = st->st_atim.tv_sec,
+        .mtime = st->st_mtim.tv_sec,
+        .ctime = st->st_ctim.tv_sec,
+        .atime_nsec = (uint32_t)st->st_atim.tv_nsec,
+        .mtime_nsec = (uint32_t)st->st_mtim.tv_nsec,
+        .ctime_nsec = (uint32_t)st->st_ctim.tv_nsec,
+        .mode = st->st_mode,
+        .uid = st->st_uid,
+        .gid = st->st_gid,
+    };
+}
+
+static void entry_attr_to_stat(const struct entry_attr *a, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = (ino_t)a->ino;
+    st->st_nlink = (nlink_t)a->nlink;
+    st->st_size = (off_t)a->size;
+    st->st_blocks = (blkcnt_t)a->blocks;
+    st->st_rdev = (dev_t)a->rdev;
+    st->st_atim = (struct timespec){(time_t)a->atime, a->atime_nsec};
+    st->st_mtim = (struct timespec){(time_t)a->mtime, a->mtime_nsec};
+    st->st_ctim = (struct timespec){(time_t)a->ctime, a->ctime_nsec};
+    st->st_mode = a->mode;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+}
+
+static const char *entry_name(const struct dir_listing *listing, const struct listing_entry *e)
+{
+    return listing->names + e->name;
+}
+
+static int grow(void **buf, size_t *cap, size_t need, size_t unit)
+{
+    if (need <= *cap)
+        return 0;
+    size_t next = *cap ? *cap * 2 : 64;
+    while (next < need)
+        next *= 2;
+    void *grown = realloc(*buf, next * unit);
+    if (!grown)
+        return -ENOMEM;
+    *buf = grown;
+    *cap = next;
     return 0;
+}
+
+/* Appends an entry; `attr` may be NULL (then only `ino` is kept). */
+static int listing_append(struct dir_listing *listing, const char *name, uint64_t ino,
+                          const struct stat *attr)
+{
+    size_t len = strlen(name) + 1;
+    if (listing->count >= FUSEBRIDGE_LISTING_MAX)
+        return -EFBIG;
+    if (grow((void **)&listing->entries, &listing->cap, listing->count + 1,
+             sizeof(*listing->entries)) != 0 ||
+        grow((void **)&listing->names, &listing->names_cap, listing->names_len + len, 1) != 0)
+        return -ENOMEM;
+    struct listing_entry *e = &listing->entries[listing->count++];
+    memset(e, 0, sizeof(*e));
+    e->attr.ino = ino;
+    if (attr) {
+        entry_attr_from_stat(&e->attr, attr);
+        e->has_attr = true;
+    }
+    e->name = (uint32_t)listing->names_len;
+    memcpy(listing->names + listing->names_len, name, len);
+    listing->names_len += len;
+    return 0;
+}
+
+/* The directory's own entries; the bridge lists them itself, whatever the provider sends. */
+static int listing_start(struct dir_listing *listing)
+{
+    if (listing->count > 0)
+        return 0;
+    int rc = listing_append(listing, ".", 0, NULL);
+    return rc == 0 ? listing_append(listing, "..", 0, NULL) : rc;
+}
+
+/* d_ino and d_type of an entry in a plain listing. */
+static struct stat entry_dirent_stat(struct fusebridge_mount *mount, struct dir_listing *listing,
+                                     size_t index)
+{
+    const struct listing_entry *e = &listing->entries[index];
+    struct stat st = {.st_ino = e->attr.ino, .st_mode = e->has_attr ? e->attr.mode & S_IFMT : 0};
+    if (index < 2) {
+        st.st_ino = listing->dir;
+        st.st_mode = S_IFDIR;
+    } else if (mount->path_based) {
+        uint64_t ino = inode_table_find(&mount->inodes, listing->dir, entry_name(listing, e));
+        st.st_ino = ino != 0 ? ino : FUSEBRIDGE_UNKNOWN_INODE;
+    }
+    return st;
+}
+
+/* Fills buf with plain entries from `index` on; returns the bytes used. */
+static size_t listing_fill_plain(fuse_req_t req, struct fusebridge_mount *mount,
+                                 struct dir_listing *listing, size_t index, char *buf, size_t size)
+{
+    size_t used = 0;
+    for (; index < listing->count; index++) {
+        struct stat st = entry_dirent_stat(mount, listing, index);
+        const char *name = entry_name(listing, &listing->entries[index]);
+        size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)index + 1);
+        if (need > size - used)
+            break;
+        used += need;
+    }
+    return used;
+}
+
+/* Whether the listing's attributes may go to the kernel. The kernel only guards against
+ * attributes older than the readdir call it made; a listing asked for before a file changed
+ * through this mount (a write through another name of a hard link, say) would set its attributes
+ * back, so then the entries go without. */
+static bool listing_attrs_fresh(struct fusebridge_mount *mount, const struct dir_listing *listing)
+{
+    return atomic_load(&mount->changes) == listing->changes_then &&
+           uv_hrtime() - listing->asked_at < FUSEBRIDGE_LISTING_FRESH_NS;
+}
+
+/* Fills buf with entries with attributes from `index` on, counting a lookup for each entry that
+ * has them (the kernel takes every entry of the buffer, even those its caller has no room for).
+ * Their inodes go to taken[] so that a reply the kernel refuses can be undone. */
+static size_t listing_fill_plus(fuse_req_t req, struct fusebridge_mount *mount,
+                                struct dir_listing *listing, size_t index, char *buf, size_t size,
+                                uint64_t *taken, size_t *ntaken)
+{
+    bool fresh = listing_attrs_fresh(mount, listing);
+    size_t used = 0;
+    for (; index < listing->count; index++) {
+        const struct listing_entry *e = &listing->entries[index];
+        const char *name = entry_name(listing, e);
+        size_t need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
+        if (need > size - used)
+            break;
+        struct fuse_entry_param entry = {.attr = entry_dirent_stat(mount, listing, index)};
+        /* "." and ".." and entries without attributes go without a lookup (ino 0). */
+        if (index >= 2 && e->has_attr && fresh) {
+            struct stat st;
+            entry_attr_to_stat(&e->attr, &st);
+            if (entry_fill(mount, listing->dir, name, &st, &entry) != 0)
+                break;
+            if (mount->path_based)
+                taken[(*ntaken)++] = entry.ino;
+        }
+        used +=
+            fuse_add_direntry_plus(req, buf + used, size - used, name, &entry, (off_t)index + 1);
+    }
+    return used;
+}
+
+/* Answers a readdir or readdirplus of `size` bytes from entry `offset` of a loaded listing. Any
+ * thread: the worker for a listing already loaded, the loop thread for one that just came. */
+static void listing_reply(fuse_req_t req, struct fusebridge_mount *mount,
+                          struct dir_listing *listing, size_t size, off_t offset, bool plus)
+{
+    if (offset < 0 || (size_t)offset >= listing->count || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    /* No entry is smaller than one with an empty name: this bounds the entries of one reply. */
+    size_t most = size / fuse_add_direntry_plus(req, NULL, 0, "", NULL, 0) + 1;
+    char *buf = malloc(size);
+    uint64_t *taken = plus ? malloc(most * sizeof(*taken)) : NULL;
+    if (!buf || (plus && !taken)) {
+        free(buf);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used, ntaken = 0;
+    if (plus)
+        used = listing_fill_plus(req, mount, listing, (size_t)offset, buf, size, taken, &ntaken);
+    else
+        used = listing_fill_plain(req, mount, listing, (size_t)offset, buf, size);
+    if (fuse_reply_buf(req, buf, used) != 0)
+        for (size_t i = 0; i < ntaken; i++)
+            inode_table_forget(&mount->inodes, taken[i], 1);
+    free(taken);
+    free(buf);
 }
 
 static bool dirent_name_valid(const char *name)
@@ -934,37 +1200,37 @@ static bool dirent_name_valid(const char *name)
     return len > 0 && len <= FUSEBRIDGE_NAME_MAX && !strchr(name, '/');
 }
 
-int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t ino, uint32_t mode)
+int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t ino,
+                           const struct stat *attr)
 {
     struct dir_listing *listing = op->listing;
-    uint64_t dir = op->steps[0].ino;
-    if (listing->size == 0) {
-        int rc = listing_add(op->req, listing, ".", dir, S_IFDIR);
-        if (rc == 0)
-            rc = listing_add(op->req, listing, "..", dir, S_IFDIR);
-        if (rc != 0)
-            return rc;
-    }
+    int rc = listing_start(listing);
+    if (rc != 0)
+        return rc;
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return 0;
     if (!dirent_name_valid(name))
         return -EINVAL;
-    if (op->mount->path_based) {
-        ino = inode_table_find(&op->mount->inodes, dir, name);
-        if (ino == 0)
-            ino = FUSEBRIDGE_UNKNOWN_INODE;
-    }
-    return listing_add(op->req, listing, name, ino, mode & S_IFMT);
+    return listing_append(listing, name, ino, attr);
+}
+
+void fusebridge_readdir_continue(struct fusebridge_op *op, uint64_t cookie)
+{
+    if (cookie == 0)
+        listing_clear(op->listing);
+    op->steps[op->step].offset = cookie;
+    mount_submit(op->mount, op, true);
 }
 
 void fusebridge_readdir_done(struct fusebridge_op *op)
 {
     struct dir_listing *listing = op->listing;
-    if (listing->size == 0 && fusebridge_readdir_add(op, ".", 0, 0) != 0) {
+    if (listing_start(listing) != 0) {
         fusebridge_reply_error(op, -ENOMEM);
         return;
     }
     listing->loaded = true;
-    listing_reply(op->req, listing, op->readdir_size, op->readdir_offset);
+    listing_reply(op->req, op->mount, listing, op->readdir_size, op->readdir_offset,
+                  op->readdir_plus);
     op_free(op);
 }

@@ -440,7 +440,8 @@ int export_readdir(struct export *exp, uint64_t pino, export_entry_fn fn, void *
         rc = inode_table_insert(&exp->inodes, &st, pino, de->d_name, &child);
         if (rc == -ELOOP)
             continue; /* the root or an ancestor seen again below itself: not listed */
-        if (rc < 0 || (rc = fn(user, de->d_name, child)) < 0)
+        st.st_ino = child;
+        if (rc < 0 || (rc = fn(user, de->d_name, child, &st)) < 0)
             break;
     }
     closedir(dir);

@@ -154,36 +154,51 @@ static void json_getattr(struct provider *p, struct export *exp, int64_t id,
     json_answer_attr(p, id, rc, &st);
 }
 
-/* Directory entries collected for one readdir answer; names are owned copies. */
+/* Directory entries collected for one readdir answer, each with its attributes (our extension:
+ * the gateway then needs no lookup per entry); names are owned copies. */
 struct json_listing {
     struct codec_json_dirent *entries;
+    struct stat *attrs; /* entries[i].attr points here once the listing is complete */
     size_t count;
     size_t capacity;
     size_t bytes; /* encoded size estimate, bounded by PROVIDER_MAX_MESSAGE */
     const char *fs_name;
 };
 
-static int json_listing_add(void *user, const char *name, uint64_t ino)
+/* An entry's members besides its name, attributes included, written as JSON at most. */
+#define JSON_ENTRY_BYTES 160
+
+static int json_listing_grow(struct json_listing *l)
+{
+    size_t capacity = l->capacity ? l->capacity * 2 : 64;
+    struct codec_json_dirent *entries = realloc(l->entries, capacity * sizeof(*entries));
+    if (!entries)
+        return -ENOMEM;
+    l->entries = entries;
+    struct stat *attrs = realloc(l->attrs, capacity * sizeof(*attrs));
+    if (!attrs)
+        return -ENOMEM;
+    l->attrs = attrs;
+    l->capacity = capacity;
+    return 0;
+}
+
+static int json_listing_add(void *user, const char *name, uint64_t ino, const struct stat *st)
 {
     struct json_listing *l = user;
     if (!provider_utf8_valid(name)) {
         log_debug("%s: not listing a name that is not valid UTF-8", l->fs_name);
         return 0;
     }
-    l->bytes += strlen(name) + 32;
+    l->bytes += strlen(name) + JSON_ENTRY_BYTES;
     if (l->bytes > PROVIDER_MAX_MESSAGE)
         return -EFBIG;
-    if (l->count == l->capacity) {
-        size_t capacity = l->capacity ? l->capacity * 2 : 64;
-        struct codec_json_dirent *entries = realloc(l->entries, capacity * sizeof(*entries));
-        if (!entries)
-            return -ENOMEM;
-        l->entries = entries;
-        l->capacity = capacity;
-    }
+    if (l->count == l->capacity && json_listing_grow(l) != 0)
+        return -ENOMEM;
     char *copy = strdup(name);
     if (!copy)
         return -ENOMEM;
+    l->attrs[l->count] = *st;
     l->entries[l->count++] = (struct codec_json_dirent){.name = copy, .ino = ino};
     return 0;
 }
@@ -193,6 +208,7 @@ static void json_listing_free(struct json_listing *l)
     for (size_t i = 0; i < l->count; i++)
         free((char *)l->entries[i].name);
     free(l->entries);
+    free(l->attrs);
 }
 
 static void json_readdir(struct provider *p, struct export *exp, int64_t id,
@@ -208,6 +224,8 @@ static void json_readdir(struct provider *p, struct export *exp, int64_t id,
     if (rc < 0) {
         json_send_error(p, id, codec_json_errno_to_status(rc));
     } else {
+        for (size_t i = 0; i < listing.count; i++)
+            listing.entries[i].attr = &listing.attrs[i];
         struct json_out out = {
             .kind = JSON_OUT_READDIR, .id = id, .entries = listing.entries, .count = listing.count};
         json_send_result(p, &out);

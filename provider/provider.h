@@ -34,7 +34,6 @@ int provider_url_parse(const char *text, struct provider_url *url);
 /* True when `name` is a --protocol value this build speaks ("webfuse2", "json"). */
 bool provider_protocol_known(const char *name);
 
-
 struct provider_export_spec {
     const char *name; /* filesystem name sent to the gateway */
     const char *dir;  /* local directory to export */

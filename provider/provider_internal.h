@@ -56,8 +56,9 @@ long provider_io_full(int fd, void *buf, size_t size, uint64_t offset, bool writ
 
 struct export;
 
-/* Called by export_readdir for each listed entry; a negative return stops the listing. */
-typedef int (*export_entry_fn)(void *user, const char *name, uint64_t ino);
+/* Called by export_readdir for each listed entry with its attributes (st_ino: `ino`); a negative
+ * return stops the listing. */
+typedef int (*export_entry_fn)(void *user, const char *name, uint64_t ino, const struct stat *st);
 
 /* Opens `dir` (borrowed, as is `name`; both must outlive the export). */
 int export_new(const char *name, const char *dir, struct export **out);
@@ -140,6 +141,12 @@ int tree_rmdir(struct tree *tree, struct tree_path path);
 /* Calls fn for each entry but "." and ".."; stops with fn's negative value. */
 typedef int (*tree_entry_fn)(void *user, const char *name);
 int tree_readdir(struct tree *tree, struct tree_path path, tree_entry_fn fn, void *user);
+/* Calls fn with each entry but "." and ".." and its attributes (lstat), from `cookie` on (0: the
+ * start). fn returns 0 to go on, 1 when it has no room for this entry, or a negative errno to
+ * stop. *next is then the cookie to go on from this entry, or 0 when the listing is complete. */
+typedef int (*tree_dirent_fn)(void *user, const char *name, const struct stat *st);
+int tree_readdirplus(struct tree *tree, struct tree_path path, uint64_t cookie, tree_dirent_fn fn,
+                     void *user, uint64_t *next);
 int tree_statfs(struct tree *tree, struct statvfs *st);
 /* tv_nsec may be UTIME_NOW or UTIME_OMIT. */
 int tree_utimens(struct tree *tree, struct tree_path path, const struct timespec times[2],
@@ -268,9 +275,9 @@ struct provider {
     size_t rx_cap;
     bool rx_in_message;
 
-    struct pool *pool;       /* file reads; NULL outside provider_run */
-    unsigned connection;     /* counts connections: a late answer must not reach a new one */
-    uint64_t mask_state;     /* the generator of websocket masking keys */
+    struct pool *pool;   /* file reads; NULL outside provider_run */
+    unsigned connection; /* counts connections: a late answer must not reach a new one */
+    uint64_t mask_state; /* the generator of websocket masking keys */
 
     /* Outgoing queue, oldest first. */
     struct provider_msg *queue_head;

@@ -491,6 +491,49 @@ int tree_readdir(struct tree *t, struct tree_path path, tree_entry_fn fn, void *
     return tree_list(fd, fn, user);
 }
 
+/* Cookies are telldir positions plus one, so that 0 stays "from the start". They stay valid
+ * across opens of the directory on Linux filesystems (NFS relies on the same). */
+int tree_readdirplus(struct tree *t, struct tree_path path, uint64_t cookie, tree_dirent_fn fn,
+                     void *user, uint64_t *next)
+{
+    int fd = tree_resolve(t, path, O_RDONLY | O_DIRECTORY | O_NONBLOCK, 0);
+    if (fd < 0)
+        return fd;
+    DIR *dir = fdopendir(fd);
+    if (!dir) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (cookie != 0)
+        seekdir(dir, (long)(cookie - 1));
+    int rc = 0;
+    *next = 0;
+    for (;;) {
+        long here = telldir(dir);
+        errno = 0;
+        struct dirent *de = readdir(dir);
+        if (!de) {
+            rc = -errno;
+            break;
+        }
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* an entry that vanished while listing is not listed */
+        rc = fn(user, de->d_name, &st);
+        if (rc != 0) {
+            if (rc > 0) {
+                *next = (uint64_t)here + 1;
+                rc = 0;
+            }
+            break;
+        }
+    }
+    closedir(dir);
+    return rc;
+}
+
 int tree_statfs(struct tree *t, struct statvfs *st)
 {
     return fstatvfs(t->root_fd, st) < 0 ? -errno : 0;

@@ -20,14 +20,18 @@
 /* Bytes a readdir answer may take besides its names: header, result, count. */
 #define WF2_READDIR_OVERHEAD 64
 
-/* One request and its answer; `resp` may point into `link` and `names`. */
+/* Bytes a READDIRPLUS entry takes besides its name: the name's length and the attributes. */
+#define WF2_DIRENT_OVERHEAD (4 + 88)
+
+/* One request and its answer; `resp` may point into `link`, `names` and `entries`. */
 struct wf2_call {
     struct codec_wf2_request req;
     struct codec_wf2_response resp;
-    char link[PATH_MAX];         /* READLINK: the target */
-    struct codec_wf2_str *names; /* READDIR: owned copies of the names */
+    char link[PATH_MAX];              /* READLINK: the target */
+    struct codec_wf2_str *names;      /* READDIR: owned copies of the names */
+    struct codec_wf2_dirent *entries; /* READDIRPLUS: entries with owned copies of names */
     size_t name_cap;
-    size_t name_bytes; /* encoded size of the names so far */
+    size_t name_bytes; /* encoded size of the names (READDIRPLUS: entries) so far */
 };
 
 typedef int (*wf2_handler)(struct provider *p, struct wf2_call *c);
@@ -194,6 +198,45 @@ static int wf2_readdir(struct provider *p, struct wf2_call *c)
     return rc;
 }
 
+/* tree_readdirplus callback: an owned copy of each entry, while the page has room. */
+static int wf2_dirents_add(void *user, const char *name, const struct stat *st)
+{
+    struct wf2_call *c = user;
+    size_t len = strlen(name);
+    if (c->resp.entry_count >= c->req.max_entries ||
+        c->name_bytes + WF2_DIRENT_OVERHEAD + len > PROVIDER_MAX_MESSAGE - WF2_READDIR_OVERHEAD)
+        return 1;
+    if (c->resp.entry_count == c->name_cap) {
+        size_t cap = c->name_cap ? c->name_cap * 2 : 64;
+        struct codec_wf2_dirent *entries = realloc(c->entries, cap * sizeof(*entries));
+        if (!entries)
+            return -ENOMEM;
+        c->entries = entries;
+        c->name_cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    struct codec_wf2_dirent *e = &c->entries[c->resp.entry_count++];
+    e->name = (struct codec_wf2_str){.ptr = copy, .len = len};
+    wf2_attr_from_stat(st, &e->attr);
+    c->name_bytes += WF2_DIRENT_OVERHEAD + len;
+    return 0;
+}
+
+/* Our extension: a page of entries with their attributes, as many as asked for and as fit. */
+static int wf2_readdirplus(struct provider *p, struct wf2_call *c)
+{
+    if (c->req.max_entries == 0)
+        return -EINVAL; /* an empty page that says "more" would be asked for again forever */
+    int rc = tree_readdirplus(p->tree, wf2_path(c->req.path), c->req.offset, wf2_dirents_add, c,
+                              &c->resp.cookie);
+    c->resp.entries = c->entries;
+    if (rc == 0 && c->resp.entry_count == 0 && c->resp.cookie != 0)
+        rc = -ENAMETOOLONG; /* cannot happen: a name is at most 255 bytes */
+    return rc;
+}
+
 static int wf2_rmdir(struct provider *p, struct wf2_call *c)
 {
     return tree_rmdir(p->tree, wf2_path(c->req.path));
@@ -255,7 +298,7 @@ static const wf2_handler wf2_handlers[CODEC_WF2_TYPE_MAX + 1] = {
     [CODEC_WF2_WRITE] = wf2_write,       [CODEC_WF2_MKDIR] = wf2_mkdir,
     [CODEC_WF2_READDIR] = wf2_readdir,   [CODEC_WF2_RMDIR] = wf2_rmdir,
     [CODEC_WF2_STATFS] = wf2_statfs,     [CODEC_WF2_UTIMENS] = wf2_utimens,
-    [CODEC_WF2_GETCREDS] = wf2_getcreds,
+    [CODEC_WF2_GETCREDS] = wf2_getcreds, [CODEC_WF2_READDIRPLUS] = wf2_readdirplus,
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -342,6 +385,10 @@ static void wf2_call_free(struct wf2_call *c)
         free((char *)c->names[i].ptr);
     free(c->names);
     c->names = NULL;
+    for (size_t i = 0; i < c->resp.entry_count; i++)
+        free((char *)c->entries[i].name.ptr);
+    free(c->entries);
+    c->entries = NULL;
 }
 
 /* Encodes `resp` into a new message and queues it. */

@@ -7,9 +7,11 @@
 #                               tests (also BENCH_QUICK=1)
 #
 # Needs root (page caches are dropped before every cold measurement, mounts are made). Builds a
-# release build of its own in $BUILD_DIR/bench/build and installs bindfs when missing. Each figure
-# is the median of BENCH_RUNS runs with min-max. Other work on the machine shows in absolute
-# figures; the ratios within one run are what to compare.
+# release build of its own in $BUILD_DIR/bench/build and installs bindfs when missing, and sshfs
+# with openssh-server for the listing comparison (a private sshd on a loopback port with throwaway
+# keys; the quick run uses sshfs only when it is installed already). Each figure is the median of
+# BENCH_RUNS runs with min-max. Other work on the machine shows in absolute figures; the ratios
+# within one run are what to compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -41,10 +43,13 @@ mkdir -p "$bench" "$data"
 # ---- set-up ---------------------------------------------------------------------------------------
 
 scripts/install-deps.sh
-if ! command -v bindfs >/dev/null; then
-  echo "installing bindfs"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq bindfs \
-    >/dev/null
+apt_install() {
+  echo "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
+}
+command -v bindfs >/dev/null || apt_install bindfs
+if [ "$quick" = 0 ] && { ! command -v sshfs >/dev/null || [ ! -x /usr/sbin/sshd ]; }; then
+  apt_install sshfs openssh-server || echo "no sshfs: the listing table goes without it"
 fi
 echo "building (release) in $bin"
 BUILD_DIR=$bin scripts/build.sh -DCMAKE_BUILD_TYPE=Release -DWEBFUSE_SANITIZE=OFF \
@@ -103,6 +108,8 @@ free_port() {
 daemon_pid=""
 provider_pids=()
 bind_mnt=$run/bindfs
+ssh_mnt=$run/sshfs
+ssh_dir=$bench/ssh
 mnt=$run/mnt
 
 cleanup() {
@@ -110,6 +117,8 @@ cleanup() {
   stop_providers
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
   mountpoint -q "$bind_mnt" && fusermount3 -u -z "$bind_mnt"
+  mountpoint -q "$ssh_mnt" && fusermount3 -u -z "$ssh_mnt"
+  [ -f "$ssh_dir/sshd.pid" ] && kill "$(cat "$ssh_dir/sshd.pid")" 2>/dev/null
   for m in "$mnt"/*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
   rm -f "$data"/write-test
 }
@@ -147,6 +156,38 @@ start_daemon() {
     2>"$run/webfused.log" &
   daemon_pid=$!
   wait_for "webfused to listen" python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port)).close()"
+}
+
+# sshfs of $data through a private sshd on a free loopback port, with keys made for this run
+# only; sets ssh_ok. Without sshfs or sshd the listing table says "-" for it.
+ssh_ok=""
+start_sshfs() {
+  command -v sshfs >/dev/null && [ -x /usr/sbin/sshd ] || return 0
+  rm -rf "$ssh_dir"
+  mkdir -p "$ssh_dir" "$ssh_mnt" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -f "$ssh_dir/host_key"
+  ssh-keygen -q -t ed25519 -N '' -f "$ssh_dir/id"
+  cp "$ssh_dir/id.pub" "$ssh_dir/authorized_keys"
+  local ssh_port
+  ssh_port=$(free_port)
+  cat >"$ssh_dir/sshd_config" <<EOF
+Port $ssh_port
+ListenAddress 127.0.0.1
+HostKey $ssh_dir/host_key
+PidFile $ssh_dir/sshd.pid
+AuthorizedKeysFile $ssh_dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+EOF
+  /usr/sbin/sshd -f "$ssh_dir/sshd_config" -E "$ssh_dir/sshd.log" || return 0
+  sshfs -p "$ssh_port" -o "IdentityFile=$ssh_dir/id,StrictHostKeyChecking=no" \
+    -o "UserKnownHostsFile=/dev/null,BatchMode=yes" "root@127.0.0.1:$data" "$ssh_mnt" \
+    2>>"$ssh_dir/sshd.log" && ssh_ok=1
+  return 0
 }
 
 # provider NAME [--protocol json]: a webfuse2 provider (or JSON) serving $data as NAME.
@@ -215,8 +256,9 @@ statx_p() { "$bin/bench_statx" "$2/$big" "$stats" | awk -v f="$1" '{ print $f }'
 # ---- the table ------------------------------------------------------------------------------------
 
 rows=()
-fmt() { # "median min max" -> "median (min–max)"
-  awk '{ if ($1 >= 100) f = "%.0f"; else f = "%.1f"; printf f " (" f "–" f ")", $1, $2, $3 }' <<<"$1"
+fmt() { # "median min max" -> "median (min–max)"; "-" stays
+  awk '$1 == "-" { printf "-"; next }
+    { if ($1 >= 100) f = "%.0f"; else f = "%.1f"; printf f " (" f "–" f ")", $1, $2, $3 }' <<<"$1"
 }
 ratio() { awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { # measure, unit, ours, bindfs, direct
@@ -263,12 +305,27 @@ row "sequential write $write_mib MiB + fsync" "MB/s" "$(repeat seq_write "$ours"
 rm -f "$data/write-test"
 
 echo "3. metadata, $files files"
-row "\`ls -l\` of $files files" "ms" "$(repeat timed_ms ls_l "$ours")" \
-  "$(repeat timed_ms ls_l "$bind_mnt")" "$(repeat timed_ms ls_l "$data")"
+start_sshfs
+listing_rows=()
+listing() { # measure, function: a row of the main table and one of the listing table
+  local o j s="-" b d
+  o=$(repeat timed_ms "$2" "$ours")
+  j=$(repeat timed_ms "$2" "$json")
+  [ -n "$ssh_ok" ] && s=$(repeat timed_ms "$2" "$ssh_mnt")
+  b=$(repeat timed_ms "$2" "$bind_mnt")
+  d=$(repeat timed_ms "$2" "$data")
+  row "$1" "ms" "$o" "$b" "$d"
+  listing_rows+=("| $1 | $(fmt "$o") | $(fmt "$j") | $(fmt "$s") | $(fmt "$b") | $(fmt "$d") | $(ratio "$o" "$s") |")
+  echo "    JSON $j, sshfs $s"
+}
+listing "\`ls -l\` of $files files" ls_l
 row "\`cat\` of $files files of 1 KiB" "ms" "$(repeat timed_ms cat_all "$ours")" \
   "$(repeat timed_ms cat_all "$bind_mnt")" "$(repeat timed_ms cat_all "$data")"
-row "\`find\` over $files entries" "ms" "$(repeat timed_ms find_all "$ours")" \
-  "$(repeat timed_ms find_all "$bind_mnt")" "$(repeat timed_ms find_all "$data")"
+listing "\`find\` over $files entries" find_all
+if [ -n "$ssh_ok" ]; then
+  fusermount3 -u "$ssh_mnt"
+  kill "$(cat "$ssh_dir/sshd.pid")"
+fi
 
 echo "4. random 4 KiB reads"
 row "random 4 KiB reads ($random_reads, one at a time)" "IOPS" "$(repeat random_read "$ours")" \
@@ -329,6 +386,14 @@ per_mount=$(awk -v a="$threads_idle" -v b="$threads_sessions" -v n="$idle_sessio
   echo "| measure | unit | ours | bindfs | direct | ours ÷ bindfs | ours ÷ direct |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${rows[@]}"
+  echo
+  echo "Listings (directory entries come with their attributes): webfused with webfuse-provider"
+  echo "over webfuse2 and over JSON, sshfs of the same directory through a private sshd on loopback"
+  echo "(\"-\": sshfs not installed), bindfs and the disk; ms, lower is better."
+  echo
+  echo "| measure | ours webfuse2 | ours JSON | sshfs | bindfs | direct | webfuse2 ÷ sshfs |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  printf '%s\n' "${listing_rows[@]}"
   echo
   echo "Concurrency: N webfuse2 providers, one mount each, one reader streaming $stream_mib MiB through each."
   echo

@@ -584,13 +584,13 @@ static int attr_numbers(const json_t *attr, json_int_t *mode, json_int_t values[
     return 0;
 }
 
-int codec_json_decode_attr(const struct codec_json_msg *msg, struct stat *st)
+/* The attributes members of an object (a getattr result, or a readdir entry of our extension). */
+static int attr_get(const json_t *attr, struct stat *st)
 {
-    const json_t *attr = result_object(msg);
     json_int_t mode, v[5];
     mode_t type;
 
-    if (attr == NULL || attr_type(attr, &type) != 0 || attr_numbers(attr, &mode, v) != 0)
+    if (attr_type(attr, &type) != 0 || attr_numbers(attr, &mode, v) != 0)
         return -EBADMSG;
     memset(st, 0, sizeof(*st));
     st->st_mode = type | (mode_t)(mode & CODEC_JSON_PERM_MASK);
@@ -603,6 +603,13 @@ int codec_json_decode_attr(const struct codec_json_msg *msg, struct stat *st)
     st->st_ctim.tv_sec = (time_t)v[3];
     st->st_ino = (ino_t)v[4];
     return 0;
+}
+
+int codec_json_decode_attr(const struct codec_json_msg *msg, struct stat *st)
+{
+    const json_t *attr = result_object(msg);
+
+    return attr != NULL ? attr_get(attr, st) : -EBADMSG;
 }
 
 int codec_json_decode_open(const struct codec_json_msg *msg, uint64_t *handle)
@@ -669,14 +676,18 @@ static bool is_dot_name(const char *name)
     return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
 
-/* One {"name": S, "inode": I}. Providers send "." and ".." with inodes we must not trust (the doc
- * says possibly wrong), so those only need an integer and report 0 when it is not positive; every
- * other entry needs a real inode (> 0). */
-static int dirent_get(const json_t *entry, const char **name, uint64_t *ino)
+/* One {"name": S, "inode": I}, with our extension's attribute members (those of a getattr
+ * result) when it has a "type" or a "mode": then *has_attr is set and st holds them. Providers
+ * send "." and ".." with inodes we must not trust (the doc says possibly wrong), so those only
+ * need an integer and report 0 when it is not positive, and their attributes are not looked at;
+ * every other entry needs a real inode (> 0). */
+static int dirent_get(const json_t *entry, const char **name, uint64_t *ino, struct stat *st,
+                      bool *has_attr)
 {
     const json_t *inode = json_object_get(entry, "inode");
     json_int_t value;
 
+    *has_attr = false;
     /* json_object_get on a non-object entry is NULL, which fails like a missing member */
     if (get_cstring(json_object_get(entry, "name"), name) != 0)
         return -EBADMSG;
@@ -690,7 +701,10 @@ static int dirent_get(const json_t *entry, const char **name, uint64_t *ino)
     if (get_int(inode, 1, INT64_MAX, &value) != 0)
         return -EBADMSG;
     *ino = (uint64_t)value;
-    return 0;
+    if (!json_object_get(entry, "type") && !json_object_get(entry, "mode"))
+        return 0;
+    *has_attr = true;
+    return attr_get(entry, st);
 }
 
 /* Validates every entry before the first callback, so that fn never sees part of a listing that is
@@ -699,18 +713,21 @@ int codec_json_decode_readdir(const struct codec_json_msg *msg, codec_json_diren
 {
     const char *name;
     uint64_t ino;
+    struct stat st;
+    bool has_attr;
     size_t i;
     int rc;
 
     if (msg->kind != CODEC_JSON_RESULT || !json_is_array(msg->result))
         return -EBADMSG;
     for (i = 0; i < json_array_size(msg->result); i++) {
-        if (dirent_get(json_array_get(msg->result, i), &name, &ino) != 0)
+        if (dirent_get(json_array_get(msg->result, i), &name, &ino, &st, &has_attr) != 0)
             return -EBADMSG;
     }
     for (i = 0; i < json_array_size(msg->result); i++) {
-        dirent_get(json_array_get(msg->result, i), &name, &ino); /* validated above */
-        rc = fn(user, name, ino);
+        /* validated above */
+        dirent_get(json_array_get(msg->result, i), &name, &ino, &st, &has_attr);
+        rc = fn(user, name, ino, has_attr ? &st : NULL);
         if (rc < 0)
             return rc;
     }
@@ -1054,24 +1071,34 @@ static json_int_t time_or_zero(time_t t)
     return t > 0 ? (json_int_t)t : 0;
 }
 
-int codec_json_encode_attr_result(char *buf, size_t cap, size_t *len, int64_t id,
-                                  const struct stat *st)
+/* The attribute members of st (but "inode") into attr; -EINVAL, with nothing added, for what JSON
+ * cannot describe. */
+static int attr_add(json_t *attr, const struct stat *st, int *rc)
 {
-    int rc = 0;
-    json_t *attr;
-
     if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
         return -EINVAL;
     if (st->st_size < 0)
         return -EINVAL;
-    attr = new_container(json_object, &rc);
+    add(attr, "mode", new_int(st->st_mode & CODEC_JSON_PERM_MASK, rc), rc);
+    add(attr, "type", new_string(S_ISDIR(st->st_mode) ? "dir" : "file", rc), rc);
+    add(attr, "size", new_int(st->st_size, rc), rc);
+    add(attr, "atime", new_int(time_or_zero(st->st_atim.tv_sec), rc), rc);
+    add(attr, "mtime", new_int(time_or_zero(st->st_mtim.tv_sec), rc), rc);
+    add(attr, "ctime", new_int(time_or_zero(st->st_ctim.tv_sec), rc), rc);
+    return 0;
+}
+
+int codec_json_encode_attr_result(char *buf, size_t cap, size_t *len, int64_t id,
+                                  const struct stat *st)
+{
+    int rc = 0;
+    json_t *attr = new_container(json_object, &rc);
+
     add(attr, "inode", new_u64(st->st_ino, &rc), &rc);
-    add(attr, "mode", new_int(st->st_mode & CODEC_JSON_PERM_MASK, &rc), &rc);
-    add(attr, "type", new_string(S_ISDIR(st->st_mode) ? "dir" : "file", &rc), &rc);
-    add(attr, "size", new_int(st->st_size, &rc), &rc);
-    add(attr, "atime", new_int(time_or_zero(st->st_atim.tv_sec), &rc), &rc);
-    add(attr, "mtime", new_int(time_or_zero(st->st_mtim.tv_sec), &rc), &rc);
-    add(attr, "ctime", new_int(time_or_zero(st->st_ctim.tv_sec), &rc), &rc);
+    if (attr_add(attr, st, &rc) != 0) {
+        json_decref(attr);
+        return -EINVAL;
+    }
     return dump_result(buf, cap, len, id, attr, rc);
 }
 
@@ -1124,6 +1151,10 @@ int codec_json_encode_readdir_result(char *buf, size_t cap, size_t *len, int64_t
         entry = new_container(json_object, &rc);
         add(entry, "name", new_string(entries[i].name, &rc), &rc);
         add(entry, "inode", new_u64(entries[i].ino, &rc), &rc);
+        /* An entry JSON cannot describe (attr_add adds nothing then) goes without attributes:
+         * the gateway looks it up. */
+        if (entries[i].attr && rc == 0)
+            attr_add(entry, entries[i].attr, &rc);
         add(result, NULL, entry, &rc);
     }
     return dump_result(buf, cap, len, id, result, rc);

@@ -231,18 +231,31 @@ static int encode(void *buf, size_t cap, size_t *len, void (*fill)(struct writer
  * ----------------------------------------------------------------------------------------------*/
 
 static const char *const type_names[CODEC_WF2_TYPE_MAX + 1] = {
-    [CODEC_WF2_UNKNOWN] = "unknown", [CODEC_WF2_ACCESS] = "access",
-    [CODEC_WF2_GETATTR] = "getattr", [CODEC_WF2_READLINK] = "readlink",
-    [CODEC_WF2_SYMLINK] = "symlink", [CODEC_WF2_LINK] = "link",
-    [CODEC_WF2_RENAME] = "rename",   [CODEC_WF2_CHMOD] = "chmod",
-    [CODEC_WF2_CHOWN] = "chown",     [CODEC_WF2_TRUNCATE] = "truncate",
-    [CODEC_WF2_FSYNC] = "fsync",     [CODEC_WF2_OPEN] = "open",
-    [CODEC_WF2_MKNOD] = "mknod",     [CODEC_WF2_CREATE] = "create",
-    [CODEC_WF2_RELEASE] = "release", [CODEC_WF2_UNLINK] = "unlink",
-    [CODEC_WF2_READ] = "read",       [CODEC_WF2_WRITE] = "write",
-    [CODEC_WF2_MKDIR] = "mkdir",     [CODEC_WF2_READDIR] = "readdir",
-    [CODEC_WF2_RMDIR] = "rmdir",     [CODEC_WF2_STATFS] = "statfs",
-    [CODEC_WF2_UTIMENS] = "utimens", [CODEC_WF2_GETCREDS] = "getcreds",
+    [CODEC_WF2_UNKNOWN] = "unknown",
+    [CODEC_WF2_ACCESS] = "access",
+    [CODEC_WF2_GETATTR] = "getattr",
+    [CODEC_WF2_READLINK] = "readlink",
+    [CODEC_WF2_SYMLINK] = "symlink",
+    [CODEC_WF2_LINK] = "link",
+    [CODEC_WF2_RENAME] = "rename",
+    [CODEC_WF2_CHMOD] = "chmod",
+    [CODEC_WF2_CHOWN] = "chown",
+    [CODEC_WF2_TRUNCATE] = "truncate",
+    [CODEC_WF2_FSYNC] = "fsync",
+    [CODEC_WF2_OPEN] = "open",
+    [CODEC_WF2_MKNOD] = "mknod",
+    [CODEC_WF2_CREATE] = "create",
+    [CODEC_WF2_RELEASE] = "release",
+    [CODEC_WF2_UNLINK] = "unlink",
+    [CODEC_WF2_READ] = "read",
+    [CODEC_WF2_WRITE] = "write",
+    [CODEC_WF2_MKDIR] = "mkdir",
+    [CODEC_WF2_READDIR] = "readdir",
+    [CODEC_WF2_RMDIR] = "rmdir",
+    [CODEC_WF2_STATFS] = "statfs",
+    [CODEC_WF2_UTIMENS] = "utimens",
+    [CODEC_WF2_GETCREDS] = "getcreds",
+    [CODEC_WF2_READDIRPLUS] = "readdirplus",
 };
 
 const char *codec_wf2_type_name(uint8_t type)
@@ -294,6 +307,7 @@ enum field {
     F_DATA,         /* bytes */
     F_ATIME,        /* timestamp */
     F_MTIME,        /* timestamp */
+    F_MAX_ENTRIES,  /* u32 */
 };
 
 /* The "request fields" column of the protocol's table, in wire order (F_END-terminated). */
@@ -322,6 +336,7 @@ static const uint8_t request_layout[CODEC_WF2_TYPE_MAX + 1][MAX_FIELDS + 1] = {
     [CODEC_WF2_STATFS] = {F_PATH},
     [CODEC_WF2_UTIMENS] = {F_PATH, F_ATIME, F_MTIME, F_HANDLE},
     [CODEC_WF2_GETCREDS] = {F_END},
+    [CODEC_WF2_READDIRPLUS] = {F_PATH, F_OFFSET, F_MAX_ENTRIES},
 };
 
 static void put_field(struct writer *w, enum field f, const struct codec_wf2_request *req)
@@ -382,6 +397,9 @@ static void put_field(struct writer *w, enum field f, const struct codec_wf2_req
         break;
     case F_MTIME:
         put_timestamp(w, req->mtime);
+        break;
+    case F_MAX_ENTRIES:
+        put_u32(w, req->max_entries);
         break;
     }
 }
@@ -444,6 +462,9 @@ static void get_field(struct reader *r, enum field f, struct codec_wf2_request *
         break;
     case F_MTIME:
         req->mtime = get_timestamp(r);
+        break;
+    case F_MAX_ENTRIES:
+        req->max_entries = get_u32(r);
         break;
     }
 }
@@ -606,6 +627,69 @@ bool codec_wf2_names_next(struct codec_wf2_names *names, struct codec_wf2_str *n
     return true;
 }
 
+static void put_dirents(struct writer *w, const struct codec_wf2_response *resp)
+{
+    size_t i;
+
+    if (resp->entry_count > UINT32_MAX || (resp->entries == NULL && resp->entry_count > 0) ||
+        (resp->entry_count == 0 && resp->cookie != 0)) {
+        w->invalid = true;
+        return;
+    }
+    put_u64(w, resp->cookie);
+    put_u32(w, (uint32_t)resp->entry_count);
+    for (i = 0; i < resp->entry_count; i++) {
+        put_str(w, resp->entries[i].name.ptr, resp->entries[i].name.len);
+        put_attr(w, &resp->entries[i].attr);
+    }
+}
+
+/* Every entry is a name and 88 bytes of attributes. */
+#define DIRENT_ATTR_SIZE 88
+
+/* Validates the whole page like get_names. A page may not be empty while it says more follow:
+ * the gateway would ask for the same nothing forever. */
+static void get_dirents(struct reader *r, uint32_t max, struct codec_wf2_response *resp)
+{
+    uint64_t cookie = get_u64(r);
+    uint32_t count = get_u32(r);
+    const unsigned char *first = r->pos;
+    uint32_t i;
+
+    if (!r->bad && (count > max || (count == 0 && cookie != 0))) {
+        r->bad = true;
+        return;
+    }
+    for (i = 0; i < count && !r->bad; i++) {
+        get_str(r);
+        take(r, DIRENT_ATTR_SIZE);
+    }
+    if (r->bad)
+        return;
+    resp->cookie = cookie;
+    resp->entry_count = count;
+    resp->entry_list.next = first;
+    resp->entry_list.left = count;
+}
+
+bool codec_wf2_dirents_next(struct codec_wf2_dirents *entries, struct codec_wf2_dirent *entry)
+{
+    uint32_t n;
+    struct reader r;
+
+    if (entries->left == 0)
+        return false;
+    n = load_u32(entries->next);
+    entry->name.ptr = (const char *)entries->next + 4;
+    entry->name.len = n;
+    /* Validated by get_dirents: the attributes are all there. */
+    r = (struct reader){entries->next + 4 + (size_t)n, DIRENT_ATTR_SIZE, false};
+    get_attr(&r, &entry->attr);
+    entries->next += 4 + (size_t)n + DIRENT_ATTR_SIZE;
+    entries->left--;
+    return true;
+}
+
 /* Whether `result` may be sent for `type`: errors always, byte counts only for read and write. */
 static bool result_valid(const struct codec_wf2_response *resp)
 {
@@ -657,6 +741,9 @@ static void fill_response(struct writer *w, const void *msg)
         break;
     case CODEC_WF2_READDIR:
         put_names(w, resp->names, resp->name_count);
+        break;
+    case CODEC_WF2_READDIRPLUS:
+        put_dirents(w, resp);
         break;
     case CODEC_WF2_STATFS:
         put_statfs(w, &resp->statfs);
@@ -722,6 +809,9 @@ static int get_response_fields(struct reader *r, uint8_t expected, uint32_t size
         break;
     case CODEC_WF2_READDIR:
         get_names(r, resp);
+        break;
+    case CODEC_WF2_READDIRPLUS:
+        get_dirents(r, size, resp);
         break;
     case CODEC_WF2_STATFS:
         get_statfs(r, &resp->statfs);

@@ -215,11 +215,20 @@ static int json_decode_read(struct session *s, const struct codec_json_msg *msg,
     return 0;
 }
 
-static int dirent_add(void *user, const char *name, uint64_t ino)
+static int dirent_add(void *user, const char *name, uint64_t ino, const struct stat *attr)
 {
     if (ino == 0)
         return 0; /* readdir(3) callers take inode 0 as a deleted entry */
-    int rc = fusebridge_readdir_add(user, name, ino, 0);
+    /* Attributes (our extension) spare the kernel a lookup of the entry; an entry claiming the
+     * root's inode would make a directory loop, so it is looked up and refused like any other. */
+    struct stat st;
+    const struct stat *kept = NULL;
+    if (attr && ino > FUSEBRIDGE_ROOT_INODE) {
+        st = *attr;
+        attr_own(&st);
+        kept = &st;
+    }
+    int rc = fusebridge_readdir_add(user, name, ino, kept);
     return rc == -EINVAL ? 0 : rc; /* a name that cannot be an entry is left out */
 }
 
@@ -232,8 +241,9 @@ static int json_answer(struct session *s, struct fusebridge_op *op,
     int rc;
     switch (req->kind) {
     case FUSEBRIDGE_READDIR:
-        if (codec_json_decode_readdir(msg, dirent_add, op) != 0)
-            return -EIO;
+        rc = codec_json_decode_readdir(msg, dirent_add, op);
+        if (rc != 0)
+            return rc == -EBADMSG ? -EIO : rc; /* else too many entries, or out of memory */
         fusebridge_readdir_done(op);
         return 0;
     case FUSEBRIDGE_LOOKUP:

@@ -7,6 +7,7 @@
 #include "session_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #ifdef __GLIBC__
@@ -83,13 +84,19 @@ static void latency_record(struct session_metrics *m, uint64_t ns)
     m->latency_sum += seconds;
 }
 
+struct pending *session_pending_find(struct session *s, int64_t id)
+{
+    if (!s->pending || id <= 0 || id > UINT32_MAX)
+        return NULL;
+    struct pending *p = pending_slot(s, (uint32_t)id);
+    return p->id == (uint32_t)id ? p : NULL;
+}
+
 int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
                          struct filesystem **fs)
 {
-    if (!s->pending || id <= 0 || id > UINT32_MAX)
-        return -ENOENT;
-    struct pending *p = pending_slot(s, (uint32_t)id);
-    if (p->id != (uint32_t)id)
+    struct pending *p = session_pending_find(s, id);
+    if (!p)
         return -ENOENT;
     latency_record(&s->hub->metrics, uv_hrtime() - p->started);
     *fs = p->fs;
@@ -276,10 +283,22 @@ static int encode_op(struct session *s, const struct filesystem *fs, uint32_t id
 }
 
 /* Sends one op. An op that cannot be encoded is answered at once and nothing is written. */
+/* The table of requests in flight comes with the first request: an idle session costs less. */
+static int pending_table_make(struct session *s)
+{
+    if (!s->pending)
+        s->pending = calloc(s->hub->config.max_pending, sizeof(*s->pending));
+    return s->pending ? 0 : -ENOMEM;
+}
+
 static int op_write(struct session *s, struct filesystem *fs, struct fusebridge_op *op)
 {
     const struct fusebridge_request *req = fusebridge_op_request(op);
     bool answered = s->protocol->expects_answer(req->kind);
+    if (answered && pending_table_make(s) != 0) {
+        fusebridge_reply_error(op, -ENOMEM);
+        return 0;
+    }
     uint32_t id = answered ? pending_add(s, fs, op) : 0;
     size_t len = 0;
     int rc = encode_op(s, fs, id, req, &len);
@@ -523,18 +542,21 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
     if (*error)
         return NULL;
 
-    struct filesystem *fs = calloc(1, sizeof(*fs) + strlen(name) + 1);
+    char mountpoint[PATH_MAX];
+    if (fixed_mountpoint)
+        snprintf(mountpoint, sizeof(mountpoint), "%s", fixed_mountpoint);
+    else
+        snprintf(mountpoint, sizeof(mountpoint), "%s/%s", hub->mount_root, name);
+    size_t name_size = strlen(name) + 1, mountpoint_size = strlen(mountpoint) + 1;
+    struct filesystem *fs = calloc(1, sizeof(*fs) + name_size + mountpoint_size);
     if (!fs) {
         *error = -ENOMEM;
         return NULL;
     }
-    strcpy(fs->name, name);
+    memcpy(fs->name, name, name_size);
+    fs->mountpoint = memcpy(fs->name + name_size, mountpoint, mountpoint_size);
     fs->session = s;
     fs->reply_id = reply_id;
-    if (fixed_mountpoint)
-        snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s", fixed_mountpoint);
-    else
-        snprintf(fs->mountpoint, sizeof(fs->mountpoint), "%s/%s", hub->mount_root, name);
     struct fusebridge_options options = {
         .mountpoint = fs->mountpoint,
         .fsname = name,
@@ -578,9 +600,7 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->pending = calloc(hub->config.max_pending, sizeof(*s->pending));
-    if (!s->pending || uv_timer_init(hub->loop, &s->tick) != 0) {
-        free(s->pending);
+    if (uv_timer_init(hub->loop, &s->tick) != 0) {
         free(s);
         return NULL;
     }

@@ -80,8 +80,11 @@ int codec_json_decode_open(const struct codec_json_msg *msg, uint64_t *handle);
 /* Decodes "data" per "format" into buf; -EBADMSG if count differs from the decoded length or the
  * data does not fit into cap bytes. */
 int codec_json_decode_read(const struct codec_json_msg *msg, void *buf, size_t cap, size_t *len);
-/* Calls fn once per entry in order; stops and returns fn's value when it is negative. */
-typedef int (*codec_json_dirent_fn)(void *user, const char *name, uint64_t ino);
+/* Calls fn once per entry in order; stops and returns fn's value when it is negative. `attr` is
+ * NULL unless the entry carries our extension's attributes (the members of a getattr result:
+ * "type", "mode", "size", ...; its st_ino is the entry's inode); malformed ones are -EBADMSG. */
+typedef int (*codec_json_dirent_fn)(void *user, const char *name, uint64_t ino,
+                                    const struct stat *attr);
 int codec_json_decode_readdir(const struct codec_json_msg *msg, codec_json_dirent_fn fn,
                               void *user);
 
@@ -120,9 +123,12 @@ int codec_json_encode_open_result(char *buf, size_t cap, size_t *len, int64_t id
 /* base64 for n > 0, "identity" with empty data for n == 0. */
 int codec_json_encode_read_result(char *buf, size_t cap, size_t *len, int64_t id, const void *data,
                                   size_t n);
+/* A readdir entry; with `attr` (may be NULL) it carries our extension's attribute members, unless
+ * it is neither a regular file nor a directory (first-generation gateways ignore them). */
 struct codec_json_dirent {
     const char *name;
     uint64_t ino;
+    const struct stat *attr;
 };
 int codec_json_encode_readdir_result(char *buf, size_t cap, size_t *len, int64_t id,
                                      const struct codec_json_dirent *entries, size_t count);
@@ -370,10 +376,14 @@ enum codec_wf2_type {
     CODEC_WF2_STATFS = 0x15,
     CODEC_WF2_UTIMENS = 0x16,
     CODEC_WF2_GETCREDS = 0x17,
+    /* Our extension (docs/protocols.md): a page of a directory's entries, each with its
+     * attributes. Providers that do not know it answer 0x80, and the gateway falls back to
+     * READDIR for that filesystem. */
+    CODEC_WF2_READDIRPLUS = 0x18,
 };
 
 /* The last request type this codec knows the fields of. */
-#define CODEC_WF2_TYPE_MAX CODEC_WF2_GETCREDS
+#define CODEC_WF2_TYPE_MAX CODEC_WF2_READDIRPLUS
 
 /* "getattr", ... for a request or response type (with or without the response bit), for logs;
  * "unknown" for any other value. */
@@ -434,8 +444,9 @@ struct codec_wf2_request {
     uint32_t gid;                /* CHOWN */
     uint64_t rdev;               /* MKNOD */
     uint64_t size;               /* TRUNCATE: the new length */
-    uint64_t offset;             /* READ, WRITE */
+    uint64_t offset;             /* READ, WRITE; READDIRPLUS: the cookie to continue from */
     uint32_t read_size;          /* READ: bytes asked for */
+    uint32_t max_entries;        /* READDIRPLUS: the most entries the answer may carry */
     uint64_t handle;             /* TRUNCATE, FSYNC, RELEASE, READ, WRITE, UTIMENS */
     int32_t flags;               /* OPEN: Linux open(2) flags */
     uint8_t access_mode;         /* ACCESS: R_OK | W_OK | X_OK, or F_OK */
@@ -457,6 +468,21 @@ struct codec_wf2_names {
 /* Sets *name to the next name and returns true, or returns false at the end of the list. */
 bool codec_wf2_names_next(struct codec_wf2_names *names, struct codec_wf2_str *name);
 
+/* One entry of a READDIRPLUS answer. */
+struct codec_wf2_dirent {
+    struct codec_wf2_str name;
+    struct codec_wf2_attr attr;
+};
+
+/* A validated list of entries inside a decoded READDIRPLUS response, walked like the names. */
+struct codec_wf2_dirents {
+    const unsigned char *next; /* the next entry's name length field */
+    uint32_t left;             /* entries not walked yet */
+};
+
+/* Sets *entry to the next entry and returns true, or returns false at the end of the list. */
+bool codec_wf2_dirents_next(struct codec_wf2_dirents *entries, struct codec_wf2_dirent *entry);
+
 /* One response. `type` is the request type answered (on the wire: type | 0x80); CODEC_WF2_UNKNOWN
  * is the 0x80 "unknown request" answer, with nothing after the header. */
 struct codec_wf2_response {
@@ -476,6 +502,13 @@ struct codec_wf2_response {
     const struct codec_wf2_str *names;
     size_t name_count;
     struct codec_wf2_names name_list;
+    /* READDIRPLUS: the cookie to ask the next page with, 0 when this page is the last. Encoding
+     * sends entries[0..entry_count); decoding leaves entries NULL and sets entry_count and
+     * entry_list. */
+    uint64_t cookie;
+    const struct codec_wf2_dirent *entries;
+    size_t entry_count;
+    struct codec_wf2_dirents entry_list;
 };
 
 /* The id and type of any message of at least CODEC_WF2_HEADER_SIZE bytes, whatever its type
@@ -483,28 +516,30 @@ struct codec_wf2_response {
  * to answer an undecodable request with. */
 int codec_wf2_decode_header(const void *data, size_t len, uint32_t *id, uint8_t *type);
 
-/* Service side. Encodes req. Types 0x00 and 0x18-0x7f have no known fields: req->data is sent raw
+/* Service side. Encodes req. Types 0x00 and 0x19-0x7f have no known fields: req->data is sent raw
  * after the header (to probe a provider). -EINVAL for a response type (>= 0x80), a string or data
  * over UINT32_MAX bytes, or a NULL pointer with a non-zero length. */
 int codec_wf2_encode_request(void *buf, size_t cap, size_t *len,
                              const struct codec_wf2_request *req);
 
 /* Service side. Decodes the response to a request of type `expected`. `size` is, for READ, the
- * bytes asked for, and for WRITE, the bytes sent; it is ignored otherwise. Returns:
+ * bytes asked for, for WRITE, the bytes sent, and for READDIRPLUS, the most entries asked for; it
+ * is ignored otherwise. Returns:
  *  0        decoded; resp->result may be a negative errno from the provider;
  *  -ENOSYS  the provider does not know the request: the message is 0x80, or (expected | 0x80) with
  *           nothing after the header (resp->id is set, resp->type is CODEC_WF2_UNKNOWN or
  *           `expected` respectively, resp->result is -ENOSYS);
  *  -EBADMSG protocol error: shorter than its fields, a string past the end, another response type,
  *           a positive result other than READ/WRITE, READ data longer than asked for or not
- *           matching the result, WRITE result above `size`; also any payload answering a type this
+ *           matching the result, WRITE result above `size`, READDIRPLUS with more entries than
+ *           `size` or with none but a cookie to go on; also any payload answering a type this
  *           codec does not know. resp->id is set when the header was complete.
  * -EINVAL when `expected` is a response type (>= 0x80). */
 int codec_wf2_decode_response(const void *data, size_t len, uint8_t expected, uint32_t size,
                               struct codec_wf2_response *resp);
 
 /* Provider side. Decodes a request. Returns 0; -ENOSYS for a type without known fields (0x00,
- * 0x18-0xff): answer it with a CODEC_WF2_UNKNOWN response of the same id (req->id and req->type
+ * 0x19-0xff): answer it with a CODEC_WF2_UNKNOWN response of the same id (req->id and req->type
  * are set, req->data is the payload); or -EBADMSG when the message is shorter than its fields
  * (req->id and req->type are set when the header was complete). */
 int codec_wf2_decode_request(const void *data, size_t len, struct codec_wf2_request *req);

@@ -32,9 +32,12 @@ struct filesystem {
     uint64_t bytes_written;
     bool ready;       /* its mount has queued ops that were not popped yet */
     int64_t reply_id; /* JSON: the add_filesystem request to answer once mounted */
+    /* webfuse2: whether the provider answers READDIRPLUS (1), does not (-1), or is not known to
+     * yet (0): until it says no, listings are asked with attributes. */
+    int readdirplus;
     /* Why it was detached, for the history, when the event does not say it (static). */
     const char *detach_reason;
-    char mountpoint[4096];
+    const char *mountpoint; /* in the same allocation, after name */
     char name[];
 };
 
@@ -67,6 +70,9 @@ struct pending {
     struct fusebridge_op *op;
     struct filesystem *fs;
     enum fusebridge_kind kind;
+    /* The protocol's own name for what it sent, where one kind has two (webfuse2: READDIR or
+     * READDIRPLUS for a listing). */
+    uint8_t wire_type;
     uint64_t started;  /* uv_hrtime(), ns */
     uint64_t deadline; /* uv_now() in ms */
 };
@@ -106,7 +112,7 @@ struct session {
     size_t filesystem_count;
     struct filesystem *cursor; /* round robin over filesystems when sending */
 
-    struct pending *pending; /* config.max_pending slots */
+    struct pending *pending; /* config.max_pending slots, made at the first request */
     size_t pending_count;
     uint32_t next_request_id;
 
@@ -172,6 +178,8 @@ void session_close(struct session *s, enum lws_close_status status, const char *
 int session_send_control(struct session *s, const char *data, size_t len);
 /* Makes s->tx hold at least `need` bytes; -EMSGSIZE past the configured maximum. */
 int session_tx_reserve(struct session *s, size_t need);
+/* The pending request `id` (borrowed), or NULL when no such request waits. */
+struct pending *session_pending_find(struct session *s, int64_t id);
 /* Takes the pending request `id`: its op and filesystem; -ENOENT when no such request waits. */
 int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **op,
                          struct filesystem **fs);

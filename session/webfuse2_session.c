@@ -12,6 +12,12 @@
 /* The largest errno a reply to the kernel may carry; anything else from a provider is EIO. */
 #define WF2_ERRNO_MAX 4095
 
+/* The most entries one READDIRPLUS page may carry: a round trip per 4096 entries costs little,
+ * and a page stays well within the gateway's message size. */
+#define WF2_PAGE_ENTRIES 4096
+/* The largest entry: a name of 255 bytes with its length, and the attributes. */
+#define WF2_DIRENT_MAX (4 + 255 + 88)
+
 static const uint8_t wf2_type_of[] = {
     [FUSEBRIDGE_LOOKUP] = CODEC_WF2_GETATTR, /* path-based mounts never send LOOKUP */
     [FUSEBRIDGE_GETATTR] = CODEC_WF2_GETATTR,   [FUSEBRIDGE_READDIR] = CODEC_WF2_READDIR,
@@ -43,16 +49,34 @@ static struct codec_wf2_timestamp timestamp_of(struct timespec ts)
     return (struct codec_wf2_timestamp){.sec = (uint64_t)ts.tv_sec, .nsec = (uint32_t)ts.tv_nsec};
 }
 
+/* Entries a READDIRPLUS page may carry: even a page of the longest names must fit a message. */
+static uint32_t wf2_page_entries(const struct session *s)
+{
+    size_t fit = (s->hub->config.max_message - 64) / WF2_DIRENT_MAX;
+    return fit < WF2_PAGE_ENTRIES ? (uint32_t)(fit > 0 ? fit : 1) : WF2_PAGE_ENTRIES;
+}
+
+/* A listing is asked with attributes until the provider says it does not know how. */
+static uint8_t wf2_wire_type(const struct filesystem *fs, const struct fusebridge_request *req)
+{
+    if (req->kind == FUSEBRIDGE_READDIR && fs->readdirplus >= 0)
+        return CODEC_WF2_READDIRPLUS;
+    return wf2_type_of[req->kind];
+}
+
 static int wf2_encode(struct session *s, const struct filesystem *fs, uint32_t id,
                       const struct fusebridge_request *req, size_t *len)
 {
-    (void)fs;
     int rc = session_limits_check_paths(s, req);
     if (rc != 0)
         return rc;
+    uint8_t type = wf2_wire_type(fs, req);
+    struct pending *p = session_pending_find(s, id);
+    if (p)
+        p->wire_type = type; /* the answer is decoded as what was asked */
     struct codec_wf2_request msg = {
         .id = id,
-        .type = wf2_type_of[req->kind],
+        .type = type,
         .path = str_of(req->path),
         .path2 = str_of(req->path2),
         .target = str_of(req->target),
@@ -63,6 +87,7 @@ static int wf2_encode(struct session *s, const struct filesystem *fs, uint32_t i
         .size = req->length,
         .offset = req->offset,
         .read_size = req->size,
+        .max_entries = wf2_page_entries(s),
         .handle = req->fh,
         .flags = req->flags,
         .access_mode = (uint8_t)req->mask,
@@ -107,30 +132,76 @@ static void statfs_to_statvfs(const struct codec_wf2_statfs *f, struct statvfs *
     st->f_namemax = f->namemax;
 }
 
+/* Adds one entry to the listing: 0, or the error to fail the listing with. A name the kernel
+ * cannot take (too long, NUL inside, '/') is left out. */
+static int wf2_entry_add(struct fusebridge_op *op, struct codec_wf2_str name,
+                         const struct stat *attr)
+{
+    char buf[256];
+    if (name.len >= sizeof(buf) || memchr(name.ptr, '\0', name.len))
+        return 0;
+    memcpy(buf, name.ptr, name.len);
+    buf[name.len] = '\0';
+    int rc = fusebridge_readdir_add(op, buf, 0, attr);
+    return rc == -EINVAL ? 0 : rc;
+}
+
 static void wf2_answer_readdir(struct fusebridge_op *op, struct codec_wf2_response *resp)
 {
     struct codec_wf2_str name;
-    char buf[256];
     while (codec_wf2_names_next(&resp->name_list, &name)) {
-        /* A name the kernel cannot take (too long, NUL inside) is left out of the listing. */
-        if (name.len >= sizeof(buf) || memchr(name.ptr, '\0', name.len))
-            continue;
-        memcpy(buf, name.ptr, name.len);
-        buf[name.len] = '\0';
-        if (fusebridge_readdir_add(op, buf, 0, 0) == -ENOMEM) {
-            fusebridge_reply_error(op, -ENOMEM);
+        int rc = wf2_entry_add(op, name, NULL);
+        if (rc != 0) {
+            fusebridge_reply_error(op, rc);
             return;
         }
     }
     fusebridge_readdir_done(op);
 }
 
-static void wf2_answer(struct fusebridge_op *op, struct codec_wf2_response *resp)
+/* One page of a listing with attributes; the next is asked for when the provider has more. */
+static void wf2_answer_readdirplus(struct fusebridge_op *op, struct codec_wf2_response *resp)
+{
+    struct codec_wf2_dirent entry;
+    while (codec_wf2_dirents_next(&resp->entry_list, &entry)) {
+        struct stat st;
+        attr_to_stat(&entry.attr, &st);
+        int rc = wf2_entry_add(op, entry.name, &st);
+        if (rc != 0) {
+            fusebridge_reply_error(op, rc);
+            return;
+        }
+    }
+    if (resp->cookie != 0)
+        fusebridge_readdir_continue(op, resp->cookie);
+    else
+        fusebridge_readdir_done(op);
+}
+
+/* The provider does not know READDIRPLUS (every provider must answer an unknown request so): this
+ * filesystem's listings are asked with READDIR from now on, this one too. */
+static void wf2_readdirplus_unknown(struct session *s, struct filesystem *fs,
+                                    struct fusebridge_op *op)
+{
+    if (fs->readdirplus == 0)
+        log_info("session %llu: %s: the provider lists names only (no readdirplus)",
+                 (unsigned long long)s->id, fs->name);
+    fs->readdirplus = -1;
+    fusebridge_readdir_continue(op, 0);
+}
+
+static void wf2_answer(struct filesystem *fs, struct fusebridge_op *op,
+                       struct codec_wf2_response *resp)
 {
     struct fusebridge_answer answer = {0};
     switch (fusebridge_op_request(op)->kind) {
     case FUSEBRIDGE_READDIR:
-        wf2_answer_readdir(op, resp);
+        if (resp->type == CODEC_WF2_READDIRPLUS) {
+            fs->readdirplus = 1;
+            wf2_answer_readdirplus(op, resp);
+        } else {
+            wf2_answer_readdir(op, resp);
+        }
         return;
     case FUSEBRIDGE_LOOKUP:
     case FUSEBRIDGE_GETATTR:
@@ -160,8 +231,12 @@ static void wf2_answer(struct fusebridge_op *op, struct codec_wf2_response *resp
     fusebridge_op_answer(op, &answer);
 }
 
-static uint32_t expected_size(const struct fusebridge_request *req)
+/* What decoding the answer needs besides its type: bytes asked or sent, entries asked. */
+static uint32_t expected_size(const struct session *s, uint8_t type,
+                              const struct fusebridge_request *req)
 {
+    if (type == CODEC_WF2_READDIRPLUS)
+        return wf2_page_entries(s);
     return req->kind == FUSEBRIDGE_READ || req->kind == FUSEBRIDGE_WRITE ? req->size : 0;
 }
 
@@ -201,6 +276,8 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     }
     if (session_auth_on_creds(s, id, data, len))
         return 0;
+    const struct pending *p = session_pending_find(s, id);
+    uint8_t sent = p ? p->wire_type : 0;
     struct fusebridge_op *op;
     struct filesystem *fs;
     if (session_take_pending(s, id, &op, &fs) != 0) {
@@ -212,13 +289,17 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     const struct fusebridge_request *req = fusebridge_op_request(op);
     enum fusebridge_kind kind = req->kind;
     struct codec_wf2_response resp;
-    int rc = codec_wf2_decode_response(data, len, wf2_type_of[kind], expected_size(req), &resp);
+    int rc = codec_wf2_decode_response(data, len, sent, expected_size(s, sent, req), &resp);
+    if (rc == -ENOSYS && sent == CODEC_WF2_READDIRPLUS) {
+        wf2_readdirplus_unknown(s, fs, op);
+        return 0;
+    }
     int error = wf2_error_of(s, rc, &resp, type, id);
     session_account(s, fs, kind, error, error == 0 ? wf2_bytes_of(kind, &resp) : 0);
     if (error != 0)
         fusebridge_reply_error(op, error);
     else
-        wf2_answer(op, &resp);
+        wf2_answer(fs, op, &resp);
     return 0;
 }
 

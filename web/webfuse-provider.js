@@ -313,6 +313,7 @@ export class WebfuseProvider {
       case Type.RELEASE: return this.#release(request);
       case Type.READ: return this.#read(request);
       case Type.READDIR: return this.#readdir(request);
+      case Type.READDIRPLUS: return this.#readdirplus(request);
       case Type.STATFS: return this.#statfs(request);
       case Type.FSYNC: return { result: 0 }; // nothing was written, nothing to flush
       case Type.GETCREDS: return { credentials: this.#token };
@@ -400,6 +401,20 @@ export class WebfuseProvider {
     if (!node) return { result: -Errno.ENOENT };
     if (node !== ROOT) return { result: -Errno.ENOTDIR };
     return { result: 0, names: this.#entries.map((e) => e.name) };
+  }
+
+  // Pages of the file list with attributes; a cookie is the index of the page's first entry.
+  #readdirplus(request) {
+    const node = this.#find(request.path);
+    if (!node) return { result: -Errno.ENOENT };
+    if (node !== ROOT) return { result: -Errno.ENOTDIR };
+    if (request.maxEntries === 0) return { result: -Errno.EINVAL };
+    const start = request.cookie > BigInt(this.#entries.length) ? this.#entries.length :
+      Number(request.cookie);
+    const end = Math.min(this.#entries.length, start + request.maxEntries);
+    const entries = this.#entries.slice(start, end)
+      .map((e) => ({ name: e.name, attributes: this.#attributes(e) }));
+    return { result: 0, cookie: end < this.#entries.length ? BigInt(end) : 0n, entries };
   }
 
   #statfs(request) {

@@ -32,6 +32,8 @@ export const Type = Object.freeze({
   STATFS: 0x15,
   UTIMENS: 0x16,
   GETCREDS: 0x17,
+  // Our extension (docs/protocols.md): a page of entries with their attributes.
+  READDIRPLUS: 0x18,
 });
 
 // A response's type is its request's type with this bit set; 0x80 alone answers an unknown type.
@@ -97,6 +99,7 @@ const REQUEST_FIELDS = {
   [Type.UTIMENS]: [['path', 'string'], ['atime', 'timestamp'], ['mtime', 'timestamp'],
     ['handle', 'u64']],
   [Type.GETCREDS]: [],
+  [Type.READDIRPLUS]: [['path', 'string'], ['cookie', 'u64'], ['maxEntries', 'u32']],
 };
 
 // Fields after the result, present only on success (for read: when the result is above 0).
@@ -108,6 +111,8 @@ const RESPONSE_FIELDS = {
   [Type.READ]: [['data', 'bytes']],
   [Type.READDIR]: [['names', 'strings']],
   [Type.STATFS]: [['statistics', 'statistics']],
+  // cookie: where the next page starts, 0 when this page is the last
+  [Type.READDIRPLUS]: [['cookie', 'u64'], ['entries', 'dirents']],
 };
 
 const ATTRIBUTE_FIELDS = [['inode', 'u64'], ['nlink', 'u64'], ['mode', 'u32'], ['uid', 'u32'],
@@ -118,6 +123,9 @@ const STATISTICS_FIELDS = ['bsize', 'frsize', 'blocks', 'bfree', 'bavail', 'file
   'namemax'].map((name) => [name, 'u64']);
 
 const TIMESTAMP_FIELDS = [['sec', 'u64'], ['nsec', 'u32']];
+
+// The smallest READDIRPLUS entry: an empty name's length and the attributes.
+const DIRENT_MIN = 4 + 88;
 
 // A message that is too short for its fields or carries a value of the wrong kind.
 export class WireError extends Error {}
@@ -194,6 +202,13 @@ class Writer {
       case 'strings':
         this.u32(value.length);
         for (const s of value) this.raw(utf8Encoder.encode(checkString(s)));
+        return undefined;
+      case 'dirents':
+        this.u32(value.length);
+        for (const entry of value) {
+          this.raw(utf8Encoder.encode(checkString(entry.name)));
+          this.fields(ATTRIBUTE_FIELDS, entry.attributes);
+        }
         return undefined;
       case 'timestamp': return this.fields(TIMESTAMP_FIELDS, value);
       case 'attributes': return this.fields(ATTRIBUTE_FIELDS, value);
@@ -288,6 +303,16 @@ class Reader {
         const names = [];
         for (let i = 0; i < count; i++) names.push(utf8Decoder.decode(this.raw()));
         return names;
+      }
+      case 'dirents': {
+        const count = this.u32();
+        // Each entry takes at least a 4-byte length and 88 bytes of attributes.
+        this.need(count * DIRENT_MIN);
+        const entries = [];
+        for (let i = 0; i < count; i++) {
+          entries.push({ name: utf8Decoder.decode(this.raw()), attributes: this.fields(ATTRIBUTE_FIELDS) });
+        }
+        return entries;
       }
       case 'timestamp': return this.fields(TIMESTAMP_FIELDS);
       case 'attributes': return this.fields(ATTRIBUTE_FIELDS);

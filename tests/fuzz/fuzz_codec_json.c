@@ -17,9 +17,11 @@
 #define READ_CAP (64 * 1024)
 #define ENCODE_CAP (256 * 1024)
 
-static int count_entry(void *user, const char *name, uint64_t ino)
+static int count_entry(void *user, const char *name, uint64_t ino, const struct stat *attr)
 {
     (void)ino;
+    /* Attributes are only reported for what JSON can describe. */
+    FUZZ_CHECK(!attr || S_ISREG(attr->st_mode) || S_ISDIR(attr->st_mode));
     FUZZ_CHECK(name != NULL);
     (void)strlen(name);
     (*(size_t *)user)++;

@@ -68,11 +68,29 @@ static struct codec_wf2_str *names_array(const struct codec_wf2_response *resp)
     return names;
 }
 
+/* The decoded READDIRPLUS entries as the array the encoder takes; NULL when there are none. */
+static struct codec_wf2_dirent *dirents_array(const struct codec_wf2_response *resp)
+{
+    if (resp->entry_count == 0)
+        return NULL;
+    FUZZ_CHECK(resp->entry_count <= 0xffffffffu);
+    struct codec_wf2_dirent *entries = calloc(resp->entry_count, sizeof(*entries));
+    FUZZ_CHECK(entries != NULL);
+    struct codec_wf2_dirents walk = resp->entry_list;
+    size_t i = 0;
+    while (codec_wf2_dirents_next(&walk, &entries[i]))
+        i++;
+    FUZZ_CHECK(i == resp->entry_count);
+    return entries;
+}
+
 static void check_fixed_point_response(struct codec_wf2_response *resp, uint8_t expected,
                                        uint32_t size)
 {
     struct codec_wf2_str *names = names_array(resp);
     resp->names = names;
+    struct codec_wf2_dirent *entries = dirents_array(resp);
+    resp->entries = entries;
     size_t len, len2;
     FUZZ_CHECK(codec_wf2_encode_response(NULL, 0, &len, resp) == -ENOBUFS);
     unsigned char *first = malloc(len);
@@ -82,12 +100,16 @@ static void check_fixed_point_response(struct codec_wf2_response *resp, uint8_t 
     FUZZ_CHECK(codec_wf2_decode_response(first, len, expected, size, &again) == 0);
     struct codec_wf2_str *names2 = names_array(&again);
     again.names = names2;
+    struct codec_wf2_dirent *entries2 = dirents_array(&again);
+    again.entries = entries2;
     unsigned char *second = malloc(len);
     FUZZ_CHECK(second != NULL);
     FUZZ_CHECK(codec_wf2_encode_response(second, len, &len2, &again) == 0);
     FUZZ_CHECK(len2 == len && memcmp(first, second, len) == 0);
     free(names);
     free(names2);
+    free(entries);
+    free(entries2);
     free(first);
     free(second);
 }
@@ -104,6 +126,8 @@ static void fuzz_response(const unsigned char *msg, size_t n, uint8_t expected, 
         FUZZ_CHECK(resp.result <= 0 || (uint32_t)resp.result <= size);
         FUZZ_CHECK(resp.result <= 0 || resp.data.len == (size_t)resp.result);
     }
+    if (expected == CODEC_WF2_READDIRPLUS) /* never more entries than asked for */
+        FUZZ_CHECK(resp.entry_count <= size && (resp.entry_count > 0 || resp.cookie == 0));
     check_fixed_point_response(&resp, expected, size);
 }
 

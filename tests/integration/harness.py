@@ -745,13 +745,14 @@ class Env:
         return p
 
     def start_webfuse2_provider(self, daemon, name, directory, read_only=False, extra=(),
-                               wait=True, url=None):
+                               wait=True, url=None, command=None):
         """Starts a webfuse2 provider serving `directory` read-write (or --read-only) as the
         filesystem `name` (the last segment of the URL path); waits until
         daemon.mount_path(name) is mounted. The command is webfuse-provider, or
         $WEBFUSE2_PROVIDER_CMD (split like a shell would) when set, e.g. the reference provider
-        "python3 tests/integration/pyprovider.py", to tell a gateway bug from a provider bug."""
-        argv = webfuse2_provider_command() + [
+        "python3 tests/integration/pyprovider.py", to tell a gateway bug from a provider bug;
+        `command` (an argv list) overrides both."""
+        argv = (command or webfuse2_provider_command()) + [
             "--url", url or "ws://127.0.0.1:%d/%s" % (daemon.port, name), "--path", directory]
         if read_only:
             argv.append("--read-only")

@@ -339,5 +339,39 @@ def throughput_of_64_mib_read(env):
     sys.stdout.flush()
 
 
+
+def read_requests(daemon):
+    samples = harness.parse_metrics(daemon.api("GET", "/metrics").body.decode())
+    return sum(v for (name, labels), v in samples.items()
+               if name == "webfuse_requests_total" and ("op", "read") in labels)
+
+
+@suite.test
+def reopened_file_is_read_from_the_page_cache_until_it_changes(env):
+    """keep_cache: a second open of an unchanged file reads nothing from the provider; once the
+    provider's file has another mtime, the next look at its attributes drops the stale pages."""
+    daemon = env.start_daemon()
+    source = env.mkdir("cached")
+    path = os.path.join(source, "f")
+    first, second = os.urandom(256 * 1024), os.urandom(256 * 1024)
+    with open(path, "wb") as f:
+        f.write(first)
+    os.utime(path, (1600000000, 1600000000))
+    env.start_webfuse2_provider(daemon, "cache", source, read_only=True)
+    through = os.path.join(daemon.mount_path("cache"), "f")
+    harness.drop_caches()
+    check(open(through, "rb").read() == first, "first read")
+    asked = read_requests(daemon)
+    check(asked >= 1, "the first read went to the provider")
+    check(open(through, "rb").read() == first, "second read")
+    check_equal(read_requests(daemon), asked, "read requests after reading the file again")
+    with open(path, "wb") as f:
+        f.write(second)
+    os.utime(path, (1600000100, 1600000100))
+    time.sleep(1.1)  # attributes are cached for one second
+    check(open(through, "rb").read() == second, "the changed file is read afresh")
+    check(read_requests(daemon) > asked, "the changed file was asked for again")
+
+
 if __name__ == "__main__":
     suite.main()

@@ -43,10 +43,10 @@ RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 # Request types
 TYPE_NAMES = ("ACCESS GETATTR READLINK SYMLINK LINK RENAME CHMOD CHOWN TRUNCATE FSYNC OPEN "
               "MKNOD CREATE RELEASE UNLINK READ WRITE MKDIR READDIR RMDIR STATFS UTIMENS "
-              "GETCREDS").split()
+              "GETCREDS READDIRPLUS").split()
 (ACCESS, GETATTR, READLINK, SYMLINK, LINK, RENAME, CHMOD, CHOWN, TRUNCATE, FSYNC, OPEN, MKNOD,
  CREATE, RELEASE, UNLINK, READ, WRITE, MKDIR, READDIR, RMDIR, STATFS, UTIMENS,
- GETCREDS) = range(0x01, 0x18)
+ GETCREDS, READDIRPLUS) = range(0x01, 0x19)  # READDIRPLUS: our extension (docs/protocols.md)
 NAMES = {i + 1: name.lower() for i, name in enumerate(TYPE_NAMES)}
 
 PROVIDER = os.environ.get("WEBFUSE_PROVIDER", "")
@@ -113,6 +113,10 @@ def p_rename(a, c, flags):
 
 def p_mode(path, mode):
     return wstr(path) + struct.pack(">I", mode)
+
+
+def p_readdirplus(path, cookie, max_entries):
+    return wstr(path) + struct.pack(">QI", cookie, max_entries)
 
 
 def p_chown(path, uid, gid):
@@ -500,7 +504,7 @@ def test_oversized_message_closes_connection(ctx):
 
 def test_unknown_types_get_0x80(ctx):
     s = Session(ctx)
-    for rtype, payload in ((0x42, b"\x01\x02\x03"), (0x00, b""), (0x18, b"abc"), (0x7f, b""),
+    for rtype, payload in ((0x42, b"\x01\x02\x03"), (0x00, b""), (0x19, b"abc"), (0x7f, b""),
                            (0x82, b"\x00\x00\x00\x00"), (0xff, b"\xff" * 100)):
         rid = s.svc.send(rtype, payload)
         check_bytes(s.svc.wait_for(rid), struct.pack(">IB", rid, 0x80),
@@ -524,6 +528,7 @@ def valid_requests():
         WRITE: p_write("/hello.txt", b"ab", 0, 1), MKDIR: p_mode("/d", 0o755),
         READDIR: p_path("/"), RMDIR: p_path("/d"), STATFS: p_path("/"),
         UTIMENS: p_utimens("/hello.txt", (1, 2), (3, 4), NONE),
+        READDIRPLUS: p_readdirplus("/", 0, 16),
     }
 
 
@@ -877,6 +882,77 @@ def test_readdir_never_sends_dots(ctx):
     check_eq(s.stop(), (1000, 0), "clean stop (sanitizer builds: no leak)")
 
 
+def parse_readdirplus(msg):
+    """(next cookie, [(name, 88 attribute bytes)]) of a successful READDIRPLUS answer."""
+    cookie, count = struct.unpack(">QI", msg[9:21])
+    entries, pos = [], 21
+    for _ in range(count):
+        n = struct.unpack(">I", msg[pos:pos + 4])[0]
+        entries.append((msg[pos + 4:pos + 4 + n], msg[pos + 4 + n:pos + 92 + n]))
+        pos += 92 + n
+    check_eq(pos, len(msg), "nothing after the entries")
+    return cookie, entries
+
+
+def list_plus(s, path, page):
+    """Every entry of `path`, page by page; also the number of pages."""
+    cookie, entries, pages = 0, [], 0
+    while True:
+        rid, msg = s.svc.call(READDIRPLUS, p_readdirplus(path, cookie, page))
+        check_eq(errname(result_of(msg)), 0, "readdirplus %s from cookie %d" % (path, cookie))
+        cookie, got = parse_readdirplus(msg)
+        check(1 <= len(got) <= page or (cookie == 0 and not got), "page of %d entries" % len(got))
+        entries += got
+        pages += 1
+        if cookie == 0:
+            return entries, pages
+
+
+def test_readdirplus_pages_entries_with_lstat_attributes(ctx):
+    s = Session(ctx)
+    os.mkdir(in_tree(ctx, "many"))
+    for i in range(1000):
+        open(in_tree(ctx, "many", "f%04d" % i), "w").write("x" * (i % 7))
+    for name, page in (("", 4096), ("sub", 1), ("many", 1), ("many", 64), ("many", 4096)):
+        entries, pages = list_plus(s, "/" + name, page)
+        expected = sorted(os.listdir(in_tree(ctx, name).encode()))
+        check_eq(sorted(n for n, _ in entries), expected,
+                 "/%s in pages of %d: every entry once, no . or .." % (name, page))
+        check_eq(pages, max(1, -(-len(expected) // page)), "pages of /%s" % name)
+        for n, attr in entries:
+            check_bytes(attr, attr_bytes(os.lstat(os.path.join(in_tree(ctx, name).encode(), n))),
+                        "attributes of /%s/%r" % (name, n))
+    os.mkdir(in_tree(ctx, "void"))
+    rid, msg = s.svc.call(READDIRPLUS, p_readdirplus("/void", 0, 8))
+    check_bytes(msg, response(rid, READDIRPLUS, 0, struct.pack(">QI", 0, 0)), "empty directory")
+    s.svc.expect(READDIRPLUS, p_readdirplus("/", 0, 0), -errno.EINVAL, "a page of no entries")
+    s.svc.expect(READDIRPLUS, p_readdirplus("/hello.txt", 0, 8), -errno.ENOTDIR, "of a file")
+    s.svc.expect(READDIRPLUS, p_readdirplus("/missing", 0, 8), -errno.ENOENT, "of nothing")
+    check_eq(s.stop(), (1000, 0), "clean stop (sanitizer builds: no leak)")
+
+
+def test_readdirplus_pages_survive_changes_between_them(ctx):
+    """Entries removed or added between pages never make a listing repeat or lose one that stayed."""
+    s = Session(ctx)
+    os.mkdir(in_tree(ctx, "moving"))
+    for i in range(300):
+        open(in_tree(ctx, "moving", "k%03d" % i), "w").close()
+    rid, msg = s.svc.call(READDIRPLUS, p_readdirplus("/moving", 0, 100))
+    cookie, first = parse_readdirplus(msg)
+    check(cookie != 0, "more pages follow")
+    gone = {n for n, _ in first[:10]}
+    for n in gone:
+        os.unlink(os.path.join(in_tree(ctx, "moving").encode(), n))
+    seen = [n for n, _ in first]
+    while cookie:
+        rid, msg = s.svc.call(READDIRPLUS, p_readdirplus("/moving", cookie, 100))
+        cookie, got = parse_readdirplus(msg)
+        seen += [n for n, _ in got]
+    check_eq(len(seen), len(set(seen)), "no entry twice")
+    check_eq(set(seen) - gone, set(os.listdir(in_tree(ctx, "moving").encode())),
+             "every entry that stayed")
+
+
 def test_statfs(ctx):
     s = Session(ctx)
     rid, msg = s.svc.call(STATFS, p_path("/sub"))
@@ -960,6 +1036,7 @@ def test_paths_never_escape(ctx):
     for path in bad_paths:
         for rtype, payload in ((GETATTR, p_path(path)), (OPEN, p_open(path, 0)),
                                (READDIR, p_path(path)), (UNLINK, p_path(path)),
+                               (READDIRPLUS, p_readdirplus(path, 0, 8)),
                                (MKDIR, p_mode(path, 0o755)), (READLINK, p_path(path)),
                                (TRUNCATE, p_truncate(path, 0, NONE))):
             svc.expect(rtype, payload, -errno.EINVAL, "%s %r refused" % (NAMES[rtype], path))
@@ -978,6 +1055,7 @@ def test_paths_never_escape(ctx):
             (GETATTR, p_path("/dirlink_out/secret.txt")),
             (READDIR, p_path("/dirlink_out")),
             (READDIR, p_path("/dirlink_out/outside")),
+            (READDIRPLUS, p_readdirplus("/dirlink_out", 0, 8)),
             (CREATE, p_mode("/dirlink_out/outside/new", 0o100644)),
             (MKDIR, p_mode("/dirlink_out/outside/d", 0o755)),
             (MKNOD, p_mknod("/dirlink_out/outside/n", stat.S_IFIFO | 0o644, 0)),

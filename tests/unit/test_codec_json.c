@@ -67,10 +67,12 @@ struct listing {
     size_t count;
     char names[LISTING_MAX][64];
     uint64_t inos[LISTING_MAX];
+    bool has_attr[LISTING_MAX];
+    struct stat attrs[LISTING_MAX];
     size_t fail_at; /* return -ENOMEM for this entry (1-based); 0 = never */
 };
 
-static int listing_add(void *user, const char *name, uint64_t ino)
+static int listing_add(void *user, const char *name, uint64_t ino, const struct stat *attr)
 {
     struct listing *l = user;
 
@@ -78,6 +80,9 @@ static int listing_add(void *user, const char *name, uint64_t ino)
         return -E2BIG;
     strcpy(l->names[l->count], name);
     l->inos[l->count] = ino;
+    l->has_attr[l->count] = attr != NULL;
+    if (attr)
+        l->attrs[l->count] = *attr;
     l->count++;
     return l->count == l->fail_at ? -ENOMEM : 0;
 }
@@ -1203,10 +1208,11 @@ static void decode_readdir_stops_at_a_negative_callback_value(void **state)
     codec_json_msg_free(msg);
 }
 
-static int count_and_return_one(void *user, const char *name, uint64_t ino)
+static int count_and_return_one(void *user, const char *name, uint64_t ino, const struct stat *attr)
 {
     (void)name;
     (void)ino;
+    (void)attr;
     ++*(size_t *)user;
     return 1;
 }
@@ -1239,7 +1245,7 @@ static void decode_readdir_with_a_bad_entry_calls_back_for_none(void **state)
 static void encode_readdir_result_writes_the_wire_form_and_decodes_back(void **state)
 {
     const struct codec_json_dirent entries[] = {
-        {".", 1}, {"..", 1}, {"a.txt", 2}, {"\xc3\xa9", INT64_MAX}};
+        {".", 1, NULL}, {"..", 1, NULL}, {"a.txt", 2, NULL}, {"\xc3\xa9", INT64_MAX, NULL}};
     struct codec_json_msg *msg;
     struct listing l = {0};
     struct wire w;
@@ -1269,8 +1275,8 @@ static void encode_readdir_result_of_no_entries_is_an_empty_array(void **state)
 
 static void encode_readdir_result_rejects_bad_entries_with_einval(void **state)
 {
-    const struct codec_json_dirent non_utf8[] = {{"ok", 2}, {"\xfe", 3}};
-    const struct codec_json_dirent huge_ino[] = {{"big", UINT64_MAX}};
+    const struct codec_json_dirent non_utf8[] = {{"ok", 2, NULL}, {"\xfe", 3, NULL}};
+    const struct codec_json_dirent huge_ino[] = {{"big", UINT64_MAX, NULL}};
     struct wire w;
 
     (void)state;
@@ -1278,6 +1284,61 @@ static void encode_readdir_result_rejects_bad_entries_with_einval(void **state)
                      -EINVAL);
     assert_int_equal(codec_json_encode_readdir_result(w.buf, WIRE_CAP, &w.len, 1, huge_ino, 1),
                      -EINVAL);
+}
+
+/* Our extension: entries carry the attributes of a getattr result, so the gateway needs no
+ * lookup per entry. First-generation entries (no "type", no "mode") come without. */
+static void readdir_entries_with_attributes_round_trip(void **state)
+{
+    struct stat file = {.st_ino = 2, .st_mode = S_IFREG | 0640, .st_size = 5000000000};
+    struct stat dir = {.st_ino = 3, .st_mode = S_IFDIR | 0755};
+    struct stat fifo = {.st_ino = 4, .st_mode = S_IFIFO | 0644};
+    const struct codec_json_dirent entries[] = {
+        {"f", 2, &file}, {"d", 3, &dir}, {"p", 4, &fifo}, {"old", 5, NULL}};
+    struct codec_json_msg *msg;
+    struct listing l = {0};
+    struct wire w;
+
+    (void)state;
+    file.st_mtim.tv_sec = 1700000000;
+    assert_wire(codec_json_encode_readdir_result(w.buf, WIRE_CAP, &w.len, 7, entries, 4), &w,
+                "{\"result\":[{\"name\":\"f\",\"inode\":2,\"mode\":416,\"type\":\"file\","
+                "\"size\":5000000000,\"atime\":0,\"mtime\":1700000000,\"ctime\":0},"
+                "{\"name\":\"d\",\"inode\":3,\"mode\":493,\"type\":\"dir\",\"size\":0,"
+                "\"atime\":0,\"mtime\":0,\"ctime\":0},{\"name\":\"p\",\"inode\":4},"
+                "{\"name\":\"old\",\"inode\":5}],\"id\":7}");
+    msg = parse_wire(&w);
+    assert_int_equal(codec_json_decode_readdir(msg, listing_add, &l), 0);
+    assert_int_equal(l.count, 4);
+    assert_true(l.has_attr[0]);
+    assert_int_equal(l.attrs[0].st_mode, S_IFREG | 0640);
+    assert_int_equal(l.attrs[0].st_size, 5000000000);
+    assert_int_equal(l.attrs[0].st_mtim.tv_sec, 1700000000);
+    assert_int_equal(l.attrs[0].st_ino, 2);
+    assert_true(l.has_attr[1]);
+    assert_int_equal(l.attrs[1].st_mode, S_IFDIR | 0755);
+    assert_int_equal(l.attrs[1].st_ino, 3);
+    assert_false(l.has_attr[2]); /* a FIFO cannot be described in JSON: looked up instead */
+    assert_false(l.has_attr[3]);
+    codec_json_msg_free(msg);
+}
+
+/* "." and ".." are not trusted with inodes, and not with attributes either. */
+static void readdir_dot_entries_never_carry_attributes(void **state)
+{
+    struct codec_json_msg *msg =
+        parse_text("{\"result\":[{\"name\":\".\",\"inode\":0,\"type\":\"bogus\"},"
+                   "{\"name\":\"a\",\"inode\":9,\"type\":\"dir\",\"mode\":448}],\"id\":1}");
+    struct listing l = {0};
+
+    (void)state;
+    assert_int_equal(codec_json_decode_readdir(msg, listing_add, &l), 0);
+    assert_int_equal(l.count, 2);
+    assert_false(l.has_attr[0]);
+    assert_true(l.has_attr[1]);
+    assert_int_equal(l.attrs[1].st_mode, S_IFDIR | 0700);
+    assert_int_equal(l.attrs[1].st_nlink, 2);
+    codec_json_msg_free(msg);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1430,7 +1491,7 @@ static int oom_open(struct wire *w)
 
 static int oom_readdir(struct wire *w)
 {
-    const struct codec_json_dirent entries[] = {{".", 1}, {"a", 2}, {"b", 3}};
+    const struct codec_json_dirent entries[] = {{".", 1, NULL}, {"a", 2, NULL}, {"b", 3, NULL}};
 
     return codec_json_encode_readdir_result(w->buf, WIRE_CAP, &w->len, 1, entries, 3);
 }
@@ -1675,6 +1736,16 @@ static struct malformed malformed_inputs[] = {
     {"readdir_rejects_an_entry_that_is_a_string", AT_READDIR, R("[\"a\"]")},
     {"readdir_rejects_an_entry_that_is_an_array", AT_READDIR, R("[[\"a\",2]]")},
     {"readdir_rejects_a_result_that_is_an_object", AT_READDIR, R("{\"a\":2}")},
+    {"readdir_rejects_an_entry_with_a_type_but_no_mode", AT_READDIR,
+     R("[{\"name\":\"a\",\"inode\":2,\"type\":\"file\"}]")},
+    {"readdir_rejects_an_entry_with_a_mode_but_no_type", AT_READDIR,
+     R("[{\"name\":\"a\",\"inode\":2,\"mode\":420}]")},
+    {"readdir_rejects_an_entry_of_an_unknown_type", AT_READDIR,
+     R("[{\"name\":\"a\",\"inode\":2,\"type\":\"link\",\"mode\":420}]")},
+    {"readdir_rejects_an_entry_with_a_string_size", AT_READDIR,
+     R("[{\"name\":\"a\",\"inode\":2,\"type\":\"file\",\"mode\":420,\"size\":\"1\"}]")},
+    {"readdir_rejects_an_entry_with_a_negative_mtime", AT_READDIR,
+     R("[{\"name\":\"a\",\"inode\":2,\"type\":\"file\",\"mode\":420,\"mtime\":-1}]")},
     {"readdir_rejects_an_error_response", AT_READDIR, "{\"error\":{\"code\":101},\"id\":1}"},
 
     /* provider side: requests from the gateway */
@@ -1719,10 +1790,11 @@ static struct malformed malformed_inputs[] = {
     {"request_rejects_an_error_response", AT_REQUEST, "{\"error\":{\"code\":1},\"id\":1}"},
 };
 
-static int ignore_entry(void *user, const char *name, uint64_t ino)
+static int ignore_entry(void *user, const char *name, uint64_t ino, const struct stat *attr)
 {
     (void)name;
     (void)ino;
+    (void)attr;
     ++*(size_t *)user;
     return 0;
 }
@@ -1854,6 +1926,8 @@ int main(void)
         cmocka_unit_test(encode_readdir_result_writes_the_wire_form_and_decodes_back),
         cmocka_unit_test(encode_readdir_result_of_no_entries_is_an_empty_array),
         cmocka_unit_test(encode_readdir_result_rejects_bad_entries_with_einval),
+        cmocka_unit_test(readdir_entries_with_attributes_round_trip),
+        cmocka_unit_test(readdir_dot_entries_never_carry_attributes),
         cmocka_unit_test(encoder_reports_enobufs_with_the_size_needed),
         cmocka_unit_test(encoder_succeeds_with_exactly_the_size_needed),
         cmocka_unit_test(encoder_measures_with_a_null_buffer_of_size_zero),

@@ -173,6 +173,7 @@ static void assert_request_equal(const struct codec_wf2_request *e,
     assert_int_equal(a->size, e->size);
     assert_int_equal(a->offset, e->offset);
     assert_int_equal(a->read_size, e->read_size);
+    assert_int_equal(a->max_entries, e->max_entries);
     assert_int_equal(a->handle, e->handle);
     assert_int_equal(a->flags, e->flags);
     assert_int_equal(a->access_mode, e->access_mode);
@@ -217,7 +218,9 @@ static void assert_response_equal(const struct codec_wf2_response *e,
                                   const struct codec_wf2_response *a, const struct msg *m)
 {
     struct codec_wf2_names names = a->name_list;
+    struct codec_wf2_dirents entries = a->entry_list;
     struct codec_wf2_str name;
+    struct codec_wf2_dirent entry;
     size_t i;
 
     assert_int_equal(a->id, e->id);
@@ -236,6 +239,15 @@ static void assert_response_equal(const struct codec_wf2_response *e,
         assert_str_equal(e->names[i], name, m);
     }
     assert_false(codec_wf2_names_next(&names, &name));
+    assert_int_equal(a->cookie, e->cookie);
+    assert_null(a->entries);
+    assert_int_equal(a->entry_count, e->entry_count);
+    for (i = 0; i < e->entry_count; i++) {
+        assert_true(codec_wf2_dirents_next(&entries, &entry));
+        assert_str_equal(e->entries[i].name, entry.name, m);
+        assert_attr_equal(&e->entries[i].attr, &entry.attr);
+    }
+    assert_false(codec_wf2_dirents_next(&entries, &entry));
 }
 
 static struct msg encode_request(const struct codec_wf2_request *req)
@@ -418,9 +430,82 @@ static const struct vector getcreds_ok = {
     .resp_hex = "0000000a 97 00000006 736563726574",
 };
 
+/* The readdirplus extension (docs/protocols.md): a first page of one entry that says where to go
+ * on, then the last page. */
+static const struct codec_wf2_dirent dirent_a[] = {
+    {S("a"),
+     {.inode = 5,
+      .nlink = 1,
+      .mode = 0100644,
+      .uid = 1000,
+      .gid = 1000,
+      .size = 3,
+      .blocks = 8,
+      .atime = T_1700000000_5,
+      .mtime = T_1700000000_5,
+      .ctime = T_1700000000_5}},
+};
+
+static const struct codec_wf2_dirent dirent_bc[] = {
+    {S("bc"),
+     {.inode = 6,
+      .nlink = 2,
+      .mode = 040755,
+      .uid = 1000,
+      .gid = 1000,
+      .size = 4096,
+      .blocks = 8,
+      .atime = T_1700000000_5,
+      .mtime = T_1700000000_5,
+      .ctime = T_1700000000_5}},
+};
+
+#define ATTR_HEX(inode, nlink, mode, size)                                                         \
+    inode nlink mode "000003e8 000003e8 0000000000000000" size "0000000000000008"                  \
+                     "000000006553f100 00000005  000000006553f100 00000005"                        \
+                     "000000006553f100 00000005"
+
+static const struct vector readdirplus_first_page = {
+    .req = {.id = 11, .type = CODEC_WF2_READDIRPLUS, .path = S("/d"), .max_entries = 1},
+    .req_hex = "0000000b 18 00000002 2f64 0000000000000000 00000001",
+    .resp = {.id = 11,
+             .type = CODEC_WF2_READDIRPLUS,
+             .cookie = 0x100000002ULL,
+             .entries = dirent_a,
+             .entry_count = 1},
+    .resp_hex = "0000000b 98 00000000 0000000100000002 00000001 00000001 61" ATTR_HEX(
+        "0000000000000005", "0000000000000001", "000081a4", "0000000000000003"),
+    .size = 1,
+};
+
+static const struct vector readdirplus_last_page = {
+    .req = {.id = 12,
+            .type = CODEC_WF2_READDIRPLUS,
+            .path = S("/d"),
+            .offset = 0x100000002ULL,
+            .max_entries = 1},
+    .req_hex = "0000000c 18 00000002 2f64 0000000100000002 00000001",
+    .resp = {.id = 12, .type = CODEC_WF2_READDIRPLUS, .entries = dirent_bc, .entry_count = 1},
+    .resp_hex = "0000000c 98 00000000 0000000000000000 00000001 00000002 6263" ATTR_HEX(
+        "0000000000000006", "0000000000000002", "000041ed", "0000000000001000"),
+    .size = 1,
+};
+
 static const struct vector *const all_vectors[] = {
-    &getattr_ok, &getattr_enoent, &readdir_ok, &open_ok,       &read_ok,      &write_ok,
-    &create_ok,  &statfs_ok,      &utimens_ok, &rename_eexist, &unknown_type, &getcreds_ok,
+    &getattr_ok,
+    &getattr_enoent,
+    &readdir_ok,
+    &open_ok,
+    &read_ok,
+    &write_ok,
+    &create_ok,
+    &statfs_ok,
+    &utimens_ok,
+    &rename_eexist,
+    &unknown_type,
+    &getcreds_ok,
+    &readdirplus_first_page,
+    &readdirplus_last_page,
 };
 
 static void service_encodes_request_to_spec_bytes(void **state)
@@ -551,6 +636,7 @@ static struct codec_wf2_request every_request_field(uint8_t type)
         .size = 0x0000000500000001ULL,
         .offset = 0xfffffffe00000003ULL,
         .read_size = 0xfffffff0,
+        .max_entries = 0x80000003,
         .handle = 0x8000000000000007ULL,
         .flags = INT32_MIN + 0101,
         .access_mode = 7,
@@ -627,6 +713,10 @@ static struct codec_wf2_request carried_request_fields(const struct codec_wf2_re
         c.mtime = r->mtime;
         c.handle = r->handle;
         break;
+    case CODEC_WF2_READDIRPLUS:
+        c.offset = r->offset;
+        c.max_entries = r->max_entries;
+        break;
     default:
         break;
     }
@@ -659,10 +749,16 @@ static const size_t request_size[CODEC_WF2_TYPE_MAX + 1] = {
     [CODEC_WF2_STATFS] = 5 + 13,
     [CODEC_WF2_UTIMENS] = 5 + 13 + 12 + 12 + 8,
     [CODEC_WF2_GETCREDS] = 5,
+    [CODEC_WF2_READDIRPLUS] = 5 + 13 + 8 + 4,
 };
 
 static const struct codec_wf2_str some_names[] = {S("x"), S(""), S("name with spaces"),
                                                   S("\xc3\xa4")};
+
+static const struct codec_wf2_dirent some_dirents[] = {
+    {S("x"), {.inode = 0x100000001ULL, .mode = 0100600, .size = 0x0000000500000001ULL}},
+    {S("name with spaces"), {.inode = 2, .nlink = 3, .mode = 040700, .mtime = {UINT64_MAX, 7}}},
+};
 
 static struct codec_wf2_response every_response_field(uint8_t type)
 {
@@ -688,6 +784,9 @@ static struct codec_wf2_response every_response_field(uint8_t type)
         .credentials = S("Bearer abc"),
         .names = some_names,
         .name_count = ARRAY_SIZE(some_names),
+        .cookie = 0xfffffffe00000001ULL,
+        .entries = some_dirents,
+        .entry_count = ARRAY_SIZE(some_dirents),
     };
     return r;
 }
@@ -720,6 +819,11 @@ static struct codec_wf2_response carried_response_fields(const struct codec_wf2_
     case CODEC_WF2_GETCREDS:
         c.credentials = r->credentials;
         break;
+    case CODEC_WF2_READDIRPLUS:
+        c.cookie = r->cookie;
+        c.entries = r->entries;
+        c.entry_count = r->entry_count;
+        break;
     default:
         break;
     }
@@ -727,21 +831,26 @@ static struct codec_wf2_response carried_response_fields(const struct codec_wf2_
 }
 
 /* Header 5 + result 4, then: attributes 88, target 4 + 7, handle 8, data 4 + 12, names 4 +
- * (5 + 4 + 20 + 6), statistics 64; getcreds: header + credentials 4 + 10, no result. */
+ * (5 + 4 + 20 + 6), statistics 64, entries 8 + 4 + (5 + 88) + (20 + 88); getcreds: header +
+ * credentials 4 + 10, no result. */
 static const size_t response_size[CODEC_WF2_TYPE_MAX + 1] = {
-    [CODEC_WF2_ACCESS] = 9,       [CODEC_WF2_GETATTR] = 9 + 88,  [CODEC_WF2_READLINK] = 9 + 11,
-    [CODEC_WF2_SYMLINK] = 9,      [CODEC_WF2_LINK] = 9,          [CODEC_WF2_RENAME] = 9,
-    [CODEC_WF2_CHMOD] = 9,        [CODEC_WF2_CHOWN] = 9,         [CODEC_WF2_TRUNCATE] = 9,
-    [CODEC_WF2_FSYNC] = 9,        [CODEC_WF2_OPEN] = 9 + 8,      [CODEC_WF2_MKNOD] = 9,
-    [CODEC_WF2_CREATE] = 9 + 8,   [CODEC_WF2_RELEASE] = 9,       [CODEC_WF2_UNLINK] = 9,
-    [CODEC_WF2_READ] = 9 + 16,    [CODEC_WF2_WRITE] = 9,         [CODEC_WF2_MKDIR] = 9,
-    [CODEC_WF2_READDIR] = 9 + 39, [CODEC_WF2_RMDIR] = 9,         [CODEC_WF2_STATFS] = 9 + 64,
-    [CODEC_WF2_UTIMENS] = 9,      [CODEC_WF2_GETCREDS] = 5 + 14,
+    [CODEC_WF2_ACCESS] = 9,        [CODEC_WF2_GETATTR] = 9 + 88,
+    [CODEC_WF2_READLINK] = 9 + 11, [CODEC_WF2_SYMLINK] = 9,
+    [CODEC_WF2_LINK] = 9,          [CODEC_WF2_RENAME] = 9,
+    [CODEC_WF2_CHMOD] = 9,         [CODEC_WF2_CHOWN] = 9,
+    [CODEC_WF2_TRUNCATE] = 9,      [CODEC_WF2_FSYNC] = 9,
+    [CODEC_WF2_OPEN] = 9 + 8,      [CODEC_WF2_MKNOD] = 9,
+    [CODEC_WF2_CREATE] = 9 + 8,    [CODEC_WF2_RELEASE] = 9,
+    [CODEC_WF2_UNLINK] = 9,        [CODEC_WF2_READ] = 9 + 16,
+    [CODEC_WF2_WRITE] = 9,         [CODEC_WF2_MKDIR] = 9,
+    [CODEC_WF2_READDIR] = 9 + 39,  [CODEC_WF2_RMDIR] = 9,
+    [CODEC_WF2_STATFS] = 9 + 64,   [CODEC_WF2_UTIMENS] = 9,
+    [CODEC_WF2_GETCREDS] = 5 + 14, [CODEC_WF2_READDIRPLUS] = 9 + 12 + 93 + 108,
 };
 
 static const uint8_t type_ids[CODEC_WF2_TYPE_MAX + 1] = {
-    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
-    0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c,
+    0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
 };
 
 /* Only the type's fields go on the wire, at the size the table gives, and come back unchanged. */
@@ -824,6 +933,8 @@ static void response_truncated_at_every_length_is_rejected(void **state)
         assert_null(resp.credentials.ptr);
         assert_int_equal(resp.name_count, 0);
         assert_int_equal(resp.statfs.bsize, 0);
+        assert_int_equal(resp.cookie, 0);
+        assert_int_equal(resp.entry_count, 0);
     }
 }
 
@@ -1073,7 +1184,7 @@ static void empty_response_of_the_expected_type_means_not_supported(void **state
  * of every type it does not know, including response types and 0x00. */
 static void unknown_request_types_decode_as_enosys_with_id_and_payload(void **state)
 {
-    static const uint8_t unknown[] = {0x00, 0x18, 0x42, 0x7f, 0x80, 0x82, 0x97, 0xff};
+    static const uint8_t unknown[] = {0x00, 0x19, 0x42, 0x7f, 0x80, 0x82, 0x97, 0xff};
     struct codec_wf2_request req;
     struct msg m, bare;
     size_t i;
@@ -1103,7 +1214,9 @@ static void known_request_types_are_not_enosys_even_when_empty(void **state)
     uint8_t t;
 
     (void)state;
-    for (t = CODEC_WF2_ACCESS; t < CODEC_WF2_GETCREDS; t++) {
+    for (t = CODEC_WF2_ACCESS; t <= CODEC_WF2_TYPE_MAX; t++) {
+        if (t == CODEC_WF2_GETCREDS)
+            continue;
         m = hex("00000001 00");
         m.b[4] = t;
         assert_int_equal(decode_request(&m, &req), -EBADMSG);
@@ -1259,6 +1372,35 @@ static void readdir_names_can_be_walked_twice(void **state)
         assert_memory_equal(name.ptr, "bc", 2);
         assert_false(codec_wf2_names_next(&walk, &name));
     }
+}
+
+/* A page with more entries than asked for could be any size; an empty page that says more follow
+ * would have the gateway ask for nothing forever. An empty last page is an empty directory. */
+static void readdirplus_pages_are_held_to_their_bounds(void **state)
+{
+    struct msg empty_last = hex("0000000d 98 00000000 0000000000000000 00000000");
+    struct msg empty_more = hex("0000000b 98 00000000 0000000000000001 00000000");
+    struct msg page = hex(readdirplus_first_page.resp_hex);
+    struct codec_wf2_response resp;
+    struct codec_wf2_dirent entry;
+    unsigned char buf[64];
+    size_t len;
+    struct codec_wf2_response bad = {.id = 1, .type = CODEC_WF2_READDIRPLUS, .cookie = 1};
+
+    (void)state;
+    assert_int_equal(decode_response(&empty_last, CODEC_WF2_READDIRPLUS, 16, &resp), 0);
+    assert_int_equal(resp.entry_count, 0);
+    assert_false(codec_wf2_dirents_next(&resp.entry_list, &entry));
+    assert_int_equal(decode_response(&empty_more, CODEC_WF2_READDIRPLUS, 16, &resp), -EBADMSG);
+    assert_int_equal(decode_response(&page, CODEC_WF2_READDIRPLUS, 1, &resp), 0);
+    assert_int_equal(decode_response(&page, CODEC_WF2_READDIRPLUS, 0, &resp), -EBADMSG);
+    assert_int_equal(resp.id, 11);
+    assert_int_equal(resp.entry_count, 0);
+    assert_int_equal(codec_wf2_encode_response(buf, sizeof(buf), &len, &bad), -EINVAL);
+    bad.cookie = 0;
+    bad.entry_count = 1;
+    assert_int_equal(codec_wf2_encode_response(buf, sizeof(buf), &len, &bad), -EINVAL);
+    assert_string_equal(codec_wf2_type_name(0x98), "readdirplus");
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1421,6 +1563,8 @@ int main(void)
         VECTOR_TESTS(rename_eexist),
         VECTOR_TESTS(unknown_type),
         VECTOR_TESTS(getcreds_ok),
+        VECTOR_TESTS(readdirplus_first_page),
+        VECTOR_TESTS(readdirplus_last_page),
         cmocka_unit_test(spec_messages_with_trailing_bytes_decode_the_same),
         cmocka_unit_test(encoders_report_the_needed_size_with_enobufs),
         cmocka_unit_test(read_head_with_data_is_the_spec_read_response),
@@ -1447,6 +1591,7 @@ int main(void)
         TYPE_TESTS(CODEC_WF2_STATFS, "statfs"),
         TYPE_TESTS(CODEC_WF2_UTIMENS, "utimens"),
         TYPE_TESTS(CODEC_WF2_GETCREDS, "getcreds"),
+        TYPE_TESTS(CODEC_WF2_READDIRPLUS, "readdirplus"),
         cmocka_unit_test(string_length_past_the_end_is_rejected),
         cmocka_unit_test(response_of_another_type_is_a_protocol_error),
         cmocka_unit_test(result_out_of_range_is_a_protocol_error),
@@ -1468,6 +1613,7 @@ int main(void)
         cmocka_unit_test(symlink_request_sends_target_before_linkpath),
         cmocka_unit_test(empty_readdir_list_has_no_names),
         cmocka_unit_test(readdir_names_can_be_walked_twice),
+        cmocka_unit_test(readdirplus_pages_are_held_to_their_bounds),
         cmocka_unit_test(encode_request_rejects_what_cannot_be_sent),
         cmocka_unit_test(encode_rejects_strings_longer_than_u32),
         cmocka_unit_test(encode_response_rejects_what_cannot_be_sent),

@@ -138,6 +138,38 @@ test('readdir lists every file once, without . and ..', async () => {
   assert.equal((await socket.ask({ id: id(), type: Type.READDIR, path: '/x' })).result, -Errno.ENOENT);
 });
 
+test('readdirplus pages the files with their attributes, as getattr gives them', async () => {
+  const files = ['a', 'b', 'c', 'd', 'e'].map((n, i) => memoryFile(n, 'x'.repeat(i)));
+  const { socket } = connected(files);
+  const seen = [];
+  let cookie = 0n;
+  let pages = 0;
+  do {
+    const a = await socket.ask({ id: id(), type: Type.READDIRPLUS, path: '/', cookie, maxEntries: 2 });
+    assert.equal(a.result, 0);
+    assert.ok(a.entries.length >= 1 && a.entries.length <= 2);
+    for (const e of a.entries) {
+      const g = await socket.ask({ id: id(), type: Type.GETATTR, path: `/${e.name}` });
+      assert.deepEqual(e.attributes, g.attributes, e.name);
+      seen.push(e.name);
+    }
+    cookie = a.cookie;
+    pages += 1;
+  } while (cookie !== 0n);
+  assert.deepEqual(seen, ['a', 'b', 'c', 'd', 'e']);
+  assert.equal(pages, 3);
+  const none = await socket.ask({ id: id(), type: Type.READDIRPLUS, path: '/', cookie: 0n, maxEntries: 0 });
+  assert.equal(none.result, -Errno.EINVAL);
+  const file = await socket.ask({ id: id(), type: Type.READDIRPLUS, path: '/a', cookie: 0n, maxEntries: 9 });
+  assert.equal(file.result, -Errno.ENOTDIR);
+});
+
+test('readdirplus of an empty list is one empty last page', async () => {
+  const { socket } = connected([]);
+  const a = await socket.ask({ id: id(), type: Type.READDIRPLUS, path: '/', cookie: 0n, maxEntries: 64 });
+  assert.deepEqual([a.result, a.cookie, a.entries], [0, 0n, []]);
+});
+
 test('open, read in pieces, read past the end, release', async () => {
   const { provider, socket } = connected([memoryFile('f', 'abcdefghij')]);
   const handle = await openFile(socket, '/f');

@@ -85,6 +85,27 @@ const vectors = [
     { id: 10, type: Type.GETCREDS },
     '0000000a 97 00000006 736563726574',
     { id: 10, type: 0x97, credentials: 'secret' }],
+  // The readdirplus extension: a first page that says where to go on, then the last one.
+  ['readdirplus /d, first page',
+    '0000000b 18 00000002 2f64 0000000000000000 00000001',
+    { id: 11, type: Type.READDIRPLUS, path: '/d', cookie: 0n, maxEntries: 1 },
+    `0000000b 98 00000000 0000000100000002 00000001 00000001 61
+     0000000000000005 0000000000000001 000081a4 000003e8 000003e8 0000000000000000
+     0000000000000003 0000000000000008
+     000000006553f100 00000005  000000006553f100 00000005  000000006553f100 00000005`,
+    { id: 11, type: 0x98, result: 0, cookie: 0x100000002n,
+      entries: [{ name: 'a', attributes: { inode: 5n, nlink: 1n, mode: 0o100644, uid: 1000,
+        gid: 1000, rdev: 0n, size: 3n, blocks: 8n, atime: T, mtime: T, ctime: T } }] }],
+  ['readdirplus /d, last page',
+    '0000000c 18 00000002 2f64 0000000100000002 00000001',
+    { id: 12, type: Type.READDIRPLUS, path: '/d', cookie: 0x100000002n, maxEntries: 1 },
+    `0000000c 98 00000000 0000000000000000 00000001 00000002 6263
+     0000000000000006 0000000000000002 000041ed 000003e8 000003e8 0000000000000000
+     0000000000001000 0000000000000008
+     000000006553f100 00000005  000000006553f100 00000005  000000006553f100 00000005`,
+    { id: 12, type: 0x98, result: 0, cookie: 0n,
+      entries: [{ name: 'bc', attributes: { inode: 6n, nlink: 2n, mode: 0o40755, uid: 1000,
+        gid: 1000, rdev: 0n, size: 4096n, blocks: 8n, atime: T, mtime: T, ctime: T } }] }],
 ];
 
 for (const [what, reqHex, request, respHex, response] of vectors) {
