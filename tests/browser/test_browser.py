@@ -6,8 +6,9 @@ attached as a person would (driver.mjs steers chromium through playwright-core),
 checks what the device sees through the FUSE mount. Screenshots go to $WEBFUSE_BROWSER_OUT
 (ctest: <build>/browser/).
 
-Skipped (77) without root and /dev/fuse, or without /usr/bin/chromium; fails when playwright-core
-is not installed in tests/browser/node_modules (scripts/install-deps.sh installs it).
+Skipped (77) without root and /dev/fuse, or without /usr/bin/chromium (failed instead with
+WEBFUSE_REQUIRE_ALL=1); fails when playwright-core is not installed in tests/browser/node_modules
+(scripts/install-deps.sh installs it).
 """
 
 import errno
@@ -409,8 +410,8 @@ def dropped_files_are_served(env):
 def main():
     harness.require_root_and_fuse()
     if not os.access(CHROMIUM, os.X_OK):
-        print("SKIP: %s is missing (scripts/install-deps.sh installs Debian's chromium)" % CHROMIUM)
-        sys.exit(harness.SKIP_EXIT)
+        harness.skip("%s is missing (scripts/install-deps.sh installs Debian's chromium)"
+                     % CHROMIUM)
     if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")) or \
             not shutil.which("node"):
         print("FAIL: node or playwright-core is missing in %s (run scripts/install-deps.sh)" % HERE)

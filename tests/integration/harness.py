@@ -3,7 +3,8 @@
 What a test file gets from here:
   - `Suite`: a tiny runner. Named test functions, each run with a fresh `Env`; each prints
     PASS/FAIL; the run ends with "N passed, M failed" alone on a line and a non-zero exit when any
-    test failed. Exits with 77 (skipped) unless running as root with /dev/fuse.
+    test failed. Exits with 77 (skipped) unless running as root with /dev/fuse; with
+    WEBFUSE_REQUIRE_ALL=1 a skip is a failure (`skip()`).
   - `Env`: one test's world: a temporary directory under /tmp with a mount root, a free port,
     `webfused` and `webfuse-provider` processes (stderr captured to log files that are printed on
     failure), fake providers, and a teardown that kills every process it started and lazily
@@ -46,7 +47,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEFAULT_TEST_BUDGET = 60.0
 
 SKIP_EXIT = 77
-
+# With WEBFUSE_REQUIRE_ALL=1 (scripts/test.sh as root, .ci/run) nothing may be skipped: what
+# would be a skip (exit 77, which ctest counts as passing) fails instead.
+REQUIRE_ALL_VARIABLE = "WEBFUSE_REQUIRE_ALL"
 
 
 class TestFailure(AssertionError):
@@ -788,13 +791,30 @@ def remove_stale_leftovers(max_age=3600):
             shutil.rmtree(path, ignore_errors=True)
 
 
+def require_all():
+    """True when $WEBFUSE_REQUIRE_ALL asks that no test be skipped."""
+    return os.environ.get(REQUIRE_ALL_VARIABLE, "") not in ("", "0")
+
+
+def skip(reason):
+    """Ends the program as skipped (exit 77) because `reason`; with WEBFUSE_REQUIRE_ALL=1 as
+    failed (exit 1) instead, saying why."""
+    if require_all():
+        print("FAIL: %s, and %s=%s forbids skipping" % (
+            reason, REQUIRE_ALL_VARIABLE, os.environ[REQUIRE_ALL_VARIABLE]))
+        print("0 passed, 1 failed")
+        sys.stdout.flush()
+        sys.exit(1)
+    print("SKIP: %s" % reason)
+    sys.stdout.flush()
+    sys.exit(SKIP_EXIT)
+
+
 def require_root_and_fuse():
     if os.geteuid() != 0:
-        print("SKIP: integration tests mount for real and must run as root")
-        sys.exit(SKIP_EXIT)
+        skip("integration tests mount for real and must run as root")
     if not os.path.exists("/dev/fuse"):
-        print("SKIP: /dev/fuse is missing")
-        sys.exit(SKIP_EXIT)
+        skip("/dev/fuse is missing")
 
 
 class Suite:
