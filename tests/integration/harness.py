@@ -7,7 +7,8 @@ What a test file gets from here:
     WEBFUSE_REQUIRE_ALL=1 a skip is a failure (`skip()`).
   - `Env`: one test's world: a temporary directory under /tmp with a mount root, a free port,
     `webfused` and `webfuse-provider` processes (stderr captured to log files that are printed on
-    failure), fake providers, and a teardown that kills every process it started and lazily
+    failure), fake providers, and a teardown that stops every process it started with SIGTERM
+    (one that needs SIGKILL, or whose log has a sanitizer report, fails the test) and lazily
     unmounts whatever is left under its directory.
   - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
     might hang in a thread with a time limit.
@@ -438,8 +439,17 @@ def require_webfuse2_provider():
              % binary("WEBFUSE_PROVIDER", "webfuse-provider"))
 
 
+# How long a process may take to exit after SIGTERM before it is killed: the daemon stops its
+# loop after 5 s whatever happens, a provider waits up to 3 s for the gateway to answer its close
+# frame, and sanitizer builds check for leaks at exit.
+STOP_GRACE = 10.0
+
+
 class Process:
     """A child process whose stderr (and stdout) goes to a log file."""
+
+    # Set when stop() or finish() had to SIGKILL it: fails the test.
+    stop_failure = None
 
     def __init__(self, name, argv, log_path):
         self.name = name
@@ -474,15 +484,25 @@ class Process:
         except subprocess.TimeoutExpired:
             fail("%s (pid %d) did not exit within %.1f s" % (self.name, self.pid, timeout))
 
-    def stop(self, grace=3.0):
-        """SIGTERM, then SIGKILL after `grace` seconds. Never raises."""
+    def stop(self, grace=STOP_GRACE):
+        """SIGTERM, then SIGKILL after `grace` seconds. Never raises. Returns False when the
+        SIGKILL was needed, and remembers it (`stop_failure`): that fails the test."""
+        self.signal(signal.SIGTERM)
+        return self.finish(grace)
+
+    def finish(self, grace=STOP_GRACE):
+        """Waits up to `grace` seconds for the exit of a process that was asked to stop, then
+        SIGKILLs it. Returns False (and remembers why) when the SIGKILL was needed."""
+        exited = True
         if self.alive():
-            self.signal(signal.SIGTERM)
             try:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:
-                pass
+                exited = False
+                self.stop_failure = ("%s (pid %d) was still running %.0f s after SIGTERM and "
+                                     "was killed" % (self.name, self.pid, grace))
         self.kill()
+        return exited
 
     def kill(self):
         if self.alive():
@@ -575,6 +595,7 @@ class Env:
         self.fakes = []
         self.cleanups = []
         self.sanitizer_reports = []
+        self.stop_failures = []
         self._lock = threading.Lock()
 
     def path(self, *parts):
@@ -732,14 +753,20 @@ class Env:
                 f.abort()
             except Exception:
                 pass
-        # Providers first (their mounts go with them), then daemons.
-        for p in [p for p in self.processes if not isinstance(p, Daemon)]:
-            p.kill()
+        # Providers first (their mounts go with them), then daemons; each with SIGTERM, as Ctrl-C
+        # or systemd would, so that it exits through its own shutdown and a sanitizer build
+        # checks it for leaks. Whatever needs SIGKILL fails the test.
+        others = [p for p in self.processes if not isinstance(p, Daemon)]
+        for p in others:
+            p.signal(signal.SIGTERM)
+        for p in others:
+            p.finish()
         for p in [p for p in self.processes if isinstance(p, Daemon)]:
-            p.stop(grace=6.0)
+            p.stop()
         self.sanitizer_reports = [
             "%s (pid %d): %s" % (p.name, p.pid, line) for p in self.processes
             for line in sanitizer_report_lines(p.log_text())]
+        self.stop_failures = [p.stop_failure for p in self.processes if p.stop_failure]
         left = unmount_all_under(self.dir)
         if left:
             problems.append("unmounted leftovers: %s" % ", ".join(left))
@@ -932,6 +959,8 @@ class Suite:
         if env.sanitizer_reports and error is None:
             error = "a sanitizer reported a bug (full report in the log below):\n  %s" % (
                 "\n  ".join(env.sanitizer_reports))
+        if env.stop_failures and error is None:
+            error = "a process did not stop on SIGTERM:\n  %s" % "\n  ".join(env.stop_failures)
         if timed_out.is_set():
             error = ("test ran longer than its budget of %.0f s; everything was killed\n%s"
                      % (budget, error or ""))
