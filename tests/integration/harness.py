@@ -206,6 +206,13 @@ def unmount_all_under(root):
     return found
 
 
+def sanitized(pid):
+    """Whether the process runs under AddressSanitizer, whose quarantine keeps freed memory (so
+    its RSS says nothing about leaks)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def drop_caches():
     """Drops the page cache (root only). Returns True when it worked."""
     try:

@@ -54,12 +54,6 @@ def usage(pid):
     return len(os.listdir("/proc/%d/fd" % pid)), len(os.listdir("/proc/%d/task" % pid)), rss
 
 
-def sanitized(pid):
-    """Whether the process runs under AddressSanitizer, whose quarantine keeps freed memory."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
-
-
 def digest(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -170,7 +164,7 @@ def waves_of_sessions_leave_no_fds_threads_or_memory_behind(env):
     check(daemon.alive(), "webfused died")
     check(end[0] <= start[0] + 2, "open fds grew from %d to %d" % (start[0], end[0]))
     check(end[1] <= start[1] + 1, "threads grew from %d to %d" % (start[1], end[1]))
-    if sanitized(daemon.pid):
+    if harness.sanitized(daemon.pid):
         print("  (AddressSanitizer keeps freed memory in its quarantine: RSS not compared)")
     else:
         margin = max(8 * 1024, start[2] // 4)
