@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -429,6 +430,90 @@ def dropped_files_are_served(env):
         except OSError as e:
             check(e.errno in (errno.EROFS, errno.EACCES, errno.EPERM),
                   "change refused with %s" % harness.errno_name(e.errno))
+    check_equal(a.errors(), [], "script errors")
+
+
+@suite.test(budget=120)
+def killed_gateway_shows_connection_lost(env):
+    """The gateway dies (SIGKILL, no close frame): the page says the connection was lost, and
+    attaches again once the gateway is back."""
+    daemon, browser = start(env)
+    a = Page(browser, "a", daemon)
+    a.choose("notes.txt")
+    a.attach("lost")
+    harness.wait_mounted(daemon.mount_path("lost"))
+    a.wait_status(["Attached"])
+    daemon.signal(signal.SIGKILL)
+    check_equal(daemon.wait(10), -signal.SIGKILL, "webfused's exit status")
+    text = a.wait_status(["connection to the device was lost"])
+    print("  page after SIGKILL of webfused: %r" % text)
+    check_equal(a.state(), "lost", "badge after the gateway died")
+    check_equal(a.b.call("text", page="a", selector="#state-badge"), "Connection lost",
+                "badge text")
+    check_equal(a.b.call("eval", page="a", expression="""[
+        document.getElementById('attach').disabled,
+        document.getElementById('detach').disabled]"""), [False, True],
+        "(attach, detach) disabled after the loss")
+    a.screenshot("lost.png")
+    # The gateway comes back (it detaches the dead mount it left): attaching again works.
+    again = env.start_daemon(extra=["--docroot", WEB], port=daemon.port,
+                             mount_root=daemon.mount_root, db=daemon.db,
+                             token_file=daemon.token_file)
+    a.attach("lost")
+    harness.wait_mounted(again.mount_path("lost"))
+    a.wait_status(["Attached", "lost"])
+    check_equal(listing(again.mount_path("lost")), {"notes.txt": files["notes.txt"][1]},
+                "the mount after attaching again")
+    check_equal(a.errors(), [], "script errors")
+
+
+def fill_gateway(page, value):
+    """Types `value` into "Another device" (opened first when closed)."""
+    if not page.b.call("eval", page=page.name,
+                       expression="document.getElementById('other-device').open"):
+        page.b.call("click", page=page.name, selector="#other-device summary")
+    page.b.call("fill", page=page.name, selector="#gateway-url", value=value)
+
+
+@suite.test(budget=120)
+def typed_gateway_address_is_used_and_other_schemes_are_refused(env):
+    daemon, browser = start(env)
+    port = daemon.port
+    a = Page(browser, "a", daemon)
+    a.choose("notes.txt")
+
+    # An http:// address, as copied from an address bar: it is spoken to as ws://, with the
+    # filesystem name added as the last path segment.
+    fill_gateway(a, "http://127.0.0.1:%d" % port)
+    a.attach("typed")
+    mp = daemon.mount_path("typed")
+    harness.wait_mounted(mp)
+    a.wait_status(["Attached", "typed"])
+    check_equal(listing(mp), {"notes.txt": files["notes.txt"][1]}, "the typed address's mount")
+    a.b.call("click", page="a", selector="#detach")
+    a.wait_status(["Detached"])
+    harness.wait_unmounted(mp, timeout=10)
+
+    # https:// becomes wss://: this gateway has no TLS, so the page could not reach it there.
+    fill_gateway(a, "https://127.0.0.1:%d/" % port)
+    a.attach("secure")
+    text = a.wait_status(["Could not reach", "wss://127.0.0.1:%d/secure" % port])
+    print("  https:// typed: %r" % text)
+
+    # Other schemes and things that are no address are refused before anything is sent.
+    for typed, words in (("ftp://127.0.0.1:%d" % port, ["must start with ws:// or wss://"]),
+                         ("file:///etc/passwd", ["must start with ws:// or wss://"]),
+                         ("javascript:alert(1)", ["must start with ws:// or wss://"]),
+                         ("127.0.0.1 port %d" % port, ["is not an address"])):
+        fill_gateway(a, typed)
+        a.attach("refused")
+        text = a.wait_status(words)
+        print("  %r typed: %r" % (typed, text))
+        check(a.state() not in ("open", "connecting"), "%r: the page is %s" % (typed, a.state()))
+    check_equal(os.listdir(daemon.mount_root), [], "mounts after the refused addresses")
+    sessions = daemon.api_ok("GET", "/api/v1/sessions?state=all")["sessions"]
+    check_equal(len(sessions), 1, "sessions the gateway saw (only the typed ws:// one): %r"
+                % sessions)
     check_equal(a.errors(), [], "script errors")
 
 
