@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 OUT = os.environ.get("WEBFUSE_BROWSER_OUT", os.path.join(harness.REPO, "build", "browser"))
 BIG = 64 * 1024 * 1024
 MiB = 1024 * 1024
+# A file name without a place to break it, as firmware images have.
+LONG_NAME = "firmware-2.0.1-x1000-release-candidate-build-20261125-signed-" + "0" * 24 + ".img"
 
 suite = harness.Suite("browser")
 files = {}  # name -> (path, size, sha256), made once by the suite's setup
@@ -55,7 +58,7 @@ def make_files(suite_dir):
     src = os.path.join(suite_dir, "laptop")
     os.makedirs(src)
     sizes = {"firmware.img": BIG, "notes.txt": None, "odd size.bin": 3 * MiB + 12345,
-             "second.bin": 5 * MiB + 1}
+             "second.bin": 5 * MiB + 1, LONG_NAME: 4096}
     for name, size in sizes.items():
         path = os.path.join(src, name)
         with open(path, "wb") as f:
@@ -515,6 +518,61 @@ def typed_gateway_address_is_used_and_other_schemes_are_refused(env):
     check_equal(len(sessions), 1, "sessions the gateway saw (only the typed ws:// one): %r"
                 % sessions)
     check_equal(a.errors(), [], "script errors")
+
+
+def check_phone_layout(page, when):
+    """At a phone's width nothing scrolls sideways, and every input and button has an
+    accessible name (chromium's accessibility tree). Returns how many controls there were."""
+    scroll, inner = page.b.call("eval", page=page.name, expression="""[
+        document.documentElement.scrollWidth, window.innerWidth]""")
+    check(scroll <= inner, "%s: the page is %d px wide in a %d px window (it scrolls sideways)"
+          % (when, scroll, inner))
+    controls = page.b.call("accessibleNames", page=page.name,
+                           selector="input, button, select, textarea")
+    unnamed = [c for c in controls if not c["name"].strip() or c["ignored"]]
+    check(not unnamed, "%s: controls without an accessible name (or left out of the "
+          "accessibility tree): %r" % (when, unnamed))
+    return len(controls)
+
+
+@suite.test(budget=120)
+def phone_width_has_no_sideways_scrolling_and_every_control_is_named(env):
+    daemon, browser = start(env)
+    a = Page(browser, "a", daemon, width=390, height=844)
+    a.b.call("click", page="a", selector="#other-device summary")  # every control shown
+    counts = [check_phone_layout(a, "empty page")]
+    a.choose("notes.txt", LONG_NAME, "odd size.bin")
+    counts.append(check_phone_layout(a, "three files chosen, one with a long name"))
+    name = "phone-" + "x" * 58  # the longest name there is
+    a.attach(name)
+    mp = daemon.mount_path(name)
+    harness.wait_mounted(mp)
+    a.wait_status(["Attached"])
+    with open(os.path.join(mp, LONG_NAME), "rb") as f:
+        check_equal(len(f.read()), 4096, "the long-named file through the mount")
+    time.sleep(0.3)  # the progress redraw
+    counts.append(check_phone_layout(a, "attached with a 64-character name"))
+    a.screenshot("phone-attached.png")
+    a.b.call("click", page="a", selector="#detach")
+    a.wait_status(["Detached"])
+    counts.append(check_phone_layout(a, "detached"))
+    print("  at 390 px: no sideways scrolling; named controls in the four states: %s" % counts)
+    check_equal(a.errors(), [], "script errors")
+
+
+@suite.test(budget=30)
+def developers_md_lists_the_chromium_flags_the_driver_passes(env):
+    with open(DRIVER) as f:
+        args = re.search(r"const ARGS = \[(.*?)\];", f.read(), re.S)
+    check(args, "no ARGS list in %s" % DRIVER)
+    driver = re.findall(r"'(--[a-z-]+)'", args.group(1))
+    with open(os.path.join(harness.REPO, "DEVELOPERS.md")) as f:
+        text = " ".join(f.read().split())
+    started = re.search(r"started with (.*?)\. ", text)
+    check(started, "DEVELOPERS.md does not say which flags chromium is started with")
+    documented = re.findall(r"`?(--[a-z-]+)", started.group(1))
+    check_equal(documented, driver, "chromium flags in DEVELOPERS.md (expected those of %s)"
+                % os.path.basename(DRIVER))
 
 
 def main():
