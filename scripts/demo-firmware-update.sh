@@ -113,8 +113,11 @@ stop() { # index, name
   [ "$status" -eq 0 ] || die "$name exited with status $status"
 }
 
-# Reports of AddressSanitizer, LeakSanitizer and UBSan (a build with -DWEBFUSE_SANITIZE=ON).
-sanitizer_reports() { grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$@"; }
+# Reports of AddressSanitizer, LeakSanitizer and UBSan (a build with -DWEBFUSE_SANITIZE=ON), and
+# LeakSanitizer's word that it could not look for leaks.
+sanitizer_reports() {
+  grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |LeakSanitizer has encountered a fatal' "$@"
+}
 
 # ---- the laptop: a firmware image ----------------------------------------------------------------
 

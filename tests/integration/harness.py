@@ -787,12 +787,14 @@ class Env:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
+_SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |"
+                               r"LeakSanitizer has encountered a fatal error")
 
 
 def sanitizer_report_lines(text):
     """The lines where AddressSanitizer, LeakSanitizer or UBSan reported something (builds with
-    -DWEBFUSE_SANITIZE=ON): any of them fails the test whose process wrote it."""
+    -DWEBFUSE_SANITIZE=ON), or where LeakSanitizer could not check for leaks: any of them fails
+    the test whose process wrote it."""
     return [line for line in text.splitlines() if _SANITIZER_REPORT.search(line)]
 
 

@@ -44,28 +44,39 @@ def result_line(out, name):
     return None
 
 
-# A provider stand-in that, like a sanitizer build of webfuse-provider, reports a leak when it
-# exits on SIGTERM, and writes nothing when it is killed.
-LEAKY_PROVIDER = r"""
-@suite.test
-def leaky_provider_left_running(env):
-    script = "trap 'echo ==1==ERROR: LeakSanitizer: detected memory leaks; exit 23' TERM; " \
-             "echo ready; while :; do sleep 0.1; done"
+# Provider stand-ins that, like a sanitizer build of webfuse-provider, write a report when they
+# exit on SIGTERM (a leak; LeakSanitizer unable to look), and nothing when they are killed.
+LEAKY_PROVIDERS = r"""
+def provider_reporting(env, report):
+    script = "trap 'echo %s; exit 23' TERM; echo ready; while :; do sleep 0.1; done" % report
     p = harness.Process("webfuse-provider", ["bash", "-c", script], env._log_path("provider"))
     env.processes.append(p)
     harness.wait_until(lambda: "ready" in p.log_text(), 10, what="the provider to start")
+
+
+@suite.test
+def leaky_provider_left_running(env):
+    provider_reporting(env, "==1==ERROR: LeakSanitizer: detected memory leaks")
+
+
+@suite.test
+def provider_whose_leak_check_failed_left_running(env):
+    provider_reporting(env, "==1==LeakSanitizer has encountered a fatal error.")
 """
 
 
 @suite.test
 def provider_left_running_gets_sigterm_and_its_leak_report_fails_the_test(env):
-    status, out = run_inner(env, LEAKY_PROVIDER)
-    line = result_line(out, "leaky_provider_left_running")
-    print("  inner suite: %s" % line)
+    status, out = run_inner(env, LEAKY_PROVIDERS)
+    lines = [result_line(out, name) for name in (
+        "leaky_provider_left_running", "provider_whose_leak_check_failed_left_running")]
+    print("  inner suite: %s" % "; ".join(str(line) for line in lines))
     check_equal(status, 1, "exit status of the inner suite (output:\n%s)" % out)
-    check(line and line.startswith("FAIL"), "the leak report did not fail the test:\n%s" % out)
-    check("LeakSanitizer: detected memory leaks" in out and "a sanitizer reported" in out,
-          "the failure does not show the report:\n%s" % out)
+    check(all(line and line.startswith("FAIL") for line in lines),
+          "a report did not fail its test:\n%s" % out)
+    check("LeakSanitizer: detected memory leaks" in out and "a sanitizer reported" in out
+          and "LeakSanitizer has encountered a fatal error" in out,
+          "the failures do not show the reports:\n%s" % out)
 
 
 WEDGED_DAEMON = """
