@@ -20,6 +20,13 @@ function page(name) {
   return p;
 }
 
+// The value of a DOM.Node's attribute (CDP lists them as name, value, name, value, ...).
+function attribute(node, key) {
+  const list = node.attributes || [];
+  for (let i = 0; i + 1 < list.length; i += 2) if (list[i] === key) return list[i + 1];
+  return '';
+}
+
 const commands = {
   async open({ page: name, url, width = 1000, height = 900 }) {
     const context = await browser.newContext({ viewport: { width, height } });
@@ -55,6 +62,28 @@ const commands = {
   },
   async viewport({ page: name, width, height }) {
     await page(name).setViewportSize({ width, height });
+  },
+  // Chromium's own accessibility tree: for each element matching selector, its tag, id, role,
+  // computed accessible name and whether it is left out of the tree.
+  async accessibleNames({ page: name, selector }) {
+    const p = page(name);
+    const cdp = await p.context().newCDPSession(p);
+    try {
+      const { root } = await cdp.send('DOM.getDocument', { depth: 0 });
+      const { nodeIds } = await cdp.send('DOM.querySelectorAll', { nodeId: root.nodeId, selector });
+      const result = [];
+      for (const nodeId of nodeIds) {
+        const { node } = await cdp.send('DOM.describeNode', { nodeId });
+        const { nodes } = await cdp.send('Accessibility.getPartialAXTree',
+          { nodeId, fetchRelatives: false });
+        const ax = nodes.find((n) => n.backendDOMNodeId === node.backendNodeId) || {};
+        result.push({ tag: node.nodeName.toLowerCase(), id: attribute(node, 'id'),
+          role: ax.role?.value ?? '', name: ax.name?.value ?? '', ignored: !!ax.ignored });
+      }
+      return result;
+    } finally {
+      await cdp.detach();
+    }
   },
   async errors({ page: name }) {
     return pageErrors.get(name) || [];

@@ -3,10 +3,12 @@
 What a test file gets from here:
   - `Suite`: a tiny runner. Named test functions, each run with a fresh `Env`; each prints
     PASS/FAIL; the run ends with "N passed, M failed" alone on a line and a non-zero exit when any
-    test failed. Exits with 77 (skipped) unless running as root with /dev/fuse.
+    test failed. Exits with 77 (skipped) unless running as root with /dev/fuse; with
+    WEBFUSE_REQUIRE_ALL=1 a skip is a failure (`skip()`).
   - `Env`: one test's world: a temporary directory under /tmp with a mount root, a free port,
     `webfused` and `webfuse-provider` processes (stderr captured to log files that are printed on
-    failure), fake providers, and a teardown that kills every process it started and lazily
+    failure), fake providers, and a teardown that stops every process it started with SIGTERM
+    (one that needs SIGKILL, or whose log has a sanitizer report, fails the test) and lazily
     unmounts whatever is left under its directory.
   - mount helpers that poll /proc/self/mountinfo, and `bounded()` to run a file system call that
     might hang in a thread with a time limit.
@@ -48,7 +50,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEFAULT_TEST_BUDGET = 60.0
 
 SKIP_EXIT = 77
-
+# With WEBFUSE_REQUIRE_ALL=1 (scripts/test.sh as root, .ci/run) nothing may be skipped: what
+# would be a skip (exit 77, which ctest counts as passing) fails instead.
+REQUIRE_ALL_VARIABLE = "WEBFUSE_REQUIRE_ALL"
 
 
 class TestFailure(AssertionError):
@@ -202,6 +206,13 @@ def unmount_all_under(root):
             if not is_mounted(path):
                 break
     return found
+
+
+def sanitized(pid):
+    """Whether the process runs under AddressSanitizer, whose quarantine keeps freed memory (so
+    its RSS says nothing about leaks)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
 
 
 def drop_caches():
@@ -437,8 +448,17 @@ def require_webfuse2_provider():
              % binary("WEBFUSE_PROVIDER", "webfuse-provider"))
 
 
+# How long a process may take to exit after SIGTERM before it is killed: the daemon stops its
+# loop after 5 s whatever happens, a provider waits up to 3 s for the gateway to answer its close
+# frame, and sanitizer builds check for leaks at exit.
+STOP_GRACE = 10.0
+
+
 class Process:
     """A child process whose stderr (and stdout) goes to a log file."""
+
+    # Set when stop() or finish() had to SIGKILL it: fails the test.
+    stop_failure = None
 
     def __init__(self, name, argv, log_path, preexec=None):
         self.name = name
@@ -479,15 +499,25 @@ class Process:
         except subprocess.TimeoutExpired:
             fail("%s (pid %d) did not exit within %.1f s" % (self.name, self.pid, timeout))
 
-    def stop(self, grace=3.0):
-        """SIGTERM, then SIGKILL after `grace` seconds. Never raises."""
+    def stop(self, grace=STOP_GRACE):
+        """SIGTERM, then SIGKILL after `grace` seconds. Never raises. Returns False when the
+        SIGKILL was needed, and remembers it (`stop_failure`): that fails the test."""
+        self.signal(signal.SIGTERM)
+        return self.finish(grace)
+
+    def finish(self, grace=STOP_GRACE):
+        """Waits up to `grace` seconds for the exit of a process that was asked to stop, then
+        SIGKILLs it. Returns False (and remembers why) when the SIGKILL was needed."""
+        exited = True
         if self.alive():
-            self.signal(signal.SIGTERM)
             try:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:
-                pass
+                exited = False
+                self.stop_failure = ("%s (pid %d) was still running %.0f s after SIGTERM and "
+                                     "was killed" % (self.name, self.pid, grace))
         self.kill()
+        return exited
 
     def kill(self):
         if self.alive():
@@ -654,6 +684,7 @@ class Env:
         self.fakes = []
         self.cleanups = []
         self.sanitizer_reports = []
+        self.stop_failures = []
         self._lock = threading.Lock()
 
     def path(self, *parts):
@@ -816,14 +847,20 @@ class Env:
                 f.abort()
             except Exception:
                 pass
-        # Providers first (their mounts go with them), then daemons.
-        for p in [p for p in self.processes if not isinstance(p, Daemon)]:
-            p.kill()
+        # Providers first (their mounts go with them), then daemons; each with SIGTERM, as Ctrl-C
+        # or systemd would, so that it exits through its own shutdown and a sanitizer build
+        # checks it for leaks. Whatever needs SIGKILL fails the test.
+        others = [p for p in self.processes if not isinstance(p, Daemon)]
+        for p in others:
+            p.signal(signal.SIGTERM)
+        for p in others:
+            p.finish()
         for p in [p for p in self.processes if isinstance(p, Daemon)]:
-            p.stop(grace=6.0)
+            p.stop()
         self.sanitizer_reports = [
             "%s (pid %d): %s" % (p.name, p.pid, line) for p in self.processes
             for line in sanitizer_report_lines(p.log_text())]
+        self.stop_failures = [p.stop_failure for p in self.processes if p.stop_failure]
         left = unmount_all_under(self.dir)
         if left:
             problems.append("unmounted leftovers: %s" % ", ".join(left))
@@ -837,12 +874,14 @@ class Env:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ")
+_SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |"
+                               r"LeakSanitizer has encountered a fatal error")
 
 
 def sanitizer_report_lines(text):
     """The lines where AddressSanitizer, LeakSanitizer or UBSan reported something (builds with
-    -DWEBFUSE_SANITIZE=ON): any of them fails the test whose process wrote it."""
+    -DWEBFUSE_SANITIZE=ON), or where LeakSanitizer could not check for leaks: any of them fails
+    the test whose process wrote it."""
     return [line for line in text.splitlines() if _SANITIZER_REPORT.search(line)]
 
 
@@ -875,13 +914,30 @@ def remove_stale_leftovers(max_age=3600):
             shutil.rmtree(path, ignore_errors=True)
 
 
+def require_all():
+    """True when $WEBFUSE_REQUIRE_ALL asks that no test be skipped."""
+    return os.environ.get(REQUIRE_ALL_VARIABLE, "") not in ("", "0")
+
+
+def skip(reason):
+    """Ends the program as skipped (exit 77) because `reason`; with WEBFUSE_REQUIRE_ALL=1 as
+    failed (exit 1) instead, saying why."""
+    if require_all():
+        print("FAIL: %s, and %s=%s forbids skipping" % (
+            reason, REQUIRE_ALL_VARIABLE, os.environ[REQUIRE_ALL_VARIABLE]))
+        print("0 passed, 1 failed")
+        sys.stdout.flush()
+        sys.exit(1)
+    print("SKIP: %s" % reason)
+    sys.stdout.flush()
+    sys.exit(SKIP_EXIT)
+
+
 def require_root_and_fuse():
     if os.geteuid() != 0:
-        print("SKIP: integration tests mount for real and must run as root")
-        sys.exit(SKIP_EXIT)
+        skip("integration tests mount for real and must run as root")
     if not os.path.exists("/dev/fuse"):
-        print("SKIP: /dev/fuse is missing")
-        sys.exit(SKIP_EXIT)
+        skip("/dev/fuse is missing")
 
 
 class Suite:
@@ -999,6 +1055,8 @@ class Suite:
         if env.sanitizer_reports and error is None:
             error = "a sanitizer reported a bug (full report in the log below):\n  %s" % (
                 "\n  ".join(env.sanitizer_reports))
+        if env.stop_failures and error is None:
+            error = "a process did not stop on SIGTERM:\n  %s" % "\n  ".join(env.stop_failures)
         if timed_out.is_set():
             error = ("test ran longer than its budget of %.0f s; everything was killed\n%s"
                      % (budget, error or ""))

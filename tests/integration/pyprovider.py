@@ -187,7 +187,9 @@ class Provider:
             return ok
         if kind == 0x0b:
             p, flags = r.str(), r.i32()
-            flags &= ~O_LARGEFILE
+            # As webfuse-provider does: O_DIRECT is the caller's wish to bypass its own cache;
+            # here it would only demand aligned buffers (EINVAL from os.pread).
+            flags &= ~(O_LARGEFILE | os.O_DIRECT)
             if self.read_only and (flags & 3 or flags & os.O_TRUNC):
                 raise OSError(errno.EROFS, "read-only")
             fd = os.open(self.real(p), flags & ~(os.O_CREAT | os.O_EXCL))

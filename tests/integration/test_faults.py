@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Fault injection (issue 8): providers that die at each phase of their work, providers that never
-answer or answer wrongly, and a slow provider beside a fast one. Whatever a provider does, the
-program reading the mount gets an error in bounded time (never a hang), the daemon lives on, and
-a bystander session served by the real webfuse-provider keeps working.
+answer or answer wrongly, frames cut off mid-way, answers whose fragments never end or that carry
+a wrong id, and a slow provider beside a fast one. Whatever a provider does, the program reading
+the mount gets an error in bounded time (never a hang), the daemon lives on with bounded memory,
+and a bystander session served by the real webfuse-provider keeps working. The suite prints how
+many faults it tried.
 
 Deaths are real: a provider process (fakeprovider.py run as a program) stalls at the chosen
 request, says so, and gets SIGKILL there. test_failures.py covers a JSON provider killed mid-read
@@ -11,8 +13,12 @@ phases, webfuse2, and the slow/fast pair."""
 
 import errno
 import hashlib
+import json
+import mmap
 import os
+import queue
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -21,8 +27,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+import pyprovider  # noqa: E402
+import wstest  # noqa: E402
 from harness import check, check_equal, check_errno  # noqa: E402
-from fakeprovider import DEFAULT, NO_REPLY, FakeWebfuse2, File, Raw  # noqa: E402
+from fakeprovider import DEFAULT, NO_REPLY, FakeWebfuse2, File, Raw, split  # noqa: E402
 
 suite = harness.Suite("test_faults")
 suite.needs_provider = True
@@ -34,6 +42,16 @@ DATA = {}
 # --timeout is far longer, so only the death can be what ended the call.
 DEATH_GRACE = 2.0
 LONG_TIMEOUT = 30
+FAULTS = []  # one entry per fault injected; the suite prints how many it tried
+
+
+def fault(what):
+    FAULTS.append(what)
+
+
+@suite.teardown
+def report_faults(suite_dir):
+    print("faults tried: %d" % len(FAULTS))
 
 
 @suite.setup
@@ -127,6 +145,7 @@ def kill_at_stall(env, daemon, protocol, stall, action, what):
     provider once the request is stuck there, and checks that the call fails with EIO within
     DEATH_GRACE seconds, the mount goes, and the bystander is unharmed."""
     name = "victim-%s" % protocol
+    fault("%s: provider killed" % what)
     p = start_stalling(env, daemon, protocol, name, stall)
     mp = daemon.mount_path(name)
     call = Call(lambda: action(mp))
@@ -177,6 +196,7 @@ def provider_killed_before_attaching_leaves_no_session(env):
     daemon = start(env)
     p = start_stalling(env, daemon, "json", "never", attach=False)
     harness.wait_until(lambda: live_session_count(daemon) == 2, 5, what="its session")
+    fault("provider killed before attaching")
     p.signal(signal.SIGKILL)
     harness.wait_until(lambda: live_session_count(daemon) == 1, 5,
                        what="the dead session to be gone")
@@ -194,6 +214,7 @@ def provider_killed_right_after_asking_to_attach_leaves_no_mount(env):
         p = start_stalling(env, daemon, "json", "racer", wait_mount=False)
         harness.wait_until(lambda: "attaching" in p.log_text(), 5, what="add_filesystem")
         time.sleep(0.03 * i)
+        fault("provider killed %d ms after add_filesystem" % (30 * i))
         p.signal(signal.SIGKILL)
         p.wait(5)
         harness.wait_until(lambda: not harness.is_mounted(daemon.mount_path("racer")), 5,
@@ -287,6 +308,7 @@ def webfuse2_wrong_answers_give_eio_and_the_session_stays(env):
     for name, limit in (("wrong_type", 1.0), ("truncated", 1.0), ("too_much", 1.0),
                         ("fragmented_lie", 1.0), ("silent", 5.5), ("wrong_id", 5.5),
                         ("short_header", 5.5)):
+        fault("webfuse2 read answer: " + name)
         path = os.path.join(mp, name)
         result, elapsed = harness.timed(lambda: harness.bounded(lambda: read_all(path), 15,
                                                                 "reading " + name))
@@ -317,6 +339,7 @@ def webfuse2_wrong_attribute_answers_give_eio(env):
 
     fake.handlers["getattr"] = getattr
     for name in ("bad_attr", "wrong_type", "too_much"):
+        fault("webfuse2 getattr answer: " + name)
         check_errno(lambda: harness.bounded(lambda: os.stat(os.path.join(mp, name)), 10,
                                             "stat " + name), errno.EIO, "stat of " + name)
     check_equal(os.stat(os.path.join(mp, "good")).st_size, 1000, "size of the good file")
@@ -351,11 +374,303 @@ def json_answers_of_the_wrong_kind_give_eio(env):
     fake.handlers["read"] = read
     mp = daemon.mount_path("wrongkind")
     for kind in ("as_request", "as_notification", "as_listing", "as_attr"):
+        fault("JSON read answered " + kind)
         result = harness.timed(lambda: harness.bounded(
             lambda: read_all(os.path.join(mp, kind)), 15, "reading " + kind))[0]
         check(isinstance(result, OSError) and result.errno == errno.EIO,
               "read answered %s: expected EIO, got %r" % (kind, result))
     check_equal(read_all(os.path.join(mp, "good")), 10, "the good file")
+    check_bystander(daemon)
+
+
+# ---- frames cut short, messages that never end, answers to no request ---------------------------
+
+
+def direct_read(path, size, offset=0):
+    """One read of `size` bytes as one request to the provider (O_DIRECT: no page cache, no
+    read-ahead beside it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the flush of a mount that is gone
+
+
+def json_answer(fake, name, msg):
+    """The correct answer to the JSON request `msg` for filesystem `name`, as bytes."""
+    answer = fake.filesystems[name].answer(msg["method"], msg["params"])
+    answer["id"] = msg["id"]
+    return json.dumps(answer).encode()
+
+
+def cut_short(ws, frame, where):
+    """Sends `frame` up to the middle of its header or of its payload, then drops the TCP
+    connection: a provider that died in the middle of a write."""
+    keep = 6 if where == "header" else len(frame) // 2  # 6: inside the 8-byte length
+    with ws.send_lock:
+        ws.sock.sendall(frame[:keep])
+    ws.sock.shutdown(socket.SHUT_RDWR)
+
+
+def mangling_provider(env, daemon, protocol, name, send):
+    """A provider session attaching `name` whose read answers go out as send(ws, opcode,
+    answer) does it instead of as one frame: webfuse2 (FakeWebfuse2 over DATA["src"]) or JSON
+    (a fake with a 256 KiB file "big"). Returns the fake."""
+    if protocol == "webfuse2":
+        fake = FakeWebfuse2(daemon.port, name, DATA["src"])
+        env.add_cleanup(fake.abort)
+        opcode = wstest.OP_BINARY
+        harness.wait_mounted(daemon.mount_path(name))
+
+        def answer_of(f, req):
+            return f.provider.answer(req.raw)
+    else:
+        fake = env.fake(daemon)
+        fake.attach(name, {"big": File(os.urandom(256 * 1024))})
+        opcode = wstest.OP_TEXT
+
+        def answer_of(f, msg):
+            return json_answer(f, name, msg)
+
+    def read(f, req):
+        send(f.ws, opcode, answer_of(f, req))
+        return NO_REPLY
+
+    fake.handlers["read"] = read
+    return fake
+
+
+def read_fails_with_eio(daemon, name, limit, what):
+    """One 128 KiB read of `name`/big must fail with EIO within `limit` seconds. (More than
+    64 KiB: its answer's frame has the 8-byte length.)"""
+    path = os.path.join(daemon.mount_path(name), "big")
+    result, elapsed = harness.timed(lambda: harness.bounded(
+        lambda: direct_read(path, 128 * 1024), 15, what))
+    check(isinstance(result, OSError) and result.errno == errno.EIO, "%s: expected EIO, got %s"
+          % (what, "%d bytes" % len(result) if isinstance(result, bytes) else repr(result)))
+    check(elapsed <= limit, "%s: the error came after %.2f s" % (what, elapsed))
+
+
+@suite.test
+def frame_cut_off_mid_way_then_closed_gives_eio_at_once(env):
+    daemon = start(env)
+    for protocol, where in (("webfuse2", "header"), ("webfuse2", "payload"), ("json", "payload")):
+        what = "%s read answer cut in its %s" % (protocol, where)
+        fault(what)
+        name = "cut-%s-%s" % (protocol, where)
+        mangling_provider(env, daemon, protocol, name, lambda ws, opcode, answer, where=where:
+                          cut_short(ws, ws.encode_frame(opcode, answer), where))
+        read_fails_with_eio(daemon, name, DEATH_GRACE, what)
+        harness.wait_until(lambda: not harness.is_mounted(daemon.mount_path(name)), DEATH_GRACE,
+                           what="%s: the mount to go" % what)
+        harness.wait_until(lambda: live_session_count(daemon) == 1, 5,
+                           what="%s: only the bystander's session to be left" % what)
+    check_bystander(daemon)
+
+
+@suite.test
+def message_inside_a_fragmented_answer_closes_the_connection(env):
+    """RFC 6455 5.4: a data message may not start between the fragments of another. A provider
+    that does so (here: a read answer's first half, unfinished, then its second half as a new
+    message) is broken and its connection is failed (1002): the read gets EIO at once. Joined,
+    the two would make a well-formed answer, so a gateway that joined them would let the read
+    succeed."""
+    daemon = start(env)
+
+    def spliced(ws, opcode, answer):
+        half = len(answer) // 2
+        ws.send_frame(opcode, answer[:half], fin=False)
+        ws.send_frame(opcode, answer[half:], fin=True)  # not a continuation frame
+
+    for protocol in ("webfuse2", "json"):
+        what = "%s read answer with another message inside" % protocol
+        fault(what)
+        name = "spliced-" + protocol
+        fake = mangling_provider(env, daemon, protocol, name, spliced)
+        read_fails_with_eio(daemon, name, 1.0, what)
+        harness.wait_until(lambda: fake.closed.is_set(), 5, what="%s: the close" % what)
+        check_equal(fake.close_code, 1002, "%s: close status" % what)
+        harness.wait_until(lambda: not harness.is_mounted(daemon.mount_path(name)), DEATH_GRACE,
+                           what="%s: the mount to go" % what)
+    check_bystander(daemon)
+
+
+# A webfuse2 answer that never ends: a first fragment, then 16 KiB more every 20 ms (800 KiB/s)
+# and never the last. The request times out after ENDLESS_TIMEOUT seconds, long before
+# ENDLESS_MAX_MESSAGE bytes came; then the gateway closes the connection at that size.
+ENDLESS_TIMEOUT = 2
+ENDLESS_MAX_MESSAGE = 4 * MIB
+ENDLESS_STEP = 16 * 1024
+ENDLESS_PAUSE = 0.02
+
+
+@suite.test(budget=90)
+def answer_that_never_ends_fails_with_eio_after_timeout_and_is_cut_at_max_message(env):
+    fault("webfuse2 read answer whose fragments never end")
+    daemon = env.start_daemon(timeout=ENDLESS_TIMEOUT, max_message=ENDLESS_MAX_MESSAGE)
+    env.start_webfuse2_provider(daemon, "bystander", DATA["bystander"])
+    check_bystander(daemon)
+    baseline_rss = rss_kib(daemon.pid)
+    fake = FakeWebfuse2(daemon.port, "endless", DATA["src"])
+    env.add_cleanup(fake.abort)
+    sent = [0]
+
+    def keep_sending(first):
+        try:
+            fake.ws.send_frame(wstest.OP_BINARY, first, fin=False)
+            while not fake.closed.is_set():
+                time.sleep(ENDLESS_PAUSE)
+                fake.ws.send_frame(wstest.OP_CONT, b"\0" * ENDLESS_STEP, fin=False)
+                sent[0] += ENDLESS_STEP
+        except OSError:
+            pass
+
+    def endless(f, req):
+        if req.type != "read" or sending.is_set():
+            # Nothing else may go out while the message is open: another message between its
+            # fragments is a different protocol error (see the test above).
+            return NO_REPLY if sending.is_set() else DEFAULT
+        sending.set()
+        first = f.provider.answer(req.raw)[:4096]
+        threading.Thread(target=keep_sending, args=(first,), daemon=True).start()
+        return NO_REPLY
+
+    sending = threading.Event()
+    for type_name in pyprovider.NAMES.values():
+        fake.handlers[type_name] = endless
+    mp = daemon.mount_path("endless")
+    harness.wait_mounted(mp)
+    peak_rss = [baseline_rss]
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            peak_rss[0] = max(peak_rss[0], rss_kib(daemon.pid))
+            time.sleep(0.02)
+
+    threading.Thread(target=sampler, daemon=True).start()
+    try:
+        result, elapsed = harness.timed(lambda: harness.bounded(
+            lambda: direct_read(os.path.join(mp, "big"), 64 * 1024), ENDLESS_TIMEOUT + 10,
+            "the read answered without end"))
+        still_open = not fake.closed.is_set()
+        received_by_then = sent[0]
+        check(fake.closed.wait(20), "the gateway still takes fragments 20 s later (%d MiB)"
+              % (sent[0] // MIB))
+    finally:
+        stop.set()
+    growth = (peak_rss[0] - baseline_rss) / 1024.0
+    print("  endless answer: read failed after %.2f s (--timeout %d) with %d KiB of fragments "
+          "sent; connection closed with %s after %d KiB (--max-message %d KiB); daemon RSS "
+          "peak +%.1f MiB" % (elapsed, ENDLESS_TIMEOUT, received_by_then // 1024,
+                              fake.close_code, sent[0] // 1024, ENDLESS_MAX_MESSAGE // 1024,
+                              growth))
+    check(isinstance(result, OSError) and result.errno == errno.EIO,
+          "the read answered without end: expected EIO, got %r" % (result,))
+    check(ENDLESS_TIMEOUT - 0.3 <= elapsed <= ENDLESS_TIMEOUT + 1.5,
+          "the read failed after %.2f s, not at --timeout (%d s)" % (elapsed, ENDLESS_TIMEOUT))
+    check(still_open, "the connection was closed before the request timed out")
+    check_equal(fake.close_code, 1009, "close status once the message passed --max-message")
+    check(sent[0] >= ENDLESS_MAX_MESSAGE - 4096, "closed after only %d bytes" % sent[0])
+    if harness.sanitized(daemon.pid):
+        print("  (AddressSanitizer keeps freed memory in its quarantine: RSS not compared)")
+    else:
+        limit = ENDLESS_MAX_MESSAGE / MIB + SESSION_OVERHEAD_MIB
+        check(growth <= limit, "the daemon's RSS grew by %.1f MiB (bound %.0f MiB)"
+              % (growth, limit))
+    harness.wait_until(lambda: not harness.is_mounted(mp), 5, what="the endless mount to go")
+    check_bystander(daemon)
+
+
+@suite.test
+def json_answer_left_unfinished_fails_with_eio_and_its_late_end_is_dropped(env):
+    """A JSON answer's first half, then nothing: the read fails at --timeout and the session
+    stays. When the rest comes after all, it completes an answer to a request that is gone:
+    dropped, and the session goes on serving."""
+    fault("JSON read answer left unfinished, finished late")
+    daemon = start(env, timeout=2)
+    fake = env.fake(daemon)
+    fake.attach("unfinished", {"half": File(b"h" * 5000), "good": File(b"g" * 10)})
+    half_inode = fake.filesystems["unfinished"].root.children["half"].inode
+    rest = []
+
+    def read(f, msg):
+        if rest:  # the message is open: nothing else may go out (see the endless answer)
+            return NO_REPLY
+        if msg["method"] != "read" or msg["params"][1] != half_inode:
+            return DEFAULT
+        text = json_answer(f, "unfinished", msg)
+        f.send_frame(wstest.OP_TEXT, text[:len(text) // 2], fin=False)
+        rest.append(text[len(text) // 2:])
+        return NO_REPLY
+
+    for method in ("lookup", "getattr", "readdir", "open", "read"):
+        fake.handlers[method] = read
+    mp = daemon.mount_path("unfinished")
+    result, elapsed = harness.timed(lambda: harness.bounded(
+        lambda: direct_read(os.path.join(mp, "half"), 4096), 15, "reading half"))
+    check(isinstance(result, OSError) and result.errno == errno.EIO,
+          "read of an unfinished answer: expected EIO, got %r" % (result,))
+    check(1.7 <= elapsed <= 3.5, "the read failed after %.2f s, not at --timeout (2 s)" % elapsed)
+    check(not fake.closed.is_set(), "the gateway closed the session (%r %r)"
+          % (fake.close_code, fake.close_reason))
+    fake.send_frame(wstest.OP_CONT, rest.pop(), fin=True)
+    check_equal(harness.bounded(lambda: direct_read(os.path.join(mp, "good"), 4096), 10,
+                                "reading good"), b"g" * 10, "the good file after the late end")
+    check_equal(fake.errors, [], "protocol errors seen by the fake")
+    check_bystander(daemon)
+
+
+# Answers with an id that is not the pending request's: (what, id from the request's id,
+# whether the gateway must close the connection: an id that is not an integer is malformed).
+WRONG_IDS = (("the next id", lambda i: i + 1, False),
+             ("the id plus 2^32", lambda i: i + 2 ** 32, False),
+             ("the negative id", lambda i: -i, False),
+             ("the id as a string", str, True),
+             ("the id as a float", float, True))
+
+
+@suite.test(budget=90)
+def json_answer_with_a_wrong_id_never_answers_the_pending_request(env):
+    """A read is pending when an answer with another id comes, carrying data. The data must
+    never reach the program: an id no request has is dropped (the read fails at --timeout, the
+    session goes on), a malformed one closes the connection (the read fails at once)."""
+    daemon = start(env, timeout=2)
+    for n, (what, wrong_id, closes) in enumerate(WRONG_IDS):
+        fault("JSON read answered with " + what)
+        name = "wrongid%d" % n
+        fake = env.fake(daemon)
+        fake.attach(name, {"f": File(b"right"), "good": File(b"good")})
+        f_inode = fake.filesystems[name].root.children["f"].inode
+
+        def read(f, msg, wrong_id=wrong_id):
+            if msg["params"][1] != f_inode:
+                return DEFAULT
+            return Raw(json.dumps({"result": {"data": "V1JPTkc=", "format": "base64",
+                                              "count": 5}, "id": wrong_id(msg["id"])}))
+
+        fake.handlers["read"] = read
+        mp = daemon.mount_path(name)
+        result, elapsed = harness.timed(lambda: harness.bounded(
+            lambda: direct_read(os.path.join(mp, "f"), 4096), 15, "read answered with " + what))
+        check(isinstance(result, OSError) and result.errno == errno.EIO,
+              "read answered with %s: expected EIO, got %r" % (what, result))
+        if closes:
+            check(elapsed <= 1.0, "read answered with %s failed only after %.2f s"
+                  % (what, elapsed))
+            check_equal(fake.wait_close(5)[0], 1007, "close status after %s" % what)
+            harness.wait_until(lambda: not harness.is_mounted(mp), 5,
+                               what="the mount to go after " + what)
+        else:
+            check(1.7 <= elapsed <= 3.5, "read answered with %s failed after %.2f s, not at "
+                  "--timeout (2 s)" % (what, elapsed))
+            check(not fake.closed.is_set(), "the gateway closed the session after %s" % what)
+            check_equal(harness.bounded(lambda: direct_read(os.path.join(mp, "good"), 4096),
+                                        10, "reading good"), b"good",
+                        "the session's next read after %s" % what)
     check_bystander(daemon)
 
 
@@ -376,9 +691,81 @@ def timed_read(path):
     return n / (time.monotonic() - start)
 
 
+# The slow provider's link: each read answer (1 MiB) in 16 frames with a pause before each, about
+# 6 MiB/s. Its session may have SLOW_MAX_PENDING requests in flight; SLOW_READERS programs each
+# keep one uncached 1 MiB read waiting, so most of them wait in the mount, not at the provider.
+SLOW_MAX_PENDING = 4
+SLOW_READERS = 16
+SLOW_READ = MIB
+TRICKLE_FRAGMENTS = 16
+TRICKLE_PAUSE = 0.01
+# What one more session with a mount may cost the daemon however it is used (its connection's
+# receive buffer, its reassembly buffer, the mount's FUSE request buffer, a thread's stack):
+# measured at 1.1 MiB. Besides that, at most one read answer per request in flight may be held.
+# A daemon that held an answer per waiting read (SLOW_READERS MiB) or kept the buffers of
+# answers it had passed on exceeds the bound.
+SESSION_OVERHEAD_MIB = 3
+RSS_GROWTH_LIMIT_MIB = SESSION_OVERHEAD_MIB + SLOW_MAX_PENDING * SLOW_READ // MIB
+
+
+class TricklingProvider:
+    """A webfuse2 provider behind a slow link: it takes each request off the connection as soon
+    as it comes (so `peak_unanswered` is what the gateway had in flight to it) and answers them
+    in order from a thread of its own, read answers in TRICKLE_FRAGMENTS frames with a pause
+    before each."""
+
+    def __init__(self, port, name, root):
+        self.fake = FakeWebfuse2(port, name, root)
+        self.queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.unanswered = 0
+        self.peak_unanswered = 0
+        self.reads_answered = 0
+        for type_name in pyprovider.NAMES.values():
+            self.fake.handlers[type_name] = self._take
+        self.thread = threading.Thread(target=self._answer_all, daemon=True, name="trickle")
+        self.thread.start()
+
+    def _take(self, fake, req):  # the fake's reader thread
+        with self.lock:
+            self.unanswered += 1
+            self.peak_unanswered = max(self.peak_unanswered, self.unanswered)
+        self.queue.put(req)
+        return NO_REPLY
+
+    def _answer_all(self):
+        while True:
+            req = self.queue.get()
+            if req is None:
+                return
+            answer = self.fake.provider.answer(req.raw)
+            parts = split(answer, TRICKLE_FRAGMENTS) if req.type == "read" else [answer]
+            try:
+                for i, part in enumerate(parts):
+                    last = i == len(parts) - 1
+                    if req.type == "read":
+                        time.sleep(TRICKLE_PAUSE)
+                    if last:
+                        # Counted as answered before the gateway can have it, so the gateway's
+                        # next request never meets a stale count.
+                        with self.lock:
+                            self.unanswered -= 1
+                            self.reads_answered += req.type == "read"
+                    self.fake.ws.send_frame(wstest.OP_BINARY if i == 0 else wstest.OP_CONT,
+                                            part, fin=last)
+            except OSError:
+                return
+
+    def abort(self):
+        self.queue.put(None)
+        self.fake.abort()
+        self.thread.join(5)
+
+
 @suite.test(budget=150)
 def slow_provider_does_not_hold_back_a_fast_one_and_memory_stays_bounded(env):
-    daemon = env.start_daemon(timeout=LONG_TIMEOUT)
+    daemon = env.start_daemon(timeout=LONG_TIMEOUT,
+                              extra=["--max-pending", str(SLOW_MAX_PENDING)])
     fast_src = env.mkdir("fast-src")
     for name in ("alone", "beside"):
         with open(os.path.join(fast_src, name), "wb") as f:
@@ -388,64 +775,99 @@ def slow_provider_does_not_hold_back_a_fast_one_and_memory_stays_bounded(env):
     fast = daemon.mount_path("fast")
     harness.bounded(lambda: read_all(os.path.join(fast, "alone")), 60, "warm-up read")
     harness.drop_caches()
-    baseline_rss = rss_kib(daemon.pid)
     alone = harness.bounded(lambda: timed_read(os.path.join(fast, "alone")), 60, "fast alone")
+    harness.drop_caches()
+    baseline_rss = rss_kib(daemon.pid)
 
-    # The slow one answers each read after 0.2 s, in four fragments that trickle in.
-    slow = FakeWebfuse2(daemon.port, "slow", DATA["src"])
+    fault("a provider trickling its answers")
+    slow = TricklingProvider(daemon.port, "slow", DATA["src"])
     env.add_cleanup(slow.abort)
-
-    def trickle(f, req):
-        time.sleep(0.2)
-        return Raw(f.provider.answer(req.raw), fragments=4)
-
-    slow.handlers["read"] = trickle
     harness.wait_mounted(daemon.mount_path("slow"))
+    with open(os.path.join(DATA["src"], "big"), "rb") as f:
+        expected = f.read()
     stop = threading.Event()
-    peak = [baseline_rss]
+    lock = threading.Lock()
+    state = {"in_flight": 0, "peak_in_flight": 0, "reads": 0, "wrong": 0, "errors": []}
+    peak_rss = [baseline_rss]
 
     def slow_reader(i):
-        while not stop.is_set():
-            try:
-                fd = os.open(os.path.join(daemon.mount_path("slow"), "big"), os.O_RDONLY)
+        # O_DIRECT: each read is one request to the provider, never served from the page cache.
+        try:
+            fd = os.open(os.path.join(daemon.mount_path("slow"), "big"), os.O_RDONLY | os.O_DIRECT)
+        except OSError as e:
+            state["errors"].append(e)
+            return
+        buf = mmap.mmap(-1, SLOW_READ)  # page-aligned, as O_DIRECT wants
+        try:
+            offset = i * SLOW_READ
+            while not stop.is_set():
+                offset %= len(expected)
+                with lock:
+                    state["in_flight"] += 1
+                    state["peak_in_flight"] = max(state["peak_in_flight"], state["in_flight"])
                 try:
-                    offset = (i % 16) * MIB
-                    while not stop.is_set() and offset < 16 * MIB:
-                        if not os.pread(fd, 128 * 1024, offset):
-                            break
-                        offset += 128 * 1024
+                    n = os.preadv(fd, [buf], offset)
                 finally:
-                    os.close(fd)
-            except OSError:
-                return
+                    with lock:
+                        state["in_flight"] -= 1
+                with lock:
+                    state["reads"] += 1
+                    state["wrong"] += buf[:n] != expected[offset:offset + SLOW_READ]
+                offset += SLOW_READERS * SLOW_READ
+        except OSError as e:
+            if not stop.is_set():
+                state["errors"].append(e)
+        finally:
+            os.close(fd)
+            buf.close()
 
     def sampler():
         while not stop.is_set():
-            peak[0] = max(peak[0], rss_kib(daemon.pid))
-            time.sleep(0.05)
+            peak_rss[0] = max(peak_rss[0], rss_kib(daemon.pid))
+            time.sleep(0.02)
 
-    threads = [threading.Thread(target=slow_reader, args=(i,), daemon=True) for i in range(32)]
+    threads = [threading.Thread(target=slow_reader, args=(i,), daemon=True)
+               for i in range(SLOW_READERS)]
     threads.append(threading.Thread(target=sampler, daemon=True))
     for t in threads:
         t.start()
     try:
-        harness.wait_until(lambda: len(slow.requests_of("read")) >= 16, 20,
-                           what="the slow provider to be busy")
+        harness.wait_until(lambda: slow.reads_answered >= 2 * SLOW_READERS, 60,
+                           what="the slow provider to answer %d reads" % (2 * SLOW_READERS))
         beside = harness.bounded(lambda: timed_read(os.path.join(fast, "beside")), 60,
                                  "fast beside the slow one")
-        slow_reads = len(slow.requests_of("read"))
+        # The slow link goes on a while longer with all its reads waiting.
+        answered = slow.reads_answered
+        harness.wait_until(lambda: slow.reads_answered >= answered + SLOW_READERS, 60,
+                           what="%d more slow reads" % SLOW_READERS)
     finally:
         stop.set()
     for t in threads:
-        t.join(10)
-    growth = (peak[0] - baseline_rss) / 1024.0
-    print("  fast provider: %.1f MiB/s alone, %.1f MiB/s beside the slow one; slow reads "
-          "answered meanwhile: %d; daemon RSS %.1f MiB, peak +%.1f MiB"
-          % (alone / MIB, beside / MIB, slow_reads, baseline_rss / 1024.0, growth))
+        t.join(20)
+    check(not any(t.is_alive() for t in threads), "slow readers still hang 20 s after the end")
+    growth = (peak_rss[0] - baseline_rss) / 1024.0
+    print("  fast provider: %.1f MiB/s alone, %.1f MiB/s beside the slow one" %
+          (alone / MIB, beside / MIB))
+    print("  slow provider: %d reads of %d KiB answered in %d frames each; reads waiting on the "
+          "device at most %d, requests unanswered at the provider at most %d (--max-pending %d)"
+          % (slow.reads_answered, SLOW_READ // 1024, TRICKLE_FRAGMENTS,
+             state["peak_in_flight"], slow.peak_unanswered, SLOW_MAX_PENDING))
+    print("  daemon RSS %.1f MiB before the slow provider, peak +%.1f MiB (bound %d MiB)"
+          % (baseline_rss / 1024.0, growth, RSS_GROWTH_LIMIT_MIB))
+    check_equal(state["errors"], [], "errors of the slow readers")
+    check_equal(state["wrong"], 0, "slow reads whose bytes differ from the file")
+    check(state["peak_in_flight"] >= 3 * SLOW_MAX_PENDING,
+          "only %d reads waited at once: not enough to fill --max-pending %d three times over"
+          % (state["peak_in_flight"], SLOW_MAX_PENDING))
+    check_equal(slow.peak_unanswered, SLOW_MAX_PENDING,
+                "most requests the slow provider had unanswered at once")
     check(beside >= alone / 3, "the fast provider was held back: %.1f MiB/s beside the slow "
           "one, %.1f MiB/s alone" % (beside / MIB, alone / MIB))
-    check(growth < 96, "the daemon's RSS grew by %.1f MiB while the slow provider trickled"
-          % growth)
+    if harness.sanitized(daemon.pid):
+        print("  (AddressSanitizer keeps freed memory in its quarantine: RSS not compared)")
+    else:
+        check(growth <= RSS_GROWTH_LIMIT_MIB, "the daemon's RSS grew by %.1f MiB while the slow "
+              "provider trickled (bound %d MiB)" % (growth, RSS_GROWTH_LIMIT_MIB))
     check(daemon.alive(), "webfused died")
 
 

@@ -5,7 +5,8 @@ The test plays the gateway with wstest.Server: it answers add_filesystem, sends 
 readdir / open / read / close and malformed requests, and checks every answer against the
 exported directory. No FUSE and no webfused needed.
 
-Environment: WEBFUSE_PROVIDER = path of the webfuse-provider binary (exit 77 = skipped without).
+Environment: WEBFUSE_PROVIDER = path of the webfuse-provider binary (exit 77 = skipped without;
+a failure with WEBFUSE_REQUIRE_ALL=1).
 Exit status 0 when every case passes, 1 otherwise.
 """
 
@@ -22,6 +23,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (skip() only: no root or FUSE needed here)
 import wstest  # noqa: E402
 
 SUBPROTOCOL = "webfuse-adapter-server"
@@ -652,8 +654,7 @@ class Context:
 
 def main():
     if not PROVIDER or not os.access(PROVIDER, os.X_OK):
-        print("SKIP: set WEBFUSE_PROVIDER to the webfuse-provider binary")
-        return 77
+        harness.skip("set WEBFUSE_PROVIDER to the webfuse-provider binary")
     only = sys.argv[1:]
     tests = [(name, fn) for name, fn in sorted(globals().items())
              if name.startswith("test_") and callable(fn) and (not only or name in only)]

@@ -9,7 +9,8 @@ results, errno values, attributes, data, and the resulting state. Also: unknown 
 --read-only (EROFS for every change), getcreds with --token / WEBFUSE_TOKEN, handle limits,
 reconnecting. No FUSE and no webfused needed.
 
-Environment: WEBFUSE_PROVIDER = path of the webfuse-provider binary (exit 77 = skipped without).
+Environment: WEBFUSE_PROVIDER = path of the webfuse-provider binary (exit 77 = skipped without;
+a failure with WEBFUSE_REQUIRE_ALL=1).
 Prints "N passed, M failed"; exit status 0 when every case passes, 1 otherwise.
 Run one case: test_provider_webfuse2.py test_read_write
 """
@@ -28,6 +29,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (skip() only: no root or FUSE needed here)
 import wstest  # noqa: E402
 
 SUBPROTOCOL = "webfuse2"
@@ -1254,8 +1256,7 @@ class Context:
 
 def main():
     if not PROVIDER or not os.access(PROVIDER, os.X_OK):
-        print("SKIP: set WEBFUSE_PROVIDER to the webfuse-provider binary")
-        return 77
+        harness.skip("set WEBFUSE_PROVIDER to the webfuse-provider binary")
     only = sys.argv[1:]
     tests = [(name, fn) for name, fn in sorted(globals().items())
              if name.startswith("test_") and callable(fn) and (not only or name in only)]

@@ -98,6 +98,12 @@ class WebSocket:
 
     def send_frame(self, opcode, payload, fin=True):
         """Sends one frame; clients mask it."""
+        data = self.encode_frame(opcode, payload, fin)
+        with self.send_lock:
+            self.sock.sendall(data)
+
+    def encode_frame(self, opcode, payload, fin=True):
+        """The bytes of one frame as send_frame would send them (masked by a client)."""
         header = bytes([(0x80 if fin else 0) | opcode])
         mask_bit = 0x80 if self.is_client else 0
         n = len(payload)
@@ -111,8 +117,7 @@ class WebSocket:
             mask = os.urandom(4)
             header += mask
             payload = _apply_mask(payload, mask)
-        with self.send_lock:
-            self.sock.sendall(header + payload)
+        return header + payload
 
     def send_message(self, opcode, payload, fragments=1):
         """Sends a text or binary message, split into `fragments` frames (at least one byte each
