@@ -152,7 +152,9 @@ start_daemon() {
   rm -rf "$run"
   mkdir -p "$run" "$mnt" "$bind_mnt"
   port=$(free_port)
+  # More sessions than the default limit (64): the memory figure attaches 256 of them.
   "$bin/webfused" --no-config --port "$port" --mount-root "$mnt" --no-admin --log-level error \
+    --max-sessions $((idle_sessions + 16)) \
     2>"$run/webfused.log" &
   daemon_pid=$!
   wait_for "webfused to listen" python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port)).close()"
