@@ -305,7 +305,9 @@ static void node_take_attr(struct inode_node *node, const struct stat *attr)
 {
     node->attr = *attr;
     node->has_attr = true;
-    node->linked = node->linked || attr->st_nlink > 1;
+    /* A directory's link count counts its subdirectories, not other names: directories are
+     * never hard-linked, and treating them so would search the table on every update. */
+    node->linked = node->linked || (attr->st_nlink > 1 && !S_ISDIR(attr->st_mode));
 }
 
 static void node_unlink(struct inode_table *t, struct inode_node *node)

@@ -8,6 +8,7 @@
 #include "fusebridge_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,12 @@ enum op_reply {
 /* What to record in the inode table once the provider said yes. */
 enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
 
-/* The most entries one directory listing may have ("." and ".." included). It bounds the memory
- * of a listing (about 100 bytes an entry, plus names); a larger directory fails with EFBIG. */
-#define FUSEBRIDGE_LISTING_MAX (1u << 20)
+/* What one directory listing may hold: entries ("." and ".." included, about 100 bytes each)
+ * and bytes of names; a larger directory fails with EFBIG. Entries a provider sends that are
+ * not listed (its own "." and "..", names the kernel cannot take) count too, so a provider cannot
+ * page one listing forever. 262,144 entries of 64-byte names take about 40 MiB. */
+#define FUSEBRIDGE_LISTING_MAX (1u << 18)
+#define FUSEBRIDGE_LISTING_NAME_BYTES (16u << 20)
 
 /* How long after it was asked for a listing's attributes are still handed to the kernel: long
  * enough for `ls -l` of a large directory, short enough that a directory held open for long does
@@ -80,6 +84,7 @@ struct dir_listing {
     uint64_t dir;               /* the directory's inode */
     uint_fast64_t changes_then; /* the mount's change count when the listing was asked for */
     uint64_t asked_at;          /* uv_hrtime() then */
+    size_t received;            /* entries the provider sent, listed or not */
     struct listing_entry *entries;
     size_t count;
     size_t cap;
@@ -129,11 +134,14 @@ static void listing_clear(struct dir_listing *listing)
 {
     listing->count = 0;
     listing->names_len = 0;
+    listing->received = 0;
 }
 
 bool op_changes_files(const struct fusebridge_op *op)
 {
     switch (op->steps[0].kind) {
+    case FUSEBRIDGE_OPEN:
+        return (op->steps[0].flags & O_TRUNC) != 0;
     case FUSEBRIDGE_SYMLINK:
     case FUSEBRIDGE_LINK:
     case FUSEBRIDGE_RENAME:
@@ -959,8 +967,11 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
     }
     case REPLY_OPEN: {
         /* Pages read before stay for the next open: the kernel drops them itself when fresh
-         * attributes show another size or mtime (auto_inval_data, asked for in init). */
-        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags, .keep_cache = 1};
+         * attributes show another size or mtime (auto_inval_data, asked for in init). Not for
+         * JSON providers: their mtimes have whole seconds, so a file rewritten within one at the
+         * same size would stay stale. */
+        struct fuse_file_info fi = {
+            .fh = op->fh, .flags = op->open_flags, .keep_cache = op->mount->path_based};
         fuse_reply_open(op->req, &fi);
         break;
     }
@@ -1063,7 +1074,8 @@ static int listing_append(struct dir_listing *listing, const char *name, uint64_
                           const struct stat *attr)
 {
     size_t len = strlen(name) + 1;
-    if (listing->count >= FUSEBRIDGE_LISTING_MAX)
+    if (listing->count >= FUSEBRIDGE_LISTING_MAX ||
+        listing->names_len + len > FUSEBRIDGE_LISTING_NAME_BYTES)
         return -EFBIG;
     if (grow((void **)&listing->entries, &listing->cap, listing->count + 1,
              sizeof(*listing->entries)) != 0 ||
@@ -1100,7 +1112,8 @@ static struct stat entry_dirent_stat(struct fusebridge_mount *mount, struct dir_
     if (index < 2) {
         st.st_ino = listing->dir;
         st.st_mode = S_IFDIR;
-    } else if (mount->path_based) {
+    } else if (mount->path_based && !(e->has_attr && e->attr.ino != 0)) {
+        /* The number stat shows: the provider's when it sent one, else the table's. */
         uint64_t ino = inode_table_find(&mount->inodes, listing->dir, entry_name(listing, e));
         st.st_ino = ino != 0 ? ino : FUSEBRIDGE_UNKNOWN_INODE;
     }
@@ -1149,14 +1162,17 @@ static size_t listing_fill_plus(fuse_req_t req, struct fusebridge_mount *mount,
         if (need > size - used)
             break;
         struct fuse_entry_param entry = {.attr = entry_dirent_stat(mount, listing, index)};
-        /* "." and ".." and entries without attributes go without a lookup (ino 0). */
+        /* "." and ".." and entries without attributes go without a lookup (ino 0); so does an
+         * entry the inode table has no room for: the kernel looks it up when it needs it. */
         if (index >= 2 && e->has_attr && fresh) {
             struct stat st;
             entry_attr_to_stat(&e->attr, &st);
-            if (entry_fill(mount, listing->dir, name, &st, &entry) != 0)
-                break;
-            if (mount->path_based)
-                taken[(*ntaken)++] = entry.ino;
+            struct fuse_entry_param filled;
+            if (entry_fill(mount, listing->dir, name, &st, &filled) == 0) {
+                entry = filled;
+                if (mount->path_based)
+                    taken[(*ntaken)++] = entry.ino;
+            }
         }
         used +=
             fuse_add_direntry_plus(req, buf + used, size - used, name, &entry, (off_t)index + 1);
@@ -1207,6 +1223,8 @@ int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t 
     int rc = listing_start(listing);
     if (rc != 0)
         return rc;
+    if (++listing->received > FUSEBRIDGE_LISTING_MAX)
+        return -EFBIG;
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return 0;
     if (!dirent_name_valid(name))

@@ -159,9 +159,14 @@ static void wf2_answer_readdir(struct fusebridge_op *op, struct codec_wf2_respon
     fusebridge_readdir_done(op);
 }
 
-/* One page of a listing with attributes; the next is asked for when the provider has more. */
+/* One page of a listing with attributes; the next is asked for when the provider has more. A
+ * page that sends the gateway back where it came from would be asked for forever. */
 static void wf2_answer_readdirplus(struct fusebridge_op *op, struct codec_wf2_response *resp)
 {
+    if (resp->cookie != 0 && resp->cookie == fusebridge_op_request(op)->offset) {
+        fusebridge_reply_error(op, -EIO);
+        return;
+    }
     struct codec_wf2_dirent entry;
     while (codec_wf2_dirents_next(&resp->entry_list, &entry)) {
         struct stat st;
@@ -290,7 +295,9 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     enum fusebridge_kind kind = req->kind;
     struct codec_wf2_response resp;
     int rc = codec_wf2_decode_response(data, len, sent, expected_size(s, sent, req), &resp);
-    if (rc == -ENOSYS && sent == CODEC_WF2_READDIRPLUS) {
+    /* Not known: 0x80, the empty echo, or a provider that says so with its result. */
+    bool unknown = rc == -ENOSYS || (rc == 0 && resp.result == -ENOSYS);
+    if (unknown && sent == CODEC_WF2_READDIRPLUS) {
         wf2_readdirplus_unknown(s, fs, op);
         return 0;
     }

@@ -164,6 +164,19 @@ def provider_echoing_an_empty_answer_lists_the_same(env):
 
 
 @suite.test
+def provider_answering_enosys_lists_the_same(env):
+    daemon = env.start_daemon()
+    source = os.path.join(TREES["webfuse2"], "n1")
+    fake = fakeprovider.FakeWebfuse2(daemon.port, "nosys", os.path.dirname(source))
+    env.add_cleanup(fake.abort)
+    fake.handlers["0x18"] = lambda f, req: req.answer(-errno.ENOSYS)
+    harness.wait_mounted(daemon.mount_path("nosys"), 10)
+    check_equal(listing(os.path.join(daemon.mount_path("nosys"), "n1"), False),
+                listing(source, False), "listing after ENOSYS")
+    check_equal(len(fake.requests_of("0x18")), 1, "READDIRPLUS asked once")
+
+
+@suite.test
 def malformed_readdirplus_pages_fail_the_listing_with_eio(env):
     """A page with more entries than asked for, an empty page that says more follow, or entries
     cut short: the listing fails with EIO, the mount goes on serving."""
@@ -174,11 +187,20 @@ def malformed_readdirplus_pages_fail_the_listing_with_eio(env):
     harness.wait_mounted(daemon.mount_path("bad"), 10)
     attrs = fakeprovider.pyprovider._attributes(os.lstat(source))
     entry = struct.pack("!I", 1) + b"x" + attrs
+    dot = struct.pack("!I", 1) + b"." + attrs
     for what, body in (("too many entries", struct.pack("!QI", 0, PAGE + 1) + entry * (PAGE + 1)),
                        ("empty page with more", struct.pack("!QI", 7, 0)),
-                       ("entry cut short", struct.pack("!QI", 0, 1) + entry[:-1])):
+                       ("entry cut short", struct.pack("!QI", 0, 1) + entry[:-1]),
+                       ("a page that leads back to itself", struct.pack("!QI", 1, 1) + dot)):
         fake.handlers["0x18"] = lambda f, req, body=body: req.answer(0, body)
         harness.check_errno(lambda: os.listdir(daemon.mount_path("bad")), errno.EIO, what)
+    # Pages of nothing but "." that go round in a circle end at the bound on entries received.
+    fake.handlers["0x18"] = lambda f, req: req.answer(
+        0, struct.pack("!QI", 2 if req.raw[-12:-4] == struct.pack("!Q", 1) else 1, PAGE) +
+        dot * PAGE)
+    harness.check_errno(lambda: os.listdir(daemon.mount_path("bad")), errno.EFBIG,
+                        "pages going round in a circle")
+    check(len(fake.requests_of("0x18")) < 100, "pages asked: %d" % len(fake.requests_of("0x18")))
     del fake.handlers["0x18"]
     check_equal(os.listdir(daemon.mount_path("bad")), ["e000000"], "served again")
 
@@ -219,17 +241,31 @@ def a_listing_held_open_does_not_set_back_what_changed_meanwhile(env):
     source = env.mkdir("held")
     names = ["f%04d" % i for i in range(3000)]
     for name in names:
-        open(os.path.join(source, name), "wb").close()
+        with open(os.path.join(source, name), "wb") as f:
+            f.write(b"old content")
     env.start_webfuse2_provider(daemon, "held", source)
     mount = daemon.mount_path("held")
-    with os.scandir(mount) as it:
-        first = next(it).name  # the listing is loaded, the rest comes in later batches
-        last = sorted(set(names) - {first})[-1]
-        with open(os.path.join(mount, last), "wb") as f:
-            f.write(b"grown")
-        rest = [entry.name for entry in it]
-    check_equal(sorted(rest + [first]), names, "the listing")
-    check_equal(os.lstat(os.path.join(mount, last)).st_size, 5, "size after the write")
+    order = os.listdir(mount)  # the order every listing comes in
+
+    def change_while_listing(name, change):
+        with os.scandir(mount) as it:
+            first = next(it).name  # the listing is loaded, the rest comes in later batches
+            change(os.path.join(mount, name))
+            rest = [entry.name for entry in it]
+        check_equal(sorted(rest + [first]), names, "the listing")
+        return os.lstat(os.path.join(mount, name)).st_size
+
+    def append(path):
+        with open(path, "ab") as f:
+            f.write(b", grown")
+
+    def truncate_on_open(path):
+        with open(path, "wb"):
+            pass  # open(O_TRUNC) alone, no write
+
+    # The last names come in the last batch, long after the listing was asked for.
+    check_equal(change_while_listing(order[-1], append), 18, "size after a write")
+    check_equal(change_while_listing(order[-2], truncate_on_open), 0, "size after O_TRUNC")
 
 
 @suite.test
