@@ -98,12 +98,17 @@ def ls_l(directory):
     return out.stdout.decode(errors="replace")
 
 
-@suite.test(budget=200)
-def webfuse2_listings_with_attributes_equal_the_source(env):
+def serve_with_readdirplus(env):
+    """A daemon with our provider serving the webfuse2 tree as "plus", caches dropped."""
     daemon = env.start_daemon()
     env.start_webfuse2_provider(daemon, "plus", TREES["webfuse2"], read_only=True)
-    mount = daemon.mount_path("plus")
     harness.drop_caches()
+    return daemon, daemon.mount_path("plus")
+
+
+@suite.test(budget=200)
+def webfuse2_listings_with_attributes_equal_the_source(env):
+    daemon, mount = serve_with_readdirplus(env)
     check_listings(mount, TREES["webfuse2"], "webfuse2 with readdirplus")
     pages = requests(daemon, "webfuse2", "readdir")
     # n0 and n1 take a page each, n100000 takes 25; none fell back.
@@ -113,10 +118,7 @@ def webfuse2_listings_with_attributes_equal_the_source(env):
 
 @suite.test(budget=200)
 def ls_l_costs_a_request_per_page_not_per_entry(env):
-    daemon = env.start_daemon()
-    env.start_webfuse2_provider(daemon, "plus", TREES["webfuse2"], read_only=True)
-    mount = daemon.mount_path("plus")
-    harness.drop_caches()
+    daemon, mount = serve_with_readdirplus(env)
     before = requests(daemon, "webfuse2", "getattr")
     text = ls_l(os.path.join(mount, "n100000"))
     check_equal(text.count("\n"), BIG + 1, "lines of ls -l (total + entries)")
