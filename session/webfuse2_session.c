@@ -298,6 +298,7 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     /* Not known: 0x80, the empty echo, or a provider that says so with its result. */
     bool unknown = rc == -ENOSYS || (rc == 0 && resp.result == -ENOSYS);
     if (unknown && sent == CODEC_WF2_READDIRPLUS) {
+        session_account(s, fs, kind, 0, 0); /* answered; the listing goes on with READDIR */
         wf2_readdirplus_unknown(s, fs, op);
         return 0;
     }
