@@ -1,6 +1,6 @@
 /* Kernel requests -> operations -> kernel replies.
  *
- * Handlers run on the mount's worker thread and never wait: they answer at once (forget, flush,
+ * Handlers run on the mount's worker thread and never wait: they answer at once (forget,
  * opendir, a loaded directory listing) or build an op of one or more provider requests ("steps")
  * and queue it. Answers arrive on the loop thread through fusebridge_op_answer, which either
  * queues the next step or replies to the kernel.
@@ -580,13 +580,6 @@ static void bridge_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
     op_submit_or_fail(op, rc);
 }
 
-static void bridge_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    (void)ino;
-    (void)fi;
-    fuse_reply_err(req, 0); /* writes are not buffered here: nothing to flush */
-}
-
 static void bridge_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fusebridge_op *op = op_new(req, REPLY_STATUS);
@@ -732,6 +725,8 @@ static void bridge_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 
 /* Inode-based (JSON) providers can only read: the table leaves every other request to libfuse's
  * default answer (ENOSYS), and the read-only mount stops writes before they get here. */
+/* No flush handler: writes are not buffered here, and a kernel whose FLUSH got ENOSYS once stops
+ * sending it, which saves a request on every close(). */
 const struct fuse_lowlevel_ops fusebridge_ops = {
     .init = bridge_init,
     .lookup = bridge_lookup,
@@ -765,7 +760,6 @@ const struct fuse_lowlevel_ops fusebridge_path_ops = {
     .open = bridge_open,
     .read = bridge_read,
     .write = bridge_write,
-    .flush = bridge_flush,
     .release = bridge_release,
     .fsync = bridge_fsync,
     .opendir = bridge_opendir,
