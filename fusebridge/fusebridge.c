@@ -1,10 +1,11 @@
 /* fusebridge: FUSE mounts whose requests are answered asynchronously from the loop thread.
  *
- * Threads: each mount has one worker thread that mounts, runs fuse_session_loop, and tears the
- * FUSE session down. Its handlers never wait: they either answer at once (forget, opendir, a
- * cached directory listing) or queue an op for the loop thread. Unmounting runs on the libuv
- * thread pool. Everything else (popping ops, replying, the mount's state machine) runs on the loop
- * thread.
+ * Threads: everything of a mount runs on the loop thread, the reading of /dev/fuse included (a
+ * uv_poll on the non-blocking FUSE descriptor): a kernel request reaches the provider without a
+ * hand-over between threads, and a mount costs no thread. Its handlers never wait: they either
+ * answer at once (forget, opendir, a cached directory listing) or queue an op for the owner.
+ * What can block runs on the libuv thread pool: mounting (mkdir, mount(2) or fusermount3),
+ * unmounting and aborting, and tearing the FUSE session down (unmount, close, rmdir).
  */
 #include "fusebridge_internal.h"
 
@@ -22,38 +23,38 @@
 
 extern char **environ;
 
+/* Kernel requests read in one go before the loop serves other mounts and connections. */
+#define FUSEBRIDGE_READ_BATCH 64
+
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front)
 {
     if (op_changes_files(op))
-        atomic_fetch_add(&mount->changes, 1);
-    bool wake = false;
-    uv_mutex_lock(&mount->lock);
-    bool closing = mount->closing;
-    if (!closing) {
-        wake = mount->head == NULL;
-        if (front) {
-            *op_next(op) = mount->head;
-            mount->head = op;
-            if (!mount->tail)
-                mount->tail = op;
-        } else {
-            *op_next(op) = NULL;
-            if (mount->tail)
-                *op_next(mount->tail) = op;
-            else
-                mount->head = op;
-            mount->tail = op;
-        }
-    }
-    uv_mutex_unlock(&mount->lock);
-
-    if (closing)
+        mount->changes++;
+    if (mount->closing) {
         fusebridge_reply_error(op, -EIO);
-    else if (wake)
+        return;
+    }
+    bool was_empty = mount->head == NULL;
+    if (front) {
+        *op_next(op) = mount->head;
+        mount->head = op;
+        if (!mount->tail)
+            mount->tail = op;
+    } else {
+        *op_next(op) = NULL;
+        if (mount->tail)
+            *op_next(mount->tail) = op;
+        else
+            mount->head = op;
+        mount->tail = op;
+    }
+    /* While kernel requests are being read the owner hears once, after the batch; otherwise
+     * (the next step of an op, from inside the owner's own answer) on the next loop turn. */
+    if (was_empty && !mount->reading)
         uv_async_send(&mount->wakeup);
 }
 
-/* ---- the worker thread ----------------------------------------------------------------------- */
+/* ---- mounting (thread pool) ------------------------------------------------------------------ */
 
 static int mountpoint_prepare(const char *path)
 {
@@ -85,84 +86,18 @@ static int session_create(struct fusebridge_mount *mount)
         mount->session = NULL;
         return -EIO;
     }
-    return 0;
-}
-
-enum worker_event { WORKER_MOUNTED, WORKER_LOOP_ENDED, WORKER_EXITED };
-
-static void worker_post(struct fusebridge_mount *mount, enum worker_event event, int status)
-{
-    uv_mutex_lock(&mount->lock);
-    if (event == WORKER_MOUNTED) {
-        mount->mount_done = true;
-        mount->mount_status = status;
-    } else if (event == WORKER_LOOP_ENDED) {
-        mount->loop_ended = true;
-    } else {
-        mount->worker_exited = true;
-    }
-    uv_mutex_unlock(&mount->lock);
-    uv_async_send(&mount->wakeup);
-}
-
-static int connection_of(const char *mountpoint, unsigned *minor);
-
-/* Read-ahead of a mount, in KiB. The kernel's default (128 KiB) is one request at a time; this
- * lets it keep several requests of the largest size (1 MiB, max_pages) in flight per file, which
- * is what hides the round trip to the provider. */
-#define FUSEBRIDGE_READAHEAD_KB 4096
-
-/* FUSE's init can only lower read-ahead, so it is raised through the mount's backing device in
- * sysfs, once init is done (the kernel applies init's value when it gets the reply). Needs root;
- * without it the default stays. Worker thread. */
-void mount_readahead_raise(struct fusebridge_mount *mount)
-{
-    if (mount->readahead_raised || !mount->connection_known)
-        return;
-    mount->readahead_raised = true;
-    char path[64];
-    snprintf(path, sizeof(path), "/sys/class/bdi/0:%u/read_ahead_kb", mount->connection);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char value[16];
-    int len = snprintf(value, sizeof(value), "%d", FUSEBRIDGE_READAHEAD_KB);
-    if (write(fd, value, (size_t)len) != len)
-        log_debug("cannot raise the read-ahead of %s", path);
-    close(fd);
-}
-
-static void worker_main(void *arg)
-{
-    struct fusebridge_mount *mount = arg;
-    int status = mountpoint_prepare(mount->mountpoint);
-    if (status == 0)
-        status = session_create(mount);
-    /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
-    if (status == 0)
-        mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
-    worker_post(mount, WORKER_MOUNTED, status);
-
-    if (status == 0) {
-        /* Returns once the mount is gone: unmounted, aborted, or by hand. */
-        fuse_session_loop(mount->session);
-        /* Requests still in the owner's hands are replied through this session: it may only go
-         * once the loop thread has answered every one of them. */
-        worker_post(mount, WORKER_LOOP_ENDED, 0);
-        uv_sem_wait(&mount->ops_answered);
+    /* The loop thread reads requests as they come and never waits for one. */
+    int fd = fuse_session_fd(mount->session);
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        int rc = -errno;
         fuse_session_unmount(mount->session);
         fuse_session_destroy(mount->session);
         mount->session = NULL;
-        listings_free_all(mount);
-        rmdir(mount->mountpoint);
+        return rc;
     }
-    worker_post(mount, WORKER_EXITED, 0);
+    return 0;
 }
-
-static void mount_finish(struct fusebridge_mount *mount);
-
-/* ---- unmounting (thread pool) -----------------------------------------------------------------
- */
 
 /* Finds the FUSE connection number (the mount's minor device) in /proc/self/mountinfo. */
 static int connection_of(const char *mountpoint, unsigned *minor)
@@ -184,6 +119,45 @@ static int connection_of(const char *mountpoint, unsigned *minor)
     fclose(f);
     return rc;
 }
+
+static void mount_work(uv_work_t *work)
+{
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
+    int status = mountpoint_prepare(mount->mountpoint);
+    if (status == 0)
+        status = session_create(mount);
+    /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
+    if (status == 0)
+        mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
+    mount->mount_status = status;
+}
+
+/* Read-ahead of a mount, in KiB. The kernel's default (128 KiB) is one request at a time; this
+ * lets it keep several requests of the largest size (1 MiB, max_pages) in flight per file, which
+ * is what hides the round trip to the provider. */
+#define FUSEBRIDGE_READAHEAD_KB 4096
+
+/* FUSE's init can only lower read-ahead, so it is raised through the mount's backing device in
+ * sysfs, once init is done (the kernel applies init's value when it gets the reply). Needs root;
+ * without it the default stays. Writing a sysfs attribute only sets a number: it does not wait. */
+void mount_readahead_raise(struct fusebridge_mount *mount)
+{
+    if (mount->readahead_raised || !mount->connection_known)
+        return;
+    mount->readahead_raised = true;
+    char path[64];
+    snprintf(path, sizeof(path), "/sys/class/bdi/0:%u/read_ahead_kb", mount->connection);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char value[16];
+    int len = snprintf(value, sizeof(value), "%d", FUSEBRIDGE_READAHEAD_KB);
+    if (write(fd, value, (size_t)len) != len)
+        log_debug("cannot raise the read-ahead of %s", path);
+    close(fd);
+}
+
+/* ---- unmounting and tearing down (thread pool) ----------------------------------------------- */
 
 static void connection_abort(unsigned minor)
 {
@@ -218,8 +192,8 @@ static void unmount_work(uv_work_t *work)
         connection_abort(mount->connection);
 }
 
-/* Aborting ends the worker's loop even while a process keeps a file open; those processes get
- * ENOTCONN from then on. */
+/* Aborting ends the mount even while a process keeps a file open; those processes get ENOTCONN
+ * from then on. */
 static void abort_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, abort_work);
@@ -227,26 +201,14 @@ static void abort_work(uv_work_t *work)
         connection_abort(mount->connection);
 }
 
-/* Loop thread: pool work on the mount is over; finish if the worker has ended meanwhile. */
-static void pool_work_done(struct fusebridge_mount *mount)
+/* The kernel side is gone and every request is answered: the session may go. */
+static void teardown_work(uv_work_t *work)
 {
-    mount->unmount_running = false;
-    /* Not merely GONE: the worker may still be tearing down, and joining it here would block the
-     * loop (or wait forever for the loop). */
-    if (mount->worker_exit_seen)
-        mount_finish(mount);
-}
-
-static void unmount_done(uv_work_t *work, int status)
-{
-    (void)status;
-    pool_work_done(container_of(work, struct fusebridge_mount, unmount_work));
-}
-
-static void abort_done(uv_work_t *work, int status)
-{
-    (void)status;
-    pool_work_done(container_of(work, struct fusebridge_mount, abort_work));
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
+    fuse_session_unmount(mount->session);
+    fuse_session_destroy(mount->session);
+    mount->session = NULL;
+    rmdir(mount->mountpoint);
 }
 
 /* ---- the loop side ----------------------------------------------------------------------------
@@ -256,52 +218,170 @@ static void mount_release(struct fusebridge_mount *mount)
 {
     if (mount->path_based)
         inode_table_destroy(&mount->inodes);
-    uv_sem_destroy(&mount->ops_answered);
-    uv_mutex_destroy(&mount->lock);
+    free(mount->request.mem);
     free(mount->mountpoint);
     free(mount->fsname);
     free(mount);
 }
 
-static void mount_free(uv_handle_t *handle)
+static void polling_stop(struct fusebridge_mount *mount);
+
+static void handle_closed(uv_handle_t *handle)
 {
-    struct fusebridge_mount *mount = container_of(handle, struct fusebridge_mount, wakeup);
-    mount->callbacks.on_closed(mount, mount->user);
+    struct fusebridge_mount *mount = handle->data;
+    if (--mount->open_handles > 0)
+        return;
+    if (mount->started)
+        mount->callbacks.on_closed(mount, mount->user);
     mount_release(mount);
 }
 
-static void mount_free_unstarted(uv_handle_t *handle)
-{
-    mount_release(container_of(handle, struct fusebridge_mount, wakeup));
-}
-
-/* The worker has ended: join it and free the mount once no unmount work still refers to it. */
+/* Frees the mount once nothing on the pool refers to it and the session is gone. */
 static void mount_finish(struct fusebridge_mount *mount)
 {
-    if (mount->unmount_running || mount->finishing)
+    if (mount->pool_running || mount->unmount_running || mount->session || mount->finishing)
         return;
     mount->finishing = true;
-    uv_thread_join(&mount->worker);
-    uv_close((uv_handle_t *)&mount->wakeup, mount_free);
+    polling_stop(mount);
+    uv_close((uv_handle_t *)&mount->wakeup, handle_closed);
+}
+
+static void pool_done(uv_work_t *work, int status)
+{
+    (void)status;
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
+    mount->pool_running = false;
+    mount_finish(mount);
+}
+
+/* Unmount or abort work is over. */
+static void unmount_done(struct fusebridge_mount *mount)
+{
+    mount->unmount_running = false;
+    mount_finish(mount);
+}
+
+static void unmount_work_done(uv_work_t *work, int status)
+{
+    (void)status;
+    unmount_done(container_of(work, struct fusebridge_mount, unmount_work));
+}
+
+static void abort_work_done(uv_work_t *work, int status)
+{
+    (void)status;
+    unmount_done(container_of(work, struct fusebridge_mount, abort_work));
 }
 
 static void mount_start_unmount(struct fusebridge_mount *mount)
 {
     mount->state = MOUNT_UNMOUNTING;
     mount->unmount_running = true;
-    if (uv_queue_work(mount->loop, &mount->unmount_work, unmount_work, unmount_done) != 0) {
+    if (uv_queue_work(mount->loop, &mount->unmount_work, unmount_work, unmount_work_done) != 0) {
         mount->unmount_running = false;
         log_error("mount %s: cannot schedule unmount", mount->mountpoint);
     }
 }
 
-static void mount_on_mount_done(struct fusebridge_mount *mount, int status)
+/* Before the session closes the descriptor: libuv forgets a watched descriptor by its number,
+ * which by then could be someone else's. */
+static void polling_stop(struct fusebridge_mount *mount)
 {
-    if (status != 0) {
-        log_error("mount %s failed: %s", mount->mountpoint, strerror(-status));
+    if (!mount->polling)
+        return;
+    mount->polling = false;
+    uv_close((uv_handle_t *)&mount->kernel, handle_closed);
+}
+
+static void teardown_start(struct fusebridge_mount *mount)
+{
+    polling_stop(mount);
+    mount->pool_running = true;
+    if (uv_queue_work(mount->loop, &mount->pool_work, teardown_work, pool_done) != 0) {
+        /* Without the pool, here is the only place left to do it. */
+        mount->pool_running = false;
+        teardown_work(&mount->pool_work);
+        mount_finish(mount);
+    }
+}
+
+/* The kernel side is gone (unmounted, aborted, or by hand): every op is answered, then the
+ * session is torn down. */
+static void mount_on_kernel_gone(struct fusebridge_mount *mount)
+{
+    if (mount->state == MOUNT_MOUNTED && !mount->close_requested)
+        log_info("mount %s went away", mount->mountpoint);
+    mount->state = MOUNT_GONE;
+    fusebridge_mount_close(mount); /* fails whatever is still queued */
+    mount->callbacks.on_gone(mount, mount->user);
+    listings_free_all(mount);
+    teardown_start(mount);
+}
+
+/* Reads what the kernel asks, a batch at a time; handlers queue ops, and the owner hears once. */
+static void kernel_readable(uv_poll_t *poll, int status, int events)
+{
+    (void)events;
+    struct fusebridge_mount *mount = container_of(poll, struct fusebridge_mount, kernel);
+    if (status < 0) { /* an aborted connection reports an error, not data */
+        mount_on_kernel_gone(mount);
+        return;
+    }
+    mount->reading = true;
+    bool was_empty = mount->head == NULL;
+    int rc = 0;
+    for (int n = 0; n < FUSEBRIDGE_READ_BATCH; n++) {
+        rc = fuse_session_receive_buf(mount->session, &mount->request);
+        if (rc == -EINTR)
+            continue;
+        if (rc <= 0)
+            break;
+        fuse_session_process_buf(mount->session, &mount->request);
+    }
+    mount->reading = false;
+    /* 0: the device reports the end (ENODEV); other errors than "nothing more now" too. */
+    if (rc == 0 || (rc < 0 && rc != -EAGAIN) || fuse_session_exited(mount->session)) {
+        mount_on_kernel_gone(mount);
+        return;
+    }
+    if (was_empty && mount->head && !mount->close_requested)
+        mount->callbacks.on_ready(mount, mount->user);
+}
+
+static void mount_wakeup(uv_async_t *async)
+{
+    struct fusebridge_mount *mount = container_of(async, struct fusebridge_mount, wakeup);
+    if (mount->head && !mount->close_requested)
+        mount->callbacks.on_ready(mount, mount->user);
+}
+
+static int polling_start(struct fusebridge_mount *mount)
+{
+    int rc = uv_poll_init(mount->loop, &mount->kernel, fuse_session_fd(mount->session));
+    if (rc != 0)
+        return rc;
+    mount->kernel.data = mount;
+    mount->polling = true;
+    mount->open_handles++;
+    return uv_poll_start(&mount->kernel, UV_READABLE, kernel_readable);
+}
+
+static void mount_work_done(uv_work_t *work, int status)
+{
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
+    mount->pool_running = false;
+    int rc = status < 0 ? status : mount->mount_status;
+    if (rc == 0)
+        rc = polling_start(mount);
+    if (rc != 0) {
+        log_error("mount %s failed: %s", mount->mountpoint, strerror(-rc));
         mount->state = MOUNT_GONE;
         if (!mount->close_requested)
-            mount->callbacks.on_mounted(mount, status, mount->user);
+            mount->callbacks.on_mounted(mount, rc, mount->user);
+        if (mount->session)
+            teardown_start(mount); /* mounted, but the loop cannot watch it */
+        else
+            mount_finish(mount);
         return;
     }
     log_debug("mounted %s", mount->mountpoint);
@@ -310,45 +390,6 @@ static void mount_on_mount_done(struct fusebridge_mount *mount, int status)
         mount_start_unmount(mount);
     else
         mount->callbacks.on_mounted(mount, 0, mount->user);
-}
-
-/* The kernel side is gone (unmounted, aborted, or by hand): every op must be answered before the
- * worker may destroy the FUSE session. */
-static void mount_on_loop_ended(struct fusebridge_mount *mount)
-{
-    if (mount->state == MOUNT_MOUNTED && !mount->close_requested)
-        log_info("mount %s went away", mount->mountpoint);
-    mount->state = MOUNT_GONE;
-    fusebridge_mount_close(mount); /* fails whatever is still queued */
-    mount->callbacks.on_gone(mount, mount->user);
-    uv_sem_post(&mount->ops_answered);
-}
-
-static void mount_wakeup(uv_async_t *async)
-{
-    struct fusebridge_mount *mount = container_of(async, struct fusebridge_mount, wakeup);
-    uv_mutex_lock(&mount->lock);
-    bool mount_event = mount->mount_done && !mount->mount_seen;
-    mount->mount_seen = mount->mount_done;
-    int mount_status = mount->mount_status;
-    bool loop_ended = mount->loop_ended && !mount->loop_end_seen;
-    mount->loop_end_seen = mount->loop_ended;
-    bool exited = mount->worker_exited;
-    bool ready = mount->head != NULL;
-    uv_mutex_unlock(&mount->lock);
-
-    if (mount_event)
-        mount_on_mount_done(mount, mount_status);
-    if (loop_ended)
-        mount_on_loop_ended(mount);
-    if (exited) {
-        mount->state = MOUNT_GONE;
-        mount->worker_exit_seen = true;
-        mount_finish(mount);
-        return;
-    }
-    if (ready && !mount->close_requested)
-        mount->callbacks.on_ready(mount, mount->user);
 }
 
 int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *options,
@@ -374,29 +415,22 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
             goto fail;
         mount->path_based = true;
     }
-    rc = uv_mutex_init(&mount->lock);
-    if (rc != 0)
-        goto fail;
-    rc = uv_sem_init(&mount->ops_answered, 0);
-    if (rc != 0)
-        goto fail_mutex;
     rc = uv_async_init(loop, &mount->wakeup, mount_wakeup);
     if (rc != 0)
-        goto fail_sem;
-    rc = uv_thread_create(&mount->worker, worker_main, mount);
-    if (rc != 0)
-        goto fail_async;
+        goto fail;
+    mount->wakeup.data = mount;
+    mount->open_handles = 1;
+    mount->pool_running = true;
+    rc = uv_queue_work(loop, &mount->pool_work, mount_work, mount_work_done);
+    if (rc != 0) {
+        /* Nothing started: free once the handle is closed, without telling the owner. */
+        uv_close((uv_handle_t *)&mount->wakeup, handle_closed);
+        return rc;
+    }
+    mount->started = true;
     *out = mount;
     return 0;
 
-fail_async:
-    /* No thread runs: free once the handle is closed, without telling the owner. */
-    uv_close((uv_handle_t *)&mount->wakeup, mount_free_unstarted);
-    return rc;
-fail_sem:
-    uv_sem_destroy(&mount->ops_answered);
-fail_mutex:
-    uv_mutex_destroy(&mount->lock);
 fail:
     if (mount->path_based)
         inode_table_destroy(&mount->inodes);
@@ -408,12 +442,9 @@ fail:
 
 void fusebridge_mount_close(struct fusebridge_mount *mount)
 {
-    uv_mutex_lock(&mount->lock);
     mount->closing = true;
     struct fusebridge_op *queued = mount->head;
     mount->head = mount->tail = NULL;
-    uv_mutex_unlock(&mount->lock);
-
     while (queued) {
         struct fusebridge_op *next = *op_next(queued);
         fusebridge_reply_error(queued, -EIO);
@@ -437,13 +468,12 @@ void fusebridge_mount_abort(struct fusebridge_mount *mount)
         return;
     /* Already lazily unmounted and still held open: abort on its own. */
     mount->unmount_running = true;
-    if (uv_queue_work(mount->loop, &mount->abort_work, abort_work, abort_done) != 0)
+    if (uv_queue_work(mount->loop, &mount->abort_work, abort_work, abort_work_done) != 0)
         mount->unmount_running = false;
 }
 
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount)
 {
-    uv_mutex_lock(&mount->lock);
     struct fusebridge_op *op = mount->head;
     if (op) {
         mount->head = *op_next(op);
@@ -451,6 +481,5 @@ struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount)
             mount->tail = NULL;
         *op_next(op) = NULL;
     }
-    uv_mutex_unlock(&mount->lock);
     return op;
 }

@@ -1,10 +1,11 @@
 /* fusebridge: one FUSE mount per attached filesystem, protocol-neutral.
  *
- * A mount runs its own worker thread that reads kernel requests from /dev/fuse. Each request that
- * needs the provider becomes a `struct fusebridge_op` and is queued for the loop thread; the worker
- * never waits for the answer. The owner (a session) pops ops on the loop thread when it can send
- * them, and completes each with fusebridge_op_answer, fusebridge_readdir_done or
- * fusebridge_reply_error, from the loop thread.
+ * Everything runs on the loop thread: kernel requests are read from the mount's non-blocking
+ * /dev/fuse descriptor as it becomes readable, and what can block (mounting, unmounting, tearing
+ * down) runs on the libuv thread pool. Each request that needs the provider becomes a `struct
+ * fusebridge_op` queued in its mount; nothing waits for the answer. The owner (a session) pops
+ * ops when it can send them, and completes each with fusebridge_op_answer,
+ * fusebridge_readdir_done or fusebridge_reply_error.
  *
  * This header deliberately includes no FUSE header: codecs and the provider use the request types
  * below without linking libfuse.
@@ -105,7 +106,7 @@ struct fusebridge_callbacks {
      * the owner must reply to every op it popped from it. Further ops fail with EIO by
      * themselves. on_closed follows. */
     void (*on_gone)(struct fusebridge_mount *mount, void *user);
-    /* Loop thread. The mount is gone and its worker has ended. `mount` is freed after this
+    /* Loop thread. The mount is gone and its FUSE session torn down. `mount` is freed after this
      * returns. */
     void (*on_closed)(struct fusebridge_mount *mount, void *user);
 };
@@ -122,7 +123,7 @@ struct fusebridge_options {
     bool path_based;
 };
 
-/* Starts mounting on a worker thread; returns at once. On success *out is the mount, owned by the
+/* Starts mounting on the thread pool; returns at once. On success *out is the mount, owned by the
  * fusebridge until on_closed. Returns 0 or a negative errno (nothing was started then). */
 int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *options,
                            const struct fusebridge_callbacks *callbacks, void *user,
@@ -130,8 +131,8 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
 
 /* Loop thread. Detaches the mount: ops still queued and every later kernel request fail with EIO,
  * and the mount is lazily unmounted off the loop thread. Once no process holds a file in it any
- * more, the worker ends and on_closed runs. The caller must already have replied to every op it
- * popped. Idempotent. */
+ * more, the session is torn down and on_closed runs. The caller must already have replied to every
+ * op it popped. Idempotent. */
 void fusebridge_mount_close(struct fusebridge_mount *mount);
 
 /* Loop thread. Like fusebridge_mount_close, and also aborts the FUSE connection (through fusectl),

@@ -5,7 +5,6 @@
 #define FUSE_USE_VERSION 314
 
 #include <limits.h>
-#include <stdatomic.h>
 
 #include <fuse_lowlevel.h>
 
@@ -84,12 +83,13 @@ enum mount_state { MOUNT_MOUNTING, MOUNT_MOUNTED, MOUNT_UNMOUNTING, MOUNT_GONE }
 
 struct fusebridge_mount {
     uv_loop_t *loop;
-    uv_async_t wakeup; /* worker -> loop: ops queued, mounted, exited */
-    uv_thread_t worker;
-    uv_work_t unmount_work;
+    uv_async_t wakeup;      /* ops queued outside a read of the device: tell the owner next turn */
+    uv_poll_t kernel;       /* the FUSE device is readable (from mounted until gone) */
+    uv_work_t pool_work;    /* mounting, then tearing down; never both at once */
+    uv_work_t unmount_work; /* unmount or abort, which may run beside the others */
     uv_work_t abort_work;
     unsigned connection;   /* the FUSE connection number (fusectl), when known */
-    bool connection_known; /* set by the worker before it reports the mount */
+    bool connection_known; /* set while mounting */
     struct fusebridge_callbacks callbacks;
     void *user;
     char *mountpoint;
@@ -98,47 +98,43 @@ struct fusebridge_mount {
     bool allow_other;
     bool path_based;
     struct inode_table inodes; /* path-based mounts only */
+    /* The session: made on the pool while mounting, used on the loop thread while mounted, and
+     * destroyed on the pool once gone. */
+    struct fuse_session *session;
+    struct fuse_buf request; /* the kernel request being handled; its memory is reused */
+    int mount_status;        /* the mount attempt's result, for the loop thread */
 
-    /* Loop thread only. */
+    /* Loop thread only, like everything from here on. */
     enum mount_state state;
+    bool started; /* the owner knows of the mount: on_closed is due */
     bool close_requested;
     bool abort_requested;
+    bool pool_running;    /* pool_work is on the thread pool */
     bool unmount_running; /* unmount or abort work is on the thread pool */
+    bool polling;         /* `kernel` is open */
+    bool reading;         /* kernel_readable is handling a batch of requests */
     bool finishing;
-    bool worker_exit_seen; /* the worker has reported its end: joining it cannot block */
-
-    /* Shared with the worker, under `lock`. */
-    uv_mutex_t lock;
-    struct fusebridge_op *head;
+    int open_handles; /* the mount is freed when the last of its handles has closed */
+    bool readahead_raised;
+    bool closing;               /* new kernel requests fail with EIO */
+    struct fusebridge_op *head; /* ops for the owner, oldest first */
     struct fusebridge_op *tail;
-    bool closing;       /* new kernel requests fail with EIO */
-    bool mount_done;    /* the worker's mount attempt has ended ... */
-    int mount_status;   /* ... with this status */
-    bool mount_seen;    /* the loop thread has acted on mount_done */
-    bool loop_ended;    /* the worker's FUSE loop has returned ... */
-    bool loop_end_seen; /* ... and the loop thread has acted on it */
-    bool worker_exited; /* the worker has torn the FUSE session down and ends */
-
-    uv_sem_t ops_answered;        /* loop -> worker: no op is left, the session may go */
-    struct fuse_session *session; /* worker thread only */
-    bool readahead_raised;        /* worker thread only */
     /* Counts requests that change files, when they are sent and when they end: a listing's
      * attributes are only handed to the kernel while nothing changed since it was asked for
-     * (ops.c, "listings"). Any thread. */
-    atomic_uint_fast64_t changes;
-    /* Open directories, freed at teardown when an aborted connection never sends releasedir.
-     * Worker thread only. */
+     * (ops.c, "listings"). */
+    uint64_t changes;
+    /* Open directories, freed at teardown when an aborted connection never sends releasedir. */
     struct dir_listing *listings;
 };
 
-/* Hands an op to the loop thread (at the back, or in front for the next step of a started op), or
- * fails it with EIO when the mount is closing. Any thread. */
+/* Hands an op to the owner (at the back, or in front for the next step of a started op), or
+ * fails it with EIO when the mount is closing. */
 void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool front);
 
 /* Whether the op changes files (write, setattr, create, rename, ...). */
 bool op_changes_files(const struct fusebridge_op *op);
 
-/* Worker thread, after FUSE's init: lets the kernel keep several large reads in flight. */
+/* After FUSE's init: lets the kernel keep several large reads in flight. */
 void mount_readahead_raise(struct fusebridge_mount *mount);
 
 /* ---- operations (ops.c) ---- */
@@ -146,7 +142,7 @@ void mount_readahead_raise(struct fusebridge_mount *mount);
 extern const struct fuse_lowlevel_ops fusebridge_ops;      /* inode-based, read-only */
 extern const struct fuse_lowlevel_ops fusebridge_path_ops; /* path-based, every operation */
 
-/* Worker thread, after the FUSE session ended: frees listings no releasedir came for. */
+/* After the FUSE session ended: frees listings no releasedir came for. */
 void listings_free_all(struct fusebridge_mount *mount);
 
 /* The queue link of an op. */

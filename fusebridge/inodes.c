@@ -5,8 +5,7 @@
  * does every child that refers to it. Inode numbers of freed nodes are reused with a new
  * generation, so the kernel never confuses a new file with an old one.
  *
- * Every function takes the table's lock: worker threads build paths while the loop thread records
- * answers.
+ * Loop thread only, like everything of a mount.
  */
 #include "fusebridge_internal.h"
 
@@ -160,7 +159,7 @@ int inode_table_init(struct inode_table *t)
     t->slot_cap = INODE_SLOTS_MIN;
     t->slots = calloc(t->slot_cap, sizeof(*t->slots));
     struct inode_node *root = calloc(1, sizeof(*root));
-    if (!t->buckets || !t->slots || !root || uv_mutex_init(&t->lock) != 0) {
+    if (!t->buckets || !t->slots || !root) {
         free(t->buckets);
         free(t->slots);
         free(root);
@@ -186,7 +185,6 @@ void inode_table_destroy(struct inode_table *t)
     free(t->slots);
     free(t->buckets);
     free(t->free_inos);
-    uv_mutex_destroy(&t->lock);
 }
 
 /* Writes the path of `node` (then "/name" when name is given) into out[PATH_MAX]. */
@@ -219,10 +217,8 @@ static int node_path(const struct inode_node *node, const char *name, char *out)
 
 int inode_table_path(struct inode_table *t, uint64_t ino, const char *name, char *out)
 {
-    uv_mutex_lock(&t->lock);
     const struct inode_node *node = node_get(t, ino);
     int rc = node ? node_path(node, name, out) : -ESTALE;
-    uv_mutex_unlock(&t->lock);
     return rc;
 }
 
@@ -253,7 +249,6 @@ static int node_create(struct inode_table *t, struct inode_node *parent, const c
 int inode_table_remember(struct inode_table *t, uint64_t parent, const char *name, uint64_t *ino,
                          uint64_t *generation)
 {
-    uv_mutex_lock(&t->lock);
     int rc = 0;
     struct inode_node *dir = node_get(t, parent);
     struct inode_node *node = dir ? node_find(t, parent, name) : NULL;
@@ -266,28 +261,23 @@ int inode_table_remember(struct inode_table *t, uint64_t parent, const char *nam
         *ino = node->ino;
         *generation = t->slots[node->ino].generation;
     }
-    uv_mutex_unlock(&t->lock);
     return rc;
 }
 
 uint64_t inode_table_find(struct inode_table *t, uint64_t parent, const char *name)
 {
-    uv_mutex_lock(&t->lock);
     const struct inode_node *node = node_find(t, parent, name);
     uint64_t ino = node ? node->ino : 0;
-    uv_mutex_unlock(&t->lock);
     return ino;
 }
 
 void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup)
 {
-    uv_mutex_lock(&t->lock);
     struct inode_node *node = node_get(t, ino);
     if (node && node->parent) {
         node->nlookup = nlookup < node->nlookup ? node->nlookup - nlookup : 0;
         node_release_if_unused(t, node);
     }
-    uv_mutex_unlock(&t->lock);
 }
 
 static uint64_t node_provider_inode(const struct inode_node *node)
@@ -323,12 +313,10 @@ static void node_unlink(struct inode_table *t, struct inode_node *node)
 
 uint64_t inode_table_unlink(struct inode_table *t, uint64_t parent, const char *name)
 {
-    uv_mutex_lock(&t->lock);
     struct inode_node *node = node_find(t, parent, name);
     uint64_t provider_ino = node ? node_shared_inode(node) : 0;
     if (node)
         node_unlink(t, node);
-    uv_mutex_unlock(&t->lock);
     return provider_ino;
 }
 
@@ -368,7 +356,6 @@ static void nodes_exchange(struct inode_table *t, struct inode_node *a, struct i
 uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *name,
                             uint64_t newparent, const char *newname, unsigned flags)
 {
-    uv_mutex_lock(&t->lock);
     struct inode_node *node = node_find(t, parent, name);
     struct inode_node *target = node_find(t, newparent, newname);
     struct inode_node *dir = node_get(t, newparent);
@@ -389,7 +376,6 @@ uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *
         if (node && dir && node_move(t, node, dir, newname) != 0)
             node_unlink(t, node);
     }
-    uv_mutex_unlock(&t->lock);
     return replaced;
 }
 
@@ -423,30 +409,25 @@ static void alias_grow(struct inode_node *alias, const void *arg)
 
 void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr)
 {
-    uv_mutex_lock(&t->lock);
     struct inode_node *node = node_get(t, ino);
     if (node) {
         node_take_attr(node, attr);
         node_for_aliases(t, node, alias_take_attr, attr);
     }
-    uv_mutex_unlock(&t->lock);
 }
 
 void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end)
 {
-    uv_mutex_lock(&t->lock);
     struct inode_node *node = node_get(t, ino);
     if (node && node->has_attr) {
         alias_grow(node, &end);
         node_for_aliases(t, node, alias_grow, &end);
     }
-    uv_mutex_unlock(&t->lock);
 }
 
 int inode_table_unlinked_setattr(struct inode_table *t, uint64_t ino, const struct stat *attr,
                                  int to_set, struct stat *out)
 {
-    uv_mutex_lock(&t->lock);
     struct inode_node *node = node_get(t, ino);
     int rc = node && node->unlinked && node->has_attr ? 0 : -ENOENT;
     if (rc == 0) {
@@ -465,47 +446,38 @@ int inode_table_unlinked_setattr(struct inode_table *t, uint64_t ino, const stru
             a->st_mtim = attr->st_mtim;
         *out = *a;
     }
-    uv_mutex_unlock(&t->lock);
     return rc;
 }
 
 int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *attr)
 {
-    uv_mutex_lock(&t->lock);
     const struct inode_node *node = node_get(t, ino);
     int rc = node && node->unlinked && node->has_attr ? 0 : -ENOENT;
     if (rc == 0)
         *attr = node->attr;
-    uv_mutex_unlock(&t->lock);
     return rc;
 }
 
 size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max)
 {
     size_t n = 0;
-    uv_mutex_lock(&t->lock);
     for (size_t i = 0; i < t->nslots && n < max && provider_ino != 0; i++) {
         const struct inode_node *node = t->slots[i].node;
         if (node && node_provider_inode(node) == provider_ino)
             out[n++] = node->ino;
     }
-    uv_mutex_unlock(&t->lock);
     return n;
 }
 
 uint64_t inode_table_shared_inode(struct inode_table *t, uint64_t ino)
 {
-    uv_mutex_lock(&t->lock);
     const struct inode_node *node = node_get(t, ino);
     uint64_t provider_ino = node ? node_shared_inode(node) : 0;
-    uv_mutex_unlock(&t->lock);
     return provider_ino;
 }
 
 size_t inode_table_count(struct inode_table *t)
 {
-    uv_mutex_lock(&t->lock);
     size_t count = t->count;
-    uv_mutex_unlock(&t->lock);
     return count;
 }

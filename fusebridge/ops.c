@@ -1,15 +1,14 @@
 /* Kernel requests -> operations -> kernel replies.
  *
- * Handlers run on the mount's worker thread and never wait: they answer at once (forget,
- * opendir, a loaded directory listing) or build an op of one or more provider requests ("steps")
- * and queue it. Answers arrive on the loop thread through fusebridge_op_answer, which either
- * queues the next step or replies to the kernel.
+ * Everything here runs on the loop thread. Handlers run as fusebridge.c reads kernel requests
+ * and never wait: they answer at once (forget, opendir, a loaded directory listing) or build an
+ * op of one or more provider requests ("steps") and queue it for the owner. Answers come through
+ * fusebridge_op_answer, which either queues the next step or replies to the kernel.
  */
 #include "fusebridge_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,16 +74,16 @@ struct listing_entry {
  * the provider pages it) and then served in pieces as the kernel asks for them. The offset the
  * kernel resumes from is an entry's index; "." and ".." are entries 0 and 1. */
 struct dir_listing {
-    struct dir_listing *prev; /* in the mount's open listings (worker thread only) */
+    struct dir_listing *prev; /* in the mount's open listings */
     struct dir_listing *next;
     /* The open directory holds one reference and a READDIR op in flight another: an interrupted
      * readdir lets releasedir arrive while the loop thread still fills the listing. */
-    atomic_int refs;
+    int refs;
     bool loaded;
-    uint64_t dir;               /* the directory's inode */
-    uint_fast64_t changes_then; /* the mount's change count when the listing was asked for */
-    uint64_t asked_at;          /* uv_hrtime() then */
-    size_t received;            /* entries the provider sent, listed or not */
+    uint64_t dir;          /* the directory's inode */
+    uint64_t changes_then; /* the mount's change count when the listing was asked for */
+    uint64_t asked_at;     /* uv_hrtime() then */
+    size_t received;       /* entries the provider sent, listed or not */
     struct listing_entry *entries;
     size_t count;
     size_t cap;
@@ -123,7 +122,7 @@ struct fusebridge_op **op_next(struct fusebridge_op *op)
 
 static void listing_unref(struct dir_listing *listing)
 {
-    if (atomic_fetch_sub(&listing->refs, 1) == 1) {
+    if (--listing->refs == 0) {
         free(listing->entries);
         free(listing->names);
         free(listing);
@@ -164,7 +163,7 @@ bool op_changes_files(const struct fusebridge_op *op)
 static void op_free(struct fusebridge_op *op)
 {
     if (op_changes_files(op)) /* ended: the kernel may know of the change from now on */
-        atomic_fetch_add(&op->mount->changes, 1);
+        op->mount->changes++;
     if (op->listing)
         listing_unref(op->listing);
     for (size_t i = 0; i < sizeof(op->owned) / sizeof(op->owned[0]); i++)
@@ -195,7 +194,7 @@ static const char *op_keep_string(struct fusebridge_op *op, const char *s)
     return op_keep(op, s, strlen(s));
 }
 
-/* ---- building ops (worker thread) ---------------------------------------------------------------
+/* ---- building ops ------------------------------------------------------------------------------
  */
 
 static struct fusebridge_mount *mount_of(fuse_req_t req)
@@ -616,15 +615,14 @@ static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         free(listing); /* the kernel will not send releasedir for a failed open */
         return;
     }
-    atomic_init(&listing->refs, 1);
+    listing->refs = 1;
     listing->next = mount->listings;
     if (mount->listings)
         mount->listings->prev = listing;
     mount->listings = listing;
 }
 
-/* The directory is closed: it leaves the mount's list (worker thread) and goes when no op holds
- * it any more. */
+/* The directory is closed: it leaves the mount's list and goes when no op holds it any more. */
 static void listing_free(struct fusebridge_mount *mount, struct dir_listing *listing)
 {
     if (listing->prev)
@@ -658,8 +656,8 @@ static void readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     if (!op)
         return;
     struct fusebridge_request *step = op_step(op, FUSEBRIDGE_READDIR, ino);
-    atomic_fetch_add(&listing->refs, 1);
-    listing->changes_then = atomic_load(&op->mount->changes);
+    listing->refs++;
+    listing->changes_then = op->mount->changes;
     listing->asked_at = uv_hrtime();
     op->listing = listing;
     op->readdir_size = size;
@@ -802,7 +800,7 @@ static ino_t shown_inode(const struct stat *attr, uint64_t ino)
 }
 
 /* Fills `entry` for the kernel with (parent, name) and its attributes; path-based mounts count
- * the lookup in the inode table. Any thread. */
+ * the lookup in the inode table. */
 static int entry_fill(struct fusebridge_mount *mount, uint64_t parent, const char *name,
                       const struct stat *attr, struct fuse_entry_param *entry)
 {
@@ -1136,7 +1134,7 @@ static size_t listing_fill_plain(fuse_req_t req, struct fusebridge_mount *mount,
  * back, so then the entries go without. */
 static bool listing_attrs_fresh(struct fusebridge_mount *mount, const struct dir_listing *listing)
 {
-    return atomic_load(&mount->changes) == listing->changes_then &&
+    return mount->changes == listing->changes_then &&
            uv_hrtime() - listing->asked_at < FUSEBRIDGE_LISTING_FRESH_NS;
 }
 
@@ -1174,8 +1172,8 @@ static size_t listing_fill_plus(fuse_req_t req, struct fusebridge_mount *mount,
     return used;
 }
 
-/* Answers a readdir or readdirplus of `size` bytes from entry `offset` of a loaded listing. Any
- * thread: the worker for a listing already loaded, the loop thread for one that just came. */
+/* Answers a readdir or readdirplus of `size` bytes from entry `offset` of a loaded listing: a
+ * listing already loaded when the kernel asks, or one that just came. */
 static void listing_reply(fuse_req_t req, struct fusebridge_mount *mount,
                           struct dir_listing *listing, size_t size, off_t offset, bool plus)
 {
