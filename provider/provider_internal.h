@@ -35,6 +35,11 @@
 /* Largest read answered at once; a longer request gets a short read. Above what gateways ask
  * (libfuse: 128 KiB; old JSON gateways: 1 MiB). */
 #define PROVIDER_MAX_READ (1024u * 1024)
+/* Reads up to this size are answered on the connection's thread when the page cache holds the
+ * data: handing a small copy to a worker and back costs more than the copy. Files opened for
+ * reading have this much of their start asked from the disk at once, so that a small file's
+ * first read finds it there. */
+#define PROVIDER_INLINE_READ (128u * 1024)
 
 /* ------------------------------------------------------------------------------------------------
  * util.c
@@ -46,6 +51,9 @@ bool provider_utf8_valid(const char *text);
 /* pread/pwrite of `size` bytes at `offset`, retried until done, end of file or an error. Returns
  * the bytes moved, or a negative errno when the first attempt failed. */
 long provider_io_full(int fd, void *buf, size_t size, uint64_t offset, bool write);
+/* Like a read with provider_io_full, from the page cache only: -EAGAIN when the disk would have
+ * to be waited for (or the file system cannot tell). */
+long provider_read_cached(int fd, void *buf, size_t size, uint64_t offset);
 
 /* ------------------------------------------------------------------------------------------------
  * export.c: one directory by inode number (JSON protocol), read-only

@@ -345,6 +345,8 @@ int tree_open(struct tree *t, struct tree_path path, int flags, uint64_t *handle
     int fd = tree_resolve(t, path, flags | O_NONBLOCK | O_NOCTTY, mode);
     if (fd < 0)
         return fd;
+    if ((flags & O_ACCMODE) != O_WRONLY)
+        posix_fadvise(fd, 0, PROVIDER_INLINE_READ, POSIX_FADV_WILLNEED);
     *handle = tree_handle_bind(t, h, fd);
     return 0;
 }

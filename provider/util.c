@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "provider_internal.h"
@@ -110,6 +111,25 @@ int provider_url_parse(const char *text, struct provider_url *url)
     strcpy(path, rest[authority_len] == '/' ? rest + authority_len : "/");
     url->path = path;
     return url_parse_authority(url->buffer, url);
+}
+
+long provider_read_cached(int fd, void *buf, size_t size, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < size) {
+        struct iovec iov = {(char *)buf + done, size - done};
+        ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + done), RWF_NOWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))
+            return -EAGAIN;
+        if (n < 0 && done == 0)
+            return -errno;
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    return (long)done;
 }
 
 long provider_io_full(int fd, void *buf, size_t size, uint64_t offset, bool write)

@@ -345,8 +345,8 @@ static void wf2_read_done(struct provider *p, struct pool_job *job)
     free(r);
 }
 
-/* Starts READ: the file is read on the pool, or right here when the pool is full; either way the
- * answer is queued by wf2_read_done. */
+/* Starts READ: the file is read on the pool, or right here when the page cache has a small
+ * read's data or the pool is full; either way the answer is queued by wf2_read_done. */
 static void wf2_read_start(struct provider *p, const struct codec_wf2_request *req)
 {
     size_t size = req->read_size < PROVIDER_MAX_READ ? req->read_size : PROVIDER_MAX_READ;
@@ -369,6 +369,14 @@ static void wf2_read_start(struct provider *p, const struct codec_wf2_request *r
     r->size = size;
     r->id = req->id;
     r->connection = p->connection;
+    if (size <= PROVIDER_INLINE_READ) {
+        char *data = provider_msg_payload(r->msg) + CODEC_WF2_READ_HEAD_SIZE;
+        r->result = provider_read_cached(r->file.fd, data, size, r->offset);
+        if (r->result != -EAGAIN) {
+            wf2_read_done(p, &r->job);
+            return;
+        }
+    }
     if (!pool_submit(p->pool, &r->job)) {
         wf2_read_run(&r->job);
         wf2_read_done(p, &r->job);
