@@ -520,14 +520,15 @@ int gateway_run(const struct gateway_options *opt)
         .max_pending = opt->max_pending,
         .max_path = opt->max_path,
         .idle_timeout_ms = opt->idle_timeout_sec * 1000,
+        .busy_poll_us = opt->busy_poll_us,
         .allow_other = opt->allow_other,
         .users = gw.users,
         .auth_header = opt->auth_header,
     };
     struct session_fixed_fs fixed[GATEWAY_MAX_FILESYSTEMS];
     for (size_t i = 0; i < opt->filesystem_count; i++)
-        fixed[i] = (struct session_fixed_fs){opt->filesystems[i].name,
-                                             opt->filesystems[i].mountpoint};
+        fixed[i] =
+            (struct session_fixed_fs){opt->filesystems[i].name, opt->filesystems[i].mountpoint};
     hub_config.fixed = fixed;
     hub_config.fixed_count = opt->filesystem_count;
     int status = EXIT_FAILURE;

@@ -95,6 +95,9 @@ static void usage(FILE *out)
             "      --idle-timeout SEC  close a connection that attached nothing by then; a\n"
             "                          login waiting for its answer does not count (default\n"
             "                          %d)\n"
+            "      --busy-poll USEC    after work for a provider that answers within USEC\n"
+            "                          microseconds, poll that long instead of sleeping:\n"
+            "                          faster round trips for some CPU; 0 = off (default %d)\n"
             "      --allow-other       let every user of the device use the mounts (file\n"
             "                          modes still apply); by default only webfused's user can\n"
             "      --user NAME         after opening the ports, run as this user (mounts then\n"
@@ -116,7 +119,7 @@ static void usage(FILE *out)
             DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND, DEFAULT_ADMIN_TOKEN_FILE, DEFAULT_DB,
             SESSION_DEFAULT_AUTH_HEADER, SESSION_DEFAULT_MAX_SESSIONS,
             SESSION_DEFAULT_MAX_FILESYSTEMS, SESSION_DEFAULT_MAX_PENDING, SESSION_DEFAULT_MAX_PATH,
-            SESSION_DEFAULT_IDLE_TIMEOUT_SEC);
+            SESSION_DEFAULT_IDLE_TIMEOUT_SEC, SESSION_DEFAULT_BUSY_POLL_US);
 }
 
 static int parse_number(const char *origin, const char *text, unsigned long long min,
@@ -172,6 +175,7 @@ enum {
     OPT_MAX_PENDING,
     OPT_MAX_PATH,
     OPT_IDLE_TIMEOUT,
+    OPT_BUSY_POLL,
     OPT_ALLOW_OTHER,
     OPT_USER,
     OPT_GROUP,
@@ -209,6 +213,7 @@ static const struct option long_options[] = {
     {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
     {"max-path", required_argument, NULL, OPT_MAX_PATH},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
     {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
@@ -330,6 +335,10 @@ static int apply_security_option(int c, const char *origin, const char *arg,
     case OPT_IDLE_TIMEOUT:
         rc = parse_number(origin, arg, 1, 86400, &v);
         opt->idle_timeout_sec = (unsigned)v;
+        return rc;
+    case OPT_BUSY_POLL:
+        rc = parse_number(origin, arg, 0, 10000, &v);
+        opt->busy_poll_us = (unsigned)v;
         return rc;
     case OPT_ALLOW_OTHER:
         opt->allow_other = true;
@@ -538,6 +547,7 @@ static void options_defaults(struct gateway_options *opt)
         .max_pending = SESSION_DEFAULT_MAX_PENDING,
         .max_path = SESSION_DEFAULT_MAX_PATH,
         .idle_timeout_sec = SESSION_DEFAULT_IDLE_TIMEOUT_SEC,
+        .busy_poll_us = SESSION_DEFAULT_BUSY_POLL_US,
     };
 }
 

@@ -56,6 +56,7 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
     p->deadline = uv_now(s->hub->loop) + s->hub->config.timeout_ms;
     if (s->pending_count++ == 0)
         uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
+    session_busy_poll(s);
     return id;
 }
 
@@ -98,7 +99,9 @@ int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **o
     struct pending *p = session_pending_find(s, id);
     if (!p)
         return -ENOENT;
-    latency_record(&s->hub->metrics, uv_hrtime() - p->started);
+    uint64_t latency = uv_hrtime() - p->started;
+    latency_record(&s->hub->metrics, latency);
+    session_busy_poll_answered(s, latency);
     *fs = p->fs;
     *op = pending_remove(s, p);
     return 0;
@@ -434,6 +437,7 @@ static void fs_on_ready(struct fusebridge_mount *mount, void *user)
     (void)mount;
     struct filesystem *fs = user;
     fs->ready = true;
+    session_busy_poll(fs->session);
     if (fs->session->wsi && pending_has_room(fs->session))
         lws_callback_on_writable(fs->session->wsi);
 }

@@ -159,6 +159,7 @@ struct auth_users;
 #define SESSION_DEFAULT_MAX_PENDING 256
 #define SESSION_DEFAULT_MAX_PATH 4096
 #define SESSION_DEFAULT_IDLE_TIMEOUT_SEC 30
+#define SESSION_DEFAULT_BUSY_POLL_US 200
 #define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
 
 /* A filesystem name the gateway accepts, and where it mounts (NULL: <mount_root>/<name>). */
@@ -178,7 +179,10 @@ struct session_hub_config {
     size_t max_pending;
     size_t max_path;          /* longest path sent to a webfuse2 provider; longer: ENAMETOOLONG */
     unsigned idle_timeout_ms; /* a connection that attached nothing by then is closed */
-    bool allow_other;         /* mounts are open to every user of the device, not only ours */
+    /* After work for a provider that answers within this many µs, the loop polls that long
+     * instead of sleeping (busy_poll.c); 0: never. */
+    unsigned busy_poll_us;
+    bool allow_other; /* mounts are open to every user of the device, not only ours */
     /* NULL: anyone may attach any name. Else providers must authenticate as one of these users
      * and attach only the names listed for them. Borrowed: must outlive the hub. */
     const struct auth_users *users;

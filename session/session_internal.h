@@ -99,8 +99,9 @@ struct session {
     struct session *next;
     struct session_hub *hub;
     const struct session_protocol *protocol;
-    struct lws *wsi; /* NULL once the connection is closed */
-    uv_timer_t tick; /* deadlines of pending requests */
+    struct lws *wsi;   /* NULL once the connection is closed */
+    uv_timer_t tick;   /* deadlines of pending requests */
+    bool answers_slow; /* the last answer took longer than busy polling lasts */
     uint64_t id;
     char remote[64];
     int64_t connected_since; /* Unix time */
@@ -156,6 +157,9 @@ struct session_hub {
     struct auth_job *auth_jobs;     /* verifications not finished yet, oldest first */
     unsigned auth_running;          /* of them on the thread pool now */
     bool shutting_down;
+    uv_idle_t busy;      /* busy_poll.c: active while the loop polls without sleeping ... */
+    uint64_t busy_until; /* ... until then (uv_hrtime) */
+    bool busy_ready;     /* `busy` is initialized and not closed */
     void (*on_empty)(void *arg);
     void *on_empty_arg;
 };
@@ -165,6 +169,15 @@ extern const struct session_protocol session_protocol_webfuse2;
 
 /* webfuse2_session.c: attaches the connection's filesystem, named after the URL path `uri`. */
 void session_webfuse2_start(struct session *s, const char *uri);
+
+/* busy_poll.c: work was done for `s` (a kernel request came, a request went, an answer came):
+ * the loop polls without sleeping for a while, unless busy polling is off or the session's
+ * provider answers slowly. */
+void session_busy_poll(struct session *s);
+/* An answer came after `latency_ns`: decides whether the session's provider is fast. */
+void session_busy_poll_answered(struct session *s, uint64_t latency_ns);
+/* Ends busy polling for good (shutting down). */
+void session_busy_poll_close(struct session_hub *hub);
 
 /* session.c */
 struct session *session_open(struct session_hub *hub, struct lws *wsi,

@@ -142,6 +142,8 @@ def errors_name_the_key_and_the_file(env):
         ({"mount-root": "relative"}, ['key "mount-root"', "absolute path"]),
         ({"bind": "not-an-address"}, ['key "bind"', "IP address"]),
         ({"timeout": 0}, ['key "timeout"', "from 1 to 3600"]),
+        ({"busy-poll": 10001}, ['key "busy-poll"', "from 0 to 10000"]),
+        ({"busy-poll": -1}, ['key "busy-poll"', "from 0 to 10000"]),
         ({"max-message": 10}, ['key "max-message"']),
         ({"log-level": "loud"}, ['key "log-level"', "error, warn, info or debug"]),
         ({"log": "relative.log"}, ['key "log"', "stderr, syslog or an absolute path"]),
@@ -319,7 +321,7 @@ def valid_values(env):
         "no-admin": True, "cert": cert, "key": key, "admin-cert": cert, "admin-key": key,
         "auth-file": users, "auth-header": "X-Device-Token", "max-sessions": 3,
         "max-filesystems": 2, "max-pending": 16, "max-path": 256, "idle-timeout": 5,
-        "allow-other": True, "user": "nobody", "group": "nogroup",
+        "busy-poll": 0, "allow-other": True, "user": "nobody", "group": "nogroup",
         "filesystem": ["firmware=" + env.path("fw"), "logs"],
     }
 

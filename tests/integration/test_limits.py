@@ -6,6 +6,7 @@ refuses the next attempt with a clear error while the daemon goes on serving the
 
 import errno
 import os
+import signal
 import sys
 import threading
 import time
@@ -178,6 +179,38 @@ def idle_connection_that_never_attaches_is_closed(env):
     events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
     check(any(e["kind"] == "error" and e["detail"] == "no filesystem attached within 1 s"
               for e in events), "no error event for the idle connection")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@suite.test
+def busy_polling_ends_after_the_work_and_at_shutdown(env):
+    """After work for a fast provider the loop polls instead of sleeping, but for --busy-poll
+    microseconds at most: once the programs are done, webfused takes no CPU; and a shutdown
+    while it polls still ends the daemon."""
+    daemon = env.start_daemon(extra=["--busy-poll", "10000"])
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"fast")
+    env.start_webfuse2_provider(daemon, "fast", src)
+    path = os.path.join(daemon.mount_path("fast"), "f")
+    for _ in range(500):  # each open and release is a round trip to the provider
+        os.close(os.open(path, os.O_RDONLY))
+    time.sleep(0.1)
+    before = cpu_seconds(daemon.pid)
+    time.sleep(1.0)
+    idle = cpu_seconds(daemon.pid) - before
+    check(idle < 0.1, "webfused used %.2f s of CPU in 1 s after the work" % idle)
+    os.close(os.open(path, os.O_RDONLY))
+    daemon.signal(signal.SIGTERM)  # within the 10 ms of polling after that open
+    daemon.wait(10)
+    check_equal(daemon.returncode(), 0, "exit status of webfused stopped while polling")
+    check("handles left" not in daemon.log_text(), "the event loop closed with handles left")
 
 
 if __name__ == "__main__":
