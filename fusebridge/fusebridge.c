@@ -472,6 +472,11 @@ void fusebridge_mount_abort(struct fusebridge_mount *mount)
         mount->unmount_running = false;
 }
 
+const struct fusebridge_request *fusebridge_mount_peek(const struct fusebridge_mount *mount)
+{
+    return mount->head ? fusebridge_op_request(mount->head) : NULL;
+}
+
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount)
 {
     struct fusebridge_op *op = mount->head;

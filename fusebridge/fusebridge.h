@@ -143,6 +143,9 @@ void fusebridge_mount_abort(struct fusebridge_mount *mount);
 /* Loop thread. Takes the oldest waiting op; the caller owns it until it replies. NULL when none. */
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount);
 
+/* Loop thread. What the oldest waiting op asks (borrowed, valid until it is popped), or NULL. */
+const struct fusebridge_request *fusebridge_mount_peek(const struct fusebridge_mount *mount);
+
 /* Borrowed view of what the op asks; valid until the op is replied to. */
 const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_op *op);
 

@@ -54,16 +54,44 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
     p->kind = fusebridge_op_request(op)->kind;
     p->started = uv_hrtime();
     p->deadline = uv_now(s->hub->loop) + s->hub->config.timeout_ms;
+    if (p->kind == FUSEBRIDGE_READ) {
+        p->read_bytes = fusebridge_op_request(op)->size;
+        s->hub->reads_in_flight += p->read_bytes;
+    }
     if (s->pending_count++ == 0)
         uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
     session_busy_poll(s);
     return id;
 }
 
+/* A READ ended: sessions whose next READ waited for room may send it now. */
+static void reads_in_flight_release(struct session_hub *hub, uint32_t bytes)
+{
+    hub->reads_in_flight -= bytes;
+    if (hub->read_waiting_sessions == 0)
+        return;
+    for (struct session *s = hub->sessions; s; s = s->next) {
+        if (!s->read_waits)
+            continue;
+        s->read_waits = false;
+        hub->read_waiting_sessions--;
+        if (s->wsi)
+            lws_callback_on_writable(s->wsi);
+    }
+}
+
+static bool read_has_room(const struct session_hub *hub, uint32_t size)
+{
+    return hub->reads_in_flight == 0 || hub->reads_in_flight + size <= SESSION_READS_IN_FLIGHT_MAX;
+}
+
 static struct fusebridge_op *pending_remove(struct session *s, struct pending *p)
 {
     struct fusebridge_op *op = p->op;
+    uint32_t read_bytes = p->read_bytes;
     memset(p, 0, sizeof(*p));
+    if (read_bytes)
+        reads_in_flight_release(s->hub, read_bytes);
     if (--s->pending_count == 0)
         uv_timer_stop(&s->tick);
     if (s->wsi)
@@ -251,12 +279,20 @@ static struct fusebridge_op *next_op(struct session *s, struct filesystem **owne
         s->cursor = fs->next;
         if (fs->state != FS_MOUNTED || !fs->ready)
             continue;
-        struct fusebridge_op *op = fusebridge_mount_pop(fs->mount);
-        if (op) {
-            *owner = fs;
-            return op;
+        const struct fusebridge_request *next = fusebridge_mount_peek(fs->mount);
+        if (!next) {
+            fs->ready = false;
+            continue;
         }
-        fs->ready = false;
+        if (next->kind == FUSEBRIDGE_READ && !read_has_room(s->hub, next->size)) {
+            if (!s->read_waits) {
+                s->read_waits = true;
+                s->hub->read_waiting_sessions++;
+            }
+            continue;
+        }
+        *owner = fs;
+        return fusebridge_mount_pop(fs->mount);
     }
     return NULL;
 }
@@ -267,9 +303,14 @@ static bool work_left(const struct session *s)
         return true;
     if (!pending_has_room(s))
         return false;
-    for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next)
-        if (fs->state == FS_MOUNTED && fs->ready)
+    for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next) {
+        if (fs->state != FS_MOUNTED || !fs->ready)
+            continue;
+        /* A READ without room waits for reads_in_flight_release to ask again. */
+        const struct fusebridge_request *next = fusebridge_mount_peek(fs->mount);
+        if (!next || next->kind != FUSEBRIDGE_READ || read_has_room(s->hub, next->size))
             return true;
+    }
     return false;
 }
 
@@ -642,6 +683,8 @@ void session_on_closed(struct session *s)
 static void session_free(uv_handle_t *handle)
 {
     struct session *s = container_of(handle, struct session, tick);
+    if (s->read_waits)
+        s->hub->read_waiting_sessions--;
     free(s->pending);
     free(s->tx);
     free(s->rx);

@@ -160,6 +160,10 @@ struct auth_users;
 #define SESSION_DEFAULT_MAX_PATH 4096
 #define SESSION_DEFAULT_IDLE_TIMEOUT_SEC 30
 #define SESSION_DEFAULT_BUSY_POLL_US 200
+/* Bytes of READs in flight to all providers together; past it further READs wait in their
+ * mounts. Many streams at once then share a working set that fits the caches, instead of each
+ * keeping its own read-ahead in flight. One stream (4 MiB of read-ahead) never reaches it. */
+#define SESSION_READS_IN_FLIGHT_MAX (8u * 1024 * 1024)
 #define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
 
 /* A filesystem name the gateway accepts, and where it mounts (NULL: <mount_root>/<name>). */

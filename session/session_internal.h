@@ -73,8 +73,9 @@ struct pending {
     /* The protocol's own name for what it sent, where one kind has two (webfuse2: READDIR or
      * READDIRPLUS for a listing). */
     uint8_t wire_type;
-    uint64_t started;  /* uv_hrtime(), ns */
-    uint64_t deadline; /* uv_now() in ms */
+    uint64_t started;    /* uv_hrtime(), ns */
+    uint64_t deadline;   /* uv_now() in ms */
+    uint32_t read_bytes; /* READ: bytes asked, counted in the hub's reads in flight */
 };
 
 struct control_msg {
@@ -102,6 +103,7 @@ struct session {
     struct lws *wsi;   /* NULL once the connection is closed */
     uv_timer_t tick;   /* deadlines of pending requests */
     bool answers_slow; /* the last answer took longer than busy polling lasts */
+    bool read_waits;   /* a READ waits for the hub's reads in flight to go down */
     uint64_t id;
     char remote[64];
     int64_t connected_since; /* Unix time */
@@ -157,9 +159,11 @@ struct session_hub {
     struct auth_job *auth_jobs;     /* verifications not finished yet, oldest first */
     unsigned auth_running;          /* of them on the thread pool now */
     bool shutting_down;
-    uv_idle_t busy;      /* busy_poll.c: active while the loop polls without sleeping ... */
-    uint64_t busy_until; /* ... until then (uv_hrtime) */
-    bool busy_ready;     /* `busy` is initialized and not closed */
+    uv_idle_t busy;         /* busy_poll.c: active while the loop polls without sleeping ... */
+    uint64_t busy_until;    /* ... until then (uv_hrtime) */
+    bool busy_ready;        /* `busy` is initialized and not closed */
+    size_t reads_in_flight; /* bytes of every session's READs sent and not answered */
+    size_t read_waiting_sessions; /* sessions with read_waits set */
     void (*on_empty)(void *arg);
     void *on_empty_arg;
 };

@@ -181,6 +181,62 @@ def idle_connection_that_never_attaches_is_closed(env):
               for e in events), "no error event for the idle connection")
 
 
+@suite.test
+def reads_in_flight_are_bounded_across_sessions(env):
+    """Many streams at once share one budget of read bytes in flight (8 MiB): further reads wait
+    in their mounts until answers come, then go on; every byte arrives."""
+    daemon = env.start_daemon()
+    data = os.urandom(8 << 20)
+    held = []
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def hold(fake_, msg):
+        with lock:
+            if release.is_set():
+                return DEFAULT
+            held.append((fake_, msg))
+        return NO_REPLY
+
+    names = ["s%d" % i for i in range(12)]
+    for name in names:
+        fake = env.fake(daemon)
+        fake.attach(name, {"f": File(data)})
+        fake.handlers["read"] = hold
+    results = {}
+
+    def reader(name):
+        try:
+            with open(os.path.join(daemon.mount_path(name), "f"), "rb") as f:
+                results[name] = f.read()
+        except OSError as e:
+            results[name] = e
+
+    threads = [threading.Thread(target=reader, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    harness.wait_until(lambda: len(held) > 0, 10, what="reads at the providers")
+    time.sleep(1.0)  # nothing more may come: the budget is spent
+    with lock:
+        in_flight = sum(msg["params"][4] for _, msg in held)
+        streams = len({msg["params"][0] for _, msg in held})
+        waiting = list(held)
+        release.set()
+    check(in_flight <= 8 << 20, "%d bytes of reads in flight at %d providers, over 8 MiB"
+          % (in_flight, streams))
+    check(in_flight >= 7 << 20, "only %d bytes of reads in flight: the budget was not used"
+          % in_flight)
+    for fake, msg in waiting:
+        fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
+    for t in threads:
+        t.join(60)
+    for name in names:
+        got = results.get(name)
+        check(isinstance(got, bytes) and got == data, "%s read %r" % (
+            name, got if not isinstance(got, bytes) else "%d other bytes" % len(got)))
+    check(daemon.alive(), "webfused died")
+
+
 def cpu_seconds(pid):
     """User plus system CPU time of a process so far."""
     with open("/proc/%d/stat" % pid) as f:
