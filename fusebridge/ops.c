@@ -102,6 +102,7 @@ struct fusebridge_op {
     unsigned nsteps;
     unsigned step;
     uint64_t fh;           /* from OPEN / CREATE, for the final reply */
+    bool fh_open;          /* the provider opened fh and the kernel does not hold it yet */
     int open_flags;        /* OPEN / CREATE: the kernel's flags, echoed in the reply */
     uint64_t entry_parent; /* REPLY_ENTRY / CREATE, EFFECT_*: the entry's directory ... */
     char *entry_name;      /* ... and name (owned) */
@@ -160,8 +161,12 @@ bool op_changes_files(const struct fusebridge_op *op)
     }
 }
 
+static void handle_orphaned(struct fusebridge_op *from);
+
 static void op_free(struct fusebridge_op *op)
 {
+    if (op->fh_open)
+        handle_orphaned(op);
     if (op_changes_files(op)) /* ended: the kernel may know of the change from now on */
         op->mount->changes++;
     if (op->listing)
@@ -777,11 +782,39 @@ const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_o
     return &op->steps[op->step];
 }
 
+/* The provider opened a handle the kernel never got (a later step failed, or the kernel dropped
+ * the reply): no RELEASE will come for it, so one goes to the provider from here, with no kernel
+ * request behind it. */
+static void handle_orphaned(struct fusebridge_op *from)
+{
+    struct fusebridge_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return; /* the provider keeps the handle until the connection ends */
+    op->mount = from->mount;
+    op->reply = REPLY_STATUS;
+    struct fusebridge_request *step = op_step(op, FUSEBRIDGE_RELEASE, from->steps[0].ino);
+    step->fh = from->fh;
+    step->flags = from->open_flags;
+    if (from->steps[0].path && !(step->path = op_keep_string(op, from->steps[0].path))) {
+        op_free(op);
+        return;
+    }
+    mount_submit(op->mount, op, false);
+}
+
+/* The kernel's reply went out (rc 0), or not: then the handle in it is orphaned. */
+static void handle_delivered(struct fusebridge_op *op, int rc)
+{
+    if (rc == 0)
+        op->fh_open = false;
+}
+
 void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno)
 {
     if (op->listing)
         listing_clear(op->listing); /* a failed listing is asked again from scratch next time */
-    fuse_reply_err(op->req, -neg_errno);
+    if (op->req)
+        fuse_reply_err(op->req, -neg_errno);
     op_free(op);
 }
 
@@ -846,7 +879,9 @@ static void reply_entry(struct fusebridge_op *op, const struct stat *attr)
     }
     if (op->reply == REPLY_CREATE) {
         struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags};
-        entry_unwind(op, &entry, fuse_reply_create(op->req, &entry, &fi));
+        int sent = fuse_reply_create(op->req, &entry, &fi);
+        entry_unwind(op, &entry, sent);
+        handle_delivered(op, sent);
     } else {
         entry_unwind(op, &entry, fuse_reply_entry(op->req, &entry));
     }
@@ -936,7 +971,8 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
     switch (op->reply) {
     case REPLY_STATUS:
         apply_effect(op);
-        fuse_reply_err(op->req, 0);
+        if (op->req) /* else a release of an orphaned handle: nobody waits */
+            fuse_reply_err(op->req, 0);
         break;
     case REPLY_ENTRY:
     case REPLY_CREATE:
@@ -964,7 +1000,7 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
          * same size would stay stale. */
         struct fuse_file_info fi = {
             .fh = op->fh, .flags = op->open_flags, .keep_cache = op->mount->path_based};
-        fuse_reply_open(op->req, &fi);
+        handle_delivered(op, fuse_reply_open(op->req, &fi));
         break;
     }
     case REPLY_DATA:
@@ -991,8 +1027,10 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
 int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answer *answer)
 {
     enum fusebridge_kind kind = op->steps[op->step].kind;
-    if (kind == FUSEBRIDGE_OPEN || kind == FUSEBRIDGE_CREATE)
+    if (kind == FUSEBRIDGE_OPEN || kind == FUSEBRIDGE_CREATE) {
         op->fh = answer->fh;
+        op->fh_open = true;
+    }
     if (++op->step < op->nsteps) {
         mount_submit(op->mount, op, true);
         return 1;

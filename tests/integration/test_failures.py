@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import check, check_equal  # noqa: E402
-from fakeprovider import DEFAULT, File, NO_REPLY  # noqa: E402
+from fakeprovider import DEFAULT, FakeWebfuse2, File, NO_REPLY  # noqa: E402
 
 suite = harness.Suite("test_failures")
 suite.needs_provider = True
@@ -333,6 +333,31 @@ def provider_sigint_detaches_and_daemon_keeps_running(env):
     # The names are free again.
     env.start_provider(daemon, [("leaving", DATA["bystander"])])
     check_bystander(daemon, "leaving")
+
+
+@suite.test
+def create_whose_attributes_fail_releases_the_new_handle(env):
+    """A create is CREATE (the provider opens a handle) then GETATTR. When the second step
+    fails, the program gets the error and never holds the file, so no RELEASE would come from the
+    kernel: the gateway sends one itself, and the provider does not keep the handle forever."""
+    daemon = env.start_daemon(admin=False)
+    src = env.mkdir("src-create")
+    fake = FakeWebfuse2(daemon.port, "cr", src)
+    try:
+        mp = daemon.mount_path("cr")
+        harness.wait_mounted(mp)
+        # Only the create's own getattr fails: the lookup before it must find nothing.
+        fake.handlers["getattr"] = (
+            lambda f, req: req.answer(-errno.EIO)
+            if req.path == "/new" and f.requests_of("create") else DEFAULT)
+        harness.check_errno(lambda: open(os.path.join(mp, "new"), "w"), errno.EIO,
+                            "create whose getattr fails")
+        check_equal(len(fake.requests_of("create")), 1, "creates sent")
+        harness.wait_until(lambda: any(r.path == "/new" for r in fake.requests_of("release")), 5,
+                           what="a release of the handle the create opened")
+        check(daemon.alive(), "webfused died")
+    finally:
+        fake.abort()
 
 
 if __name__ == "__main__":
