@@ -113,15 +113,26 @@ int provider_url_parse(const char *text, struct provider_url *url)
     return url_parse_authority(url->buffer, url);
 }
 
-long provider_read_cached(int fd, void *buf, size_t size, uint64_t offset)
+enum io_kind { IO_READ, IO_WRITE, IO_READ_CACHED };
+
+static ssize_t io_once(int fd, char *at, size_t len, off_t pos, enum io_kind kind)
+{
+    if (kind == IO_WRITE)
+        return pwrite(fd, at, len, pos);
+    if (kind == IO_READ)
+        return pread(fd, at, len, pos);
+    struct iovec iov = {at, len};
+    return preadv2(fd, &iov, 1, pos, RWF_NOWAIT);
+}
+
+static long io_full(int fd, void *buf, size_t size, uint64_t offset, enum io_kind kind)
 {
     size_t done = 0;
     while (done < size) {
-        struct iovec iov = {(char *)buf + done, size - done};
-        ssize_t n = preadv2(fd, &iov, 1, (off_t)(offset + done), RWF_NOWAIT);
+        ssize_t n = io_once(fd, (char *)buf + done, size - done, (off_t)(offset + done), kind);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))
+        if (n < 0 && kind == IO_READ_CACHED && (errno == EAGAIN || errno == EOPNOTSUPP))
             return -EAGAIN;
         if (n < 0 && done == 0)
             return -errno;
@@ -132,20 +143,12 @@ long provider_read_cached(int fd, void *buf, size_t size, uint64_t offset)
     return (long)done;
 }
 
+long provider_read_cached(int fd, void *buf, size_t size, uint64_t offset)
+{
+    return io_full(fd, buf, size, offset, IO_READ_CACHED);
+}
+
 long provider_io_full(int fd, void *buf, size_t size, uint64_t offset, bool write)
 {
-    size_t done = 0;
-    while (done < size) {
-        char *at = (char *)buf + done;
-        off_t pos = (off_t)(offset + done);
-        ssize_t n = write ? pwrite(fd, at, size - done, pos) : pread(fd, at, size - done, pos);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && done == 0)
-            return -errno;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
-    return (long)done;
+    return io_full(fd, buf, size, offset, write ? IO_WRITE : IO_READ);
 }
