@@ -727,9 +727,9 @@ static void bridge_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 }
 
 /* Inode-based (JSON) providers can only read: the table leaves every other request to libfuse's
- * default answer (ENOSYS), and the read-only mount stops writes before they get here. */
-/* No flush handler: writes are not buffered here, and a kernel whose FLUSH got ENOSYS once stops
- * sending it, which saves a request on every close(). */
+ * default answer (ENOSYS), and the read-only mount stops writes before they get here. Neither
+ * table has a flush handler: writes are not buffered here, and a kernel whose FLUSH got ENOSYS
+ * once stops sending it, which saves a request on every close(). */
 const struct fuse_lowlevel_ops fusebridge_ops = {
     .init = bridge_init,
     .lookup = bridge_lookup,
