@@ -64,24 +64,55 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
     return id;
 }
 
-/* A READ ended: sessions whose next READ waited for room may send it now. */
+static void read_queue_join(struct session *s)
+{
+    struct session_hub *hub = s->hub;
+    if (s->read_waits)
+        return;
+    s->read_waits = true;
+    s->read_queue_prev = hub->read_queue_tail;
+    s->read_queue_next = NULL;
+    if (hub->read_queue_tail)
+        hub->read_queue_tail->read_queue_next = s;
+    else
+        hub->read_queue_head = s;
+    hub->read_queue_tail = s;
+}
+
+/* Leaves the queue; a new head is asked to try its READ. */
+static void read_queue_leave(struct session *s)
+{
+    struct session_hub *hub = s->hub;
+    if (!s->read_waits)
+        return;
+    s->read_waits = false;
+    if (s->read_queue_prev)
+        s->read_queue_prev->read_queue_next = s->read_queue_next;
+    else
+        hub->read_queue_head = s->read_queue_next;
+    if (s->read_queue_next)
+        s->read_queue_next->read_queue_prev = s->read_queue_prev;
+    else
+        hub->read_queue_tail = s->read_queue_prev;
+    s->read_queue_prev = s->read_queue_next = NULL;
+    if (hub->read_queue_head && hub->read_queue_head->wsi)
+        lws_callback_on_writable(hub->read_queue_head->wsi);
+}
+
+/* A READ ended: the session first in the queue may send its READ now. */
 static void reads_in_flight_release(struct session_hub *hub, uint32_t bytes)
 {
     hub->reads_in_flight -= bytes;
-    if (hub->read_waiting_sessions == 0)
-        return;
-    for (struct session *s = hub->sessions; s; s = s->next) {
-        if (!s->read_waits)
-            continue;
-        s->read_waits = false;
-        hub->read_waiting_sessions--;
-        if (s->wsi)
-            lws_callback_on_writable(s->wsi);
-    }
+    if (hub->read_queue_head && hub->read_queue_head->wsi)
+        lws_callback_on_writable(hub->read_queue_head->wsi);
 }
 
-static bool read_has_room(const struct session_hub *hub, uint32_t size)
+/* Sessions take turns: while others wait, only the first in the queue may take room. */
+static bool read_may_go(const struct session *s, uint32_t size)
 {
+    const struct session_hub *hub = s->hub;
+    if (hub->read_queue_head && hub->read_queue_head != s)
+        return false;
     return hub->reads_in_flight == 0 || hub->reads_in_flight + size <= SESSION_READS_IN_FLIGHT_MAX;
 }
 
@@ -271,9 +302,11 @@ static void control_free_all(struct session *s)
     s->control_count = 0;
 }
 
-/* Next op to send, round robin over the mounted filesystems. */
+/* Next op to send, round robin over the mounted filesystems. A session whose READ has to wait
+ * joins the hub's read queue; one that sends a READ, or finds none waiting, leaves it. */
 static struct fusebridge_op *next_op(struct session *s, struct filesystem **owner)
 {
+    bool read_blocked = false;
     for (size_t n = 0; n < s->filesystem_count; n++) {
         struct filesystem *fs = s->cursor ? s->cursor : s->filesystems;
         s->cursor = fs->next;
@@ -284,16 +317,20 @@ static struct fusebridge_op *next_op(struct session *s, struct filesystem **owne
             fs->ready = false;
             continue;
         }
-        if (next->kind == FUSEBRIDGE_READ && !read_has_room(s->hub, next->size)) {
-            if (!s->read_waits) {
-                s->read_waits = true;
-                s->hub->read_waiting_sessions++;
+        if (next->kind == FUSEBRIDGE_READ) {
+            if (!read_may_go(s, next->size)) {
+                read_blocked = true;
+                continue;
             }
-            continue;
+            read_queue_leave(s);
         }
         *owner = fs;
         return fusebridge_mount_pop(fs->mount);
     }
+    if (read_blocked)
+        read_queue_join(s);
+    else
+        read_queue_leave(s);
     return NULL;
 }
 
@@ -306,9 +343,9 @@ static bool work_left(const struct session *s)
     for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next) {
         if (fs->state != FS_MOUNTED || !fs->ready)
             continue;
-        /* A READ without room waits for reads_in_flight_release to ask again. */
+        /* A READ that must wait is work only until next_op has queued the session. */
         const struct fusebridge_request *next = fusebridge_mount_peek(fs->mount);
-        if (!next || next->kind != FUSEBRIDGE_READ || read_has_room(s->hub, next->size))
+        if (!next || next->kind != FUSEBRIDGE_READ || !s->read_waits || read_may_go(s, next->size))
             return true;
     }
     return false;
@@ -669,6 +706,7 @@ void session_on_closed(struct session *s)
     log_info("session %llu: connection from %s closed", (unsigned long long)s->id, s->remote);
     session_emit(s, SESSION_EVENT_DISCONNECT, NULL, NULL, NULL);
     s->wsi = NULL;
+    read_queue_leave(s);
     session_limits_closed(s);
     control_free_all(s);
     pending_fail(s, NULL, -EIO);
@@ -683,8 +721,6 @@ void session_on_closed(struct session *s)
 static void session_free(uv_handle_t *handle)
 {
     struct session *s = container_of(handle, struct session, tick);
-    if (s->read_waits)
-        s->hub->read_waiting_sessions--;
     free(s->pending);
     free(s->tx);
     free(s->rx);

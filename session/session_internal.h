@@ -103,7 +103,9 @@ struct session {
     struct lws *wsi;   /* NULL once the connection is closed */
     uv_timer_t tick;   /* deadlines of pending requests */
     bool answers_slow; /* the last answer took longer than busy polling lasts */
-    bool read_waits;   /* a READ waits for the hub's reads in flight to go down */
+    bool read_waits;   /* in the hub's read queue: a READ waits for room in the budget */
+    struct session *read_queue_prev;
+    struct session *read_queue_next;
     uint64_t id;
     char remote[64];
     int64_t connected_since; /* Unix time */
@@ -163,7 +165,10 @@ struct session_hub {
     uint64_t busy_until;    /* ... until then (uv_hrtime) */
     bool busy_ready;        /* `busy` is initialized and not closed */
     size_t reads_in_flight; /* bytes of every session's READs sent and not answered */
-    size_t read_waiting_sessions; /* sessions with read_waits set */
+    /* Sessions whose next READ waits for room, oldest first: only the head may take room, so
+     * a session streaming fast cannot starve the others. */
+    struct session *read_queue_head;
+    struct session *read_queue_tail;
     void (*on_empty)(void *arg);
     void *on_empty_arg;
 };

@@ -237,6 +237,90 @@ def reads_in_flight_are_bounded_across_sessions(env):
     check(daemon.alive(), "webfused died")
 
 
+@suite.test
+def a_large_read_is_not_starved_by_small_ones(env):
+    """Reads wait for the budget in turn: a 1 MiB READ waiting for room goes before the small
+    READs that came after it, instead of watching them take each bit of room it frees."""
+    daemon = env.start_daemon()
+    data = os.urandom(8 << 20)
+    nibblers = ["nibble%d" % i for i in range(4)]
+    lock = threading.Lock()
+    held = {}     # filesystem -> READs of it not answered yet, oldest first
+    arrived = []  # the filesystem of each READ, in the order they reached the providers
+
+    def hold(fake_, msg):
+        with lock:
+            held.setdefault(msg["params"][0], []).append((fake_, msg))
+            arrived.append(msg["params"][0])
+        return NO_REPLY
+
+    def held_bytes(name):
+        with lock:
+            return sum(msg["params"][4] for _, msg in held.get(name, []))
+
+    for name in ["fill"] + nibblers + ["late"]:
+        fake = env.fake(daemon)
+        fake.attach(name, {"f%d" % i: File(data) for i in range(3)})
+        fake.handlers["read"] = hold
+
+    def stream(name, file):
+        try:
+            with open(os.path.join(daemon.mount_path(name), file), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+        except OSError:
+            pass  # the daemon's shutdown ends it
+
+    def nibble(name):
+        """512 KiB at a time, without read-ahead: one READ of that size per call."""
+        fd = os.open(os.path.join(daemon.mount_path(name), "f0"), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            offset = 0
+            while os.pread(fd, 512 << 10, offset):
+                offset += 512 << 10
+        except OSError:
+            pass  # the daemon's shutdown ends it
+        finally:
+            os.close(fd)
+
+    # 6 MiB held for good by three streams (2 MiB of read-ahead each), 2 MiB by the nibblers.
+    for i in range(3):
+        threading.Thread(target=stream, args=("fill", "f%d" % i), daemon=True).start()
+    harness.wait_until(lambda: held_bytes("fill") == 6 << 20, 10, what="6 MiB of reads held")
+    for name in nibblers:
+        threading.Thread(target=nibble, args=(name,), daemon=True).start()
+    harness.wait_until(lambda: all(held_bytes(n) == 512 << 10 for n in nibblers), 10,
+                       what="a 512 KiB read of every nibbler held")
+    threading.Thread(target=stream, args=("late", "f0"), daemon=True).start()
+    time.sleep(1.0)  # the late stream's 1 MiB READ waits: the budget is full
+    check_equal(held_bytes("fill"), 6 << 20, "bytes of the streams filling the budget")
+    with lock:
+        check_equal(arrived.count("late"), 0, "READs of the late stream sent over the budget")
+        start = len(arrived)
+
+    # Each answer frees 512 KiB, and its nibbler asks for the next 512 KiB at once: without
+    # turns, that READ always fits and the 1 MiB one never does.
+    for i in range(8):
+        name = nibblers[i % len(nibblers)]
+        with lock:
+            fake, msg = held[name].pop(0)
+            count = len(arrived)
+        fake.reply(msg, fake.filesystems[name].answer("read", msg["params"]))
+        deadline = time.monotonic() + 1.0
+        while len(arrived) == count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with lock:
+            if "late" in arrived[start:]:
+                break
+    with lock:
+        after = arrived[start:]
+    check("late" in after, "the 1 MiB READ waited through 8 answers while the small ones went: "
+          "%r" % after)
+    check_equal(after[0], "late", "the first READ sent once room was free (then: %r)" % after)
+    check(daemon.alive(), "webfused died")
+
+
 def cpu_seconds(pid):
     """User plus system CPU time of a process so far."""
     with open("/proc/%d/stat" % pid) as f:
