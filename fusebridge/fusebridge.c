@@ -188,8 +188,6 @@ static void unmount_work(uv_work_t *work)
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
     if (umount2(mount->mountpoint, MNT_DETACH) != 0 && errno == EPERM)
         unmount_unprivileged(mount->mountpoint);
-    if (mount->abort_requested && mount->connection_known)
-        connection_abort(mount->connection);
 }
 
 /* Aborting ends the mount even while a process keeps a file open; those processes get ENOTCONN
@@ -254,23 +252,32 @@ static void pool_done(uv_work_t *work, int status)
     mount_finish(mount);
 }
 
-/* Unmount or abort work is over. */
-static void unmount_done(struct fusebridge_mount *mount)
+static void abort_work_done(uv_work_t *work, int status)
 {
+    (void)status;
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, abort_work);
     mount->unmount_running = false;
     mount_finish(mount);
 }
 
+static void abort_start(struct fusebridge_mount *mount)
+{
+    mount->abort_started = true;
+    mount->unmount_running = true;
+    if (uv_queue_work(mount->loop, &mount->abort_work, abort_work, abort_work_done) != 0)
+        mount->unmount_running = false;
+}
+
+/* An abort asked for while the unmount ran is due now. The loop decides it, not the pool: an
+ * abort that came just as the unmount ended would be lost otherwise. */
 static void unmount_work_done(uv_work_t *work, int status)
 {
     (void)status;
-    unmount_done(container_of(work, struct fusebridge_mount, unmount_work));
-}
-
-static void abort_work_done(uv_work_t *work, int status)
-{
-    (void)status;
-    unmount_done(container_of(work, struct fusebridge_mount, abort_work));
+    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
+    mount->unmount_running = false;
+    if (mount->abort_requested && !mount->abort_started && mount->state == MOUNT_UNMOUNTING)
+        abort_start(mount);
+    mount_finish(mount);
 }
 
 static void mount_start_unmount(struct fusebridge_mount *mount)
@@ -462,14 +469,10 @@ void fusebridge_mount_abort(struct fusebridge_mount *mount)
     if (mount->abort_requested)
         return;
     mount->abort_requested = true;
-    bool unmounting = mount->state == MOUNT_UNMOUNTING && !mount->unmount_running;
-    fusebridge_mount_close(mount); /* an unmount it starts aborts too */
-    if (!unmounting)
-        return;
-    /* Already lazily unmounted and still held open: abort on its own. */
-    mount->unmount_running = true;
-    if (uv_queue_work(mount->loop, &mount->abort_work, abort_work, abort_work_done) != 0)
-        mount->unmount_running = false;
+    fusebridge_mount_close(mount); /* an unmount it starts aborts when it is done */
+    /* Already lazily unmounted and still held open: abort now. */
+    if (mount->state == MOUNT_UNMOUNTING && !mount->unmount_running)
+        abort_start(mount);
 }
 
 const struct fusebridge_request *fusebridge_mount_peek(const struct fusebridge_mount *mount)

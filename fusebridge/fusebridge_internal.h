@@ -109,6 +109,7 @@ struct fusebridge_mount {
     bool started; /* the owner knows of the mount: on_closed is due */
     bool close_requested;
     bool abort_requested;
+    bool abort_started;   /* abort_work was queued */
     bool pool_running;    /* pool_work is on the thread pool */
     bool unmount_running; /* unmount or abort work is on the thread pool */
     bool polling;         /* `kernel` is open */

@@ -311,6 +311,36 @@ def sigterm_with_a_file_held_open_still_exits_0(env):
           "read after shutdown: expected EIO or ENOTCONN, got %r" % (result,))
 
 
+@suite.test
+def sigterm_as_providers_leave_cuts_off_their_held_mounts(env):
+    """Providers that leave detach their mounts lazily: files held open keep them. A SIGTERM
+    right then (a whole device shutting down) must still cut those mounts off at once, not wait
+    out the shutdown grace period for the programs to let go."""
+    daemon = env.start_daemon(timeout=5)
+    fakes, held = [], []
+    for i in range(8):
+        fake = env.fake(daemon)
+        fake.attach("held%d" % i, {"f": File(b"held open\n")})
+        fd = os.open(os.path.join(daemon.mount_path("held%d" % i), "f"), os.O_RDONLY)
+        env.add_cleanup(lambda fd=fd: close_quietly(fd))
+        fakes.append(fake)
+        held.append(fd)
+    for fake in fakes:
+        fake.close()
+    daemon.signal(signal.SIGTERM)
+    started = time.monotonic()
+    status = daemon.wait(10)
+    took = time.monotonic() - started
+    check_equal(status, 0, "exit status of webfused")
+    check(took < 3.0, "webfused took %.1f s to stop (the grace period is 5 s)" % took)
+    check_equal(harness.mounts_under(daemon.mount_root), [], "mounts left under the mount root")
+    for fd in held:
+        result, _ = harness.timed(lambda: harness.bounded(lambda: os.pread(fd, 16, 0), 5,
+                                                          "read of a cut-off file"))
+        check(isinstance(result, OSError) and result.errno in (errno.EIO, errno.ENOTCONN),
+              "read of a held file after shutdown: expected EIO or ENOTCONN, got %r" % (result,))
+
+
 # ---- Ctrl-C of the provider ---------------------------------------------------------------------
 
 
