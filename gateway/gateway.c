@@ -563,13 +563,15 @@ out_hub:
     if (!uv_is_closing((uv_handle_t *)&gw.grace))
         gateway_finish(&gw);
     /* Let close callbacks run; after a forced stop, something may never close. */
-    uv_run_mode drain = gw.forced ? UV_RUN_NOWAIT : UV_RUN_DEFAULT;
-    uv_run(&gw.loop, drain);
+    uv_run(&gw.loop, gw.forced ? UV_RUN_NOWAIT : UV_RUN_DEFAULT);
     /* With a foreign loop, destruction ends in a second call once the loop has closed the
-     * context's handles. */
+     * context's handles. That call unloads libwebsockets' libuv plugin: after a forced stop,
+     * handles of it may still be open, and running the loop again would call into unmapped
+     * code, so the process ends with them. */
     if (gw.lws) {
         lws_context_destroy(gw.lws);
-        uv_run(&gw.loop, drain);
+        if (!gw.forced)
+            uv_run(&gw.loop, UV_RUN_DEFAULT);
     }
     /* The registry thread writes what is left (blocking is fine now: the loop is done). */
     admin_free(gw.admin);
