@@ -56,64 +56,12 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
     p->deadline = uv_now(s->hub->loop) + s->hub->config.timeout_ms;
     if (p->kind == FUSEBRIDGE_READ) {
         p->read_bytes = fusebridge_op_request(op)->size;
-        s->hub->reads_in_flight += p->read_bytes;
+        session_read_sent(s->hub, p->read_bytes);
     }
     if (s->pending_count++ == 0)
         uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
     session_busy_poll(s);
     return id;
-}
-
-static void read_queue_join(struct session *s)
-{
-    struct session_hub *hub = s->hub;
-    if (s->read_waits)
-        return;
-    s->read_waits = true;
-    s->read_queue_prev = hub->read_queue_tail;
-    s->read_queue_next = NULL;
-    if (hub->read_queue_tail)
-        hub->read_queue_tail->read_queue_next = s;
-    else
-        hub->read_queue_head = s;
-    hub->read_queue_tail = s;
-}
-
-/* Leaves the queue; a new head is asked to try its READ. */
-static void read_queue_leave(struct session *s)
-{
-    struct session_hub *hub = s->hub;
-    if (!s->read_waits)
-        return;
-    s->read_waits = false;
-    if (s->read_queue_prev)
-        s->read_queue_prev->read_queue_next = s->read_queue_next;
-    else
-        hub->read_queue_head = s->read_queue_next;
-    if (s->read_queue_next)
-        s->read_queue_next->read_queue_prev = s->read_queue_prev;
-    else
-        hub->read_queue_tail = s->read_queue_prev;
-    s->read_queue_prev = s->read_queue_next = NULL;
-    if (hub->read_queue_head && hub->read_queue_head->wsi)
-        lws_callback_on_writable(hub->read_queue_head->wsi);
-}
-
-/* A READ ended: the session first in the queue may send its READ now. */
-static void reads_in_flight_release(struct session_hub *hub, uint32_t bytes)
-{
-    hub->reads_in_flight -= bytes;
-    if (hub->read_queue_head && hub->read_queue_head->wsi)
-        lws_callback_on_writable(hub->read_queue_head->wsi);
-}
-
-/* Sessions take turns: while others wait, only the first in the queue may take room. */
-static bool read_may_go(const struct session *s, uint32_t size)
-{
-    const struct session_hub *hub = s->hub;
-    if (hub->read_queue_head && hub->read_queue_head != s)
-        return false;
-    return hub->reads_in_flight == 0 || hub->reads_in_flight + size <= SESSION_READS_IN_FLIGHT_MAX;
 }
 
 static struct fusebridge_op *pending_remove(struct session *s, struct pending *p)
@@ -122,7 +70,7 @@ static struct fusebridge_op *pending_remove(struct session *s, struct pending *p
     uint32_t read_bytes = p->read_bytes;
     memset(p, 0, sizeof(*p));
     if (read_bytes)
-        reads_in_flight_release(s->hub, read_bytes);
+        session_read_ended(s->hub, read_bytes);
     if (--s->pending_count == 0)
         uv_timer_stop(&s->tick);
     if (s->wsi)
@@ -302,10 +250,12 @@ static void control_free_all(struct session *s)
     s->control_count = 0;
 }
 
-/* Next op to send, round robin over the mounted filesystems. A session whose READ has to wait
- * joins the hub's read queue; one that sends a READ, or finds none waiting, leaves it. */
+/* Next op to send, round robin over the mounted filesystems. A session whose READ does not fit
+ * the read budget waits in its queue (read_budget.c); one that sends a READ, or finds none
+ * waiting, leaves it. */
 static struct fusebridge_op *next_op(struct session *s, struct filesystem **owner)
 {
+    uint32_t blocked_size = 0;
     bool read_blocked = false;
     for (size_t n = 0; n < s->filesystem_count; n++) {
         struct filesystem *fs = s->cursor ? s->cursor : s->filesystems;
@@ -318,19 +268,21 @@ static struct fusebridge_op *next_op(struct session *s, struct filesystem **owne
             continue;
         }
         if (next->kind == FUSEBRIDGE_READ) {
-            if (!read_may_go(s, next->size)) {
+            if (!session_read_may_go(s, next->size)) {
+                if (!read_blocked)
+                    blocked_size = next->size;
                 read_blocked = true;
                 continue;
             }
-            read_queue_leave(s);
+            session_read_leave(s);
         }
         *owner = fs;
         return fusebridge_mount_pop(fs->mount);
     }
     if (read_blocked)
-        read_queue_join(s);
+        session_read_wait(s, blocked_size);
     else
-        read_queue_leave(s);
+        session_read_leave(s);
     return NULL;
 }
 
@@ -345,7 +297,8 @@ static bool work_left(const struct session *s)
             continue;
         /* A READ that must wait is work only until next_op has queued the session. */
         const struct fusebridge_request *next = fusebridge_mount_peek(fs->mount);
-        if (!next || next->kind != FUSEBRIDGE_READ || !s->read_waits || read_may_go(s, next->size))
+        if (!next || next->kind != FUSEBRIDGE_READ || !s->read_waits ||
+            session_read_may_go(s, next->size))
             return true;
     }
     return false;
@@ -448,6 +401,7 @@ void session_close(struct session *s, enum lws_close_status status, const char *
         return;
     log_info("session %llu: closing connection: %s", (unsigned long long)s->id, reason);
     s->closing = true;
+    session_read_leave(s); /* it sends nothing more: its reservation would only hold others */
     s->close_status = status;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
     lws_callback_on_writable(s->wsi);
@@ -706,7 +660,7 @@ void session_on_closed(struct session *s)
     log_info("session %llu: connection from %s closed", (unsigned long long)s->id, s->remote);
     session_emit(s, SESSION_EVENT_DISCONNECT, NULL, NULL, NULL);
     s->wsi = NULL;
-    read_queue_leave(s);
+    session_read_leave(s);
     session_limits_closed(s);
     control_free_all(s);
     pending_fail(s, NULL, -EIO);

@@ -103,7 +103,8 @@ struct session {
     struct lws *wsi;   /* NULL once the connection is closed */
     uv_timer_t tick;   /* deadlines of pending requests */
     bool answers_slow; /* the last answer took longer than busy polling lasts */
-    bool read_waits;   /* in the hub's read queue: a READ waits for room in the budget */
+    bool read_waits;   /* read_budget.c: queued, a READ of read_need bytes waits for room */
+    uint32_t read_need;
     struct session *read_queue_prev;
     struct session *read_queue_next;
     uint64_t id;
@@ -165,10 +166,9 @@ struct session_hub {
     uint64_t busy_until;    /* ... until then (uv_hrtime) */
     bool busy_ready;        /* `busy` is initialized and not closed */
     size_t reads_in_flight; /* bytes of every session's READs sent and not answered */
-    /* Sessions whose next READ waits for room, oldest first: only the head may take room, so
-     * a session streaming fast cannot starve the others. */
-    struct session *read_queue_head;
+    struct session *read_queue_head; /* read_budget.c: sessions waiting, oldest first */
     struct session *read_queue_tail;
+    size_t read_reserved; /* their read_need together */
     void (*on_empty)(void *arg);
     void *on_empty_arg;
 };
@@ -187,6 +187,18 @@ void session_busy_poll(struct session *s);
 void session_busy_poll_answered(struct session *s, uint64_t latency_ns);
 /* Ends busy polling for good (shutting down). */
 void session_busy_poll_close(struct session_hub *hub);
+
+/* read_budget.c: READ bytes in flight to all providers together stay within
+ * SESSION_READS_IN_FLIGHT_MAX, handed out in turn to the sessions waiting. */
+/* Whether `s` may send a READ of `size` bytes now. */
+bool session_read_may_go(const struct session *s, uint32_t size);
+/* Its next READ (of `size` bytes) may not go: `s` waits in the queue, reserving `size`. */
+void session_read_wait(struct session *s, uint32_t size);
+/* `s` sent its READ, has none waiting, or closes: it leaves the queue. */
+void session_read_leave(struct session *s);
+/* A READ of `size` bytes went to a provider / was answered or failed. */
+void session_read_sent(struct session_hub *hub, uint32_t size);
+void session_read_ended(struct session_hub *hub, uint32_t size);
 
 /* session.c */
 struct session *session_open(struct session_hub *hub, struct lws *wsi,

@@ -318,6 +318,85 @@ def a_large_read_is_not_starved_by_small_ones(env):
     check("late" in after, "the 1 MiB READ waited through 8 answers while the small ones went: "
           "%r" % after)
     check_equal(after[0], "late", "the first READ sent once room was free (then: %r)" % after)
+    with lock:
+        check_equal(held["late"][0][1]["params"][4], 1 << 20, "size of the late stream's READ")
+    check(daemon.alive(), "webfused died")
+
+
+@suite.test
+def a_session_that_cannot_send_holds_back_only_its_own_read(env):
+    """A session waiting for the read budget that then cannot send (here its table of requests
+    in flight is full) keeps its place in line, but the others' reads still go."""
+    daemon = env.start_daemon(timeout=30, extra=["--max-pending", "2"])  # held: no timeouts
+    data = os.urandom(8 << 20)
+    lock = threading.Lock()
+    held = []  # (fake, msg) of READs and LOOKUPs not answered yet, oldest first
+
+    def hold(fake_, msg):
+        with lock:
+            held.append((fake_, msg))
+        return NO_REPLY
+
+    def held_of(names, method="read"):
+        with lock:
+            return [(f, m) for f, m in held if m["params"][0] in names and m["method"] == method]
+
+    fillers = ["fill%d" % i for i in range(4)]  # 2 MiB in flight each: the budget is full
+    for name in fillers:
+        fake = env.fake(daemon)
+        fake.attach(name, {"f": File(data)})
+        fake.handlers["read"] = hold
+    stuck = env.fake(daemon)
+    others = ["other1", "other2"]  # lookups in one directory come one at a time
+    stuck.attach("stuck", {"f": File(data)})
+    for name in others:
+        stuck.attach(name, {})
+    stuck.handlers["read"] = hold
+    stuck.handlers["lookup"] = lambda f, msg: hold(f, msg) if msg["params"][0] in others \
+        else DEFAULT
+
+    def stream(name):
+        try:
+            with open(os.path.join(daemon.mount_path(name), "f"), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+        except OSError:
+            pass  # the daemon's shutdown ends it
+
+    def look_up(name):
+        try:
+            os.stat(os.path.join(daemon.mount_path(name), "x"))
+        except OSError:
+            pass
+
+    for name in fillers:
+        threading.Thread(target=stream, args=(name,), daemon=True).start()
+    harness.wait_until(lambda: len(held_of(fillers)) == 8, 10, what="8 MiB of reads held")
+    threading.Thread(target=stream, args=("stuck",), daemon=True).start()
+    time.sleep(1.0)  # its READ waits for room
+    check_equal(held_of(["stuck"]), [], "READs of the stuck session sent over the budget")
+    # Lookups in its other filesystems fill its two slots: it can send nothing more.
+    for name in others:
+        threading.Thread(target=look_up, args=(name,), daemon=True).start()
+    harness.wait_until(lambda: len(held_of(others, "lookup")) == 2, 10,
+                       what="two lookups of the stuck session held")
+    answered = held_of(fillers)
+    with lock:
+        for entry in answered:
+            held.remove(entry)
+    for fake, msg in answered:
+        fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
+    harness.wait_until(lambda: len(held_of(fillers)) >= 4, 5,
+                       what="the streams' next reads while the stuck session waits")
+    check_equal(held_of(["stuck"]), [], "READs of the stuck session sent with its slots full")
+    # Its place was kept: once its slots are free, its READ goes although the streams want more.
+    lookups = held_of(others, "lookup")
+    with lock:
+        for entry in lookups:
+            held.remove(entry)
+    for fake, msg in lookups:
+        fake.reply(msg, {"error": {"code": 101}})
+    harness.wait_until(lambda: held_of(["stuck"]), 10, what="the stuck session's READ")
     check(daemon.alive(), "webfused died")
 
 
