@@ -333,6 +333,7 @@ def sigterm_as_providers_leave_cuts_off_their_held_mounts(env):
     took = time.monotonic() - started
     check_equal(status, 0, "exit status of webfused")
     check(took < 3.0, "webfused took %.1f s to stop (the grace period is 5 s)" % took)
+    check("stopping anyway" not in daemon.log_text(), "the shutdown was forced")
     check_equal(harness.mounts_under(daemon.mount_root), [], "mounts left under the mount root")
     for fd in held:
         result, _ = harness.timed(lambda: harness.bounded(lambda: os.pread(fd, 16, 0), 5,
