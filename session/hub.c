@@ -170,6 +170,7 @@ void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void
     hub->on_empty_arg = arg;
     session_auth_hub_shutdown(hub);
     session_busy_poll_close(hub);
+    session_read_budget_close(hub);
     if (hub->count == 0) {
         done(arg);
         return;

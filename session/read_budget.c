@@ -1,25 +1,21 @@
 /* The read budget: READ bytes in flight to all providers together stay within
  * SESSION_READS_IN_FLIGHT_MAX, so that many streams at once keep a working set the caches hold.
  *
- * A session whose next READ does not fit joins a queue and reserves the READ's size. A READ may
- * go when it fits beside what is in flight and what the sessions queued before it reserved; a
- * session not queued counts every reservation. So small READs cannot take each bit of room a
- * large one waits for, yet a queued session that cannot write (its socket is full, its pending
- * table too) holds back only its own reservation, not every READ of the gateway.
- * Loop thread only. */
+ * A session whose next READ does not fit joins a queue and reserves that READ (its filesystem
+ * and size). A READ may go when it fits beside what is in flight and the reservations before it:
+ * those queued earlier for the reserved READ, those and the session's own for its other READs,
+ * every reservation for a session not queued. So small READs cannot take each bit of room a
+ * large one waits for, and a session keeps its place until the reserved READ is sent.
+ *
+ * A reservation is a turn, not a lock: a queued session that cannot write (its socket is full,
+ * its table of requests in flight too) holds back its own READ's size only, and if it has not
+ * sent READ_TURN_MS after room for it came, it loses its place (it queues again, last, once it
+ * can write). Loop thread only. */
 #include "session_internal.h"
 
-/* Bytes reserved by the sessions queued before `s` (all of them if `s` is not queued). */
-static size_t reserved_ahead(const struct session *s)
-{
-    const struct session_hub *hub = s->hub;
-    if (!s->read_waits)
-        return hub->read_reserved;
-    size_t ahead = 0;
-    for (const struct session *q = hub->read_queue_head; q != s; q = q->read_queue_next)
-        ahead += q->read_need;
-    return ahead;
-}
+#include "log.h"
+
+#define READ_TURN_MS 2000
 
 static bool fits(const struct session_hub *hub, size_t ahead, uint32_t size)
 {
@@ -28,9 +24,41 @@ static bool fits(const struct session_hub *hub, size_t ahead, uint32_t size)
     return hub->reads_in_flight + ahead + size <= SESSION_READS_IN_FLIGHT_MAX;
 }
 
-bool session_read_may_go(const struct session *s, uint32_t size)
+size_t session_read_ahead(const struct session *s)
 {
-    return fits(s->hub, reserved_ahead(s), size);
+    const struct session_hub *hub = s->hub;
+    if (!s->read_waits)
+        return hub->read_reserved;
+    /* Past the budget nothing fits anyway: the walk stops there. */
+    size_t ahead = 0;
+    for (const struct session *q = hub->read_queue_head;
+         q != s && ahead <= SESSION_READS_IN_FLIGHT_MAX; q = q->read_queue_next)
+        ahead += q->read_need;
+    return ahead + s->read_need;
+}
+
+bool session_read_fits(const struct session *s, size_t ahead, const struct filesystem *fs,
+                       uint32_t size)
+{
+    if (s->read_waits && fs == s->read_fs)
+        ahead -= s->read_need;
+    return fits(s->hub, ahead, size);
+}
+
+static void turns_check(uv_timer_t *timer);
+
+static void turns_watch(struct session_hub *hub)
+{
+    if (hub->shutting_down)
+        return;
+    if (!hub->read_timer_ready) {
+        if (uv_timer_init(hub->loop, &hub->read_timer) != 0)
+            return;
+        hub->read_timer.data = hub;
+        hub->read_timer_ready = true;
+    }
+    if (!uv_is_active((uv_handle_t *)&hub->read_timer))
+        uv_timer_start(&hub->read_timer, turns_check, READ_TURN_MS, READ_TURN_MS);
 }
 
 /* Asks each queued session whose READ fits now to send it. Past the first that does not fit,
@@ -41,22 +69,52 @@ static void queue_wake(struct session_hub *hub)
     for (struct session *q = hub->read_queue_head; q; q = q->read_queue_next) {
         if (!fits(hub, ahead, q->read_need))
             return;
+        if (!q->read_turn_since) {
+            q->read_turn_since = uv_now(hub->loop);
+            turns_watch(hub);
+        }
         if (q->wsi)
             lws_callback_on_writable(q->wsi);
         ahead += q->read_need;
     }
 }
 
-void session_read_wait(struct session *s, uint32_t size)
+static void turns_check(uv_timer_t *timer)
+{
+    struct session_hub *hub = timer->data;
+    uint64_t now = uv_now(hub->loop);
+    bool watching = false;
+    struct session *next;
+    for (struct session *q = hub->read_queue_head; q; q = next) {
+        next = q->read_queue_next;
+        if (!q->read_turn_since)
+            continue;
+        if (now - q->read_turn_since < READ_TURN_MS) {
+            watching = true;
+            continue;
+        }
+        log_debug("session %llu: did not take its turn to read: it queues again",
+                  (unsigned long long)q->id);
+        session_read_leave(q); /* wakes who fits now; `next` is still queued */
+    }
+    if (!watching)
+        uv_timer_stop(timer);
+}
+
+void session_read_wait(struct session *s, const struct filesystem *fs, uint32_t size)
 {
     struct session_hub *hub = s->hub;
-    if (s->read_waits) { /* another of its mounts may be first now */
-        hub->read_reserved = hub->read_reserved - s->read_need + size;
-        s->read_need = size;
+    uint32_t before = s->read_need;
+    s->read_fs = fs;
+    s->read_need = size;
+    if (s->read_waits) {        /* the reserved READ changed: it keeps its place */
+        s->read_turn_since = 0; /* queue_wake says when room for this one comes */
+        hub->read_reserved = hub->read_reserved - before + size;
+        if (size < before)
+            queue_wake(hub);
         return;
     }
     s->read_waits = true;
-    s->read_need = size;
     hub->read_reserved += size;
     s->read_queue_prev = hub->read_queue_tail;
     s->read_queue_next = NULL;
@@ -75,6 +133,8 @@ void session_read_leave(struct session *s)
     s->read_waits = false;
     hub->read_reserved -= s->read_need;
     s->read_need = 0;
+    s->read_fs = NULL;
+    s->read_turn_since = 0;
     if (s->read_queue_prev)
         s->read_queue_prev->read_queue_next = s->read_queue_next;
     else
@@ -87,13 +147,23 @@ void session_read_leave(struct session *s)
     queue_wake(hub);
 }
 
-void session_read_sent(struct session_hub *hub, uint32_t size)
+void session_read_sent(struct session *s, const struct filesystem *fs, uint32_t size)
 {
-    hub->reads_in_flight += size;
+    s->hub->reads_in_flight += size;
+    if (s->read_waits && fs == s->read_fs)
+        session_read_leave(s);
 }
 
 void session_read_ended(struct session_hub *hub, uint32_t size)
 {
     hub->reads_in_flight -= size;
     queue_wake(hub);
+}
+
+void session_read_budget_close(struct session_hub *hub)
+{
+    if (!hub->read_timer_ready)
+        return;
+    hub->read_timer_ready = false;
+    uv_close((uv_handle_t *)&hub->read_timer, NULL);
 }

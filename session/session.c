@@ -56,7 +56,7 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
     p->deadline = uv_now(s->hub->loop) + s->hub->config.timeout_ms;
     if (p->kind == FUSEBRIDGE_READ) {
         p->read_bytes = fusebridge_op_request(op)->size;
-        session_read_sent(s->hub, p->read_bytes);
+        session_read_sent(s, fs, p->read_bytes);
     }
     if (s->pending_count++ == 0)
         uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
@@ -250,13 +250,14 @@ static void control_free_all(struct session *s)
     s->control_count = 0;
 }
 
-/* Next op to send, round robin over the mounted filesystems. A session whose READ does not fit
- * the read budget waits in its queue (read_budget.c); one that sends a READ, or finds none
- * waiting, leaves it. */
+/* Next op to send, round robin over the mounted filesystems. A READ that does not fit the read
+ * budget waits: the session queues for it (read_budget.c), or keeps its place in the queue. */
 static struct fusebridge_op *next_op(struct session *s, struct filesystem **owner)
 {
+    size_t ahead = session_read_ahead(s);
+    const struct filesystem *blocked = NULL;
     uint32_t blocked_size = 0;
-    bool read_blocked = false;
+    bool reserved_blocked = false;
     for (size_t n = 0; n < s->filesystem_count; n++) {
         struct filesystem *fs = s->cursor ? s->cursor : s->filesystems;
         s->cursor = fs->next;
@@ -267,20 +268,20 @@ static struct fusebridge_op *next_op(struct session *s, struct filesystem **owne
             fs->ready = false;
             continue;
         }
-        if (next->kind == FUSEBRIDGE_READ) {
-            if (!session_read_may_go(s, next->size)) {
-                if (!read_blocked)
-                    blocked_size = next->size;
-                read_blocked = true;
-                continue;
+        if (next->kind == FUSEBRIDGE_READ && !session_read_fits(s, ahead, fs, next->size)) {
+            /* The reserved READ, or else the first found, is the one to wait for. */
+            if (!reserved_blocked && (!blocked || fs == s->read_fs)) {
+                blocked = fs;
+                blocked_size = next->size;
+                reserved_blocked = s->read_waits && fs == s->read_fs;
             }
-            session_read_leave(s);
+            continue;
         }
         *owner = fs;
         return fusebridge_mount_pop(fs->mount);
     }
-    if (read_blocked)
-        session_read_wait(s, blocked_size);
+    if (blocked)
+        session_read_wait(s, blocked, blocked_size);
     else
         session_read_leave(s);
     return NULL;
@@ -292,13 +293,14 @@ static bool work_left(const struct session *s)
         return true;
     if (!pending_has_room(s))
         return false;
+    size_t ahead = session_read_ahead(s);
     for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next) {
         if (fs->state != FS_MOUNTED || !fs->ready)
             continue;
         /* A READ that must wait is work only until next_op has queued the session. */
         const struct fusebridge_request *next = fusebridge_mount_peek(fs->mount);
         if (!next || next->kind != FUSEBRIDGE_READ || !s->read_waits ||
-            session_read_may_go(s, next->size))
+            session_read_fits(s, ahead, fs, next->size))
             return true;
     }
     return false;
@@ -618,6 +620,8 @@ void session_detach_fs(struct filesystem *fs)
     if (fs->state == FS_CLOSING)
         return;
     fs->state = FS_CLOSING;
+    if (fs->session->read_fs == fs) /* its READs will not be sent */
+        session_read_leave(fs->session);
     pending_fail(fs->session, fs, -EIO);
     /* While running, a detached mount lingers until processes let go of its files (they get
      * EIO); when shutting down, it is cut off. */

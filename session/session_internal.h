@@ -100,11 +100,13 @@ struct session {
     struct session *next;
     struct session_hub *hub;
     const struct session_protocol *protocol;
-    struct lws *wsi;   /* NULL once the connection is closed */
-    uv_timer_t tick;   /* deadlines of pending requests */
-    bool answers_slow; /* the last answer took longer than busy polling lasts */
-    bool read_waits;   /* read_budget.c: queued, a READ of read_need bytes waits for room */
-    uint32_t read_need;
+    struct lws *wsi;    /* NULL once the connection is closed */
+    uv_timer_t tick;    /* deadlines of pending requests */
+    bool answers_slow;  /* the last answer took longer than busy polling lasts */
+    bool read_waits;    /* read_budget.c: queued, its READ of read_fs waits for room ... */
+    uint32_t read_need; /* ... of this size */
+    const struct filesystem *read_fs;
+    uint64_t read_turn_since; /* uv_now when room for it came, 0 before */
     struct session *read_queue_prev;
     struct session *read_queue_next;
     uint64_t id;
@@ -168,7 +170,9 @@ struct session_hub {
     size_t reads_in_flight; /* bytes of every session's READs sent and not answered */
     struct session *read_queue_head; /* read_budget.c: sessions waiting, oldest first */
     struct session *read_queue_tail;
-    size_t read_reserved; /* their read_need together */
+    size_t read_reserved;  /* their read_need together */
+    uv_timer_t read_timer; /* takes the turn of a session that does not use it */
+    bool read_timer_ready; /* `read_timer` is initialized and not closed */
     void (*on_empty)(void *arg);
     void *on_empty_arg;
 };
@@ -190,15 +194,21 @@ void session_busy_poll_close(struct session_hub *hub);
 
 /* read_budget.c: READ bytes in flight to all providers together stay within
  * SESSION_READS_IN_FLIGHT_MAX, handed out in turn to the sessions waiting. */
-/* Whether `s` may send a READ of `size` bytes now. */
-bool session_read_may_go(const struct session *s, uint32_t size);
-/* Its next READ (of `size` bytes) may not go: `s` waits in the queue, reserving `size`. */
-void session_read_wait(struct session *s, uint32_t size);
-/* `s` sent its READ, has none waiting, or closes: it leaves the queue. */
+/* Bytes the READs of `s` must leave free besides those in flight (once per scan of its mounts). */
+size_t session_read_ahead(const struct session *s);
+/* Whether a READ of `size` bytes of `fs` may go now; `ahead` from session_read_ahead. */
+bool session_read_fits(const struct session *s, size_t ahead, const struct filesystem *fs,
+                       uint32_t size);
+/* The READ of `fs` (`size` bytes) must wait: `s` queues for it, or keeps its place for it. */
+void session_read_wait(struct session *s, const struct filesystem *fs, uint32_t size);
+/* `s` has no READ waiting, or closes: it leaves the queue. */
 void session_read_leave(struct session *s);
-/* A READ of `size` bytes went to a provider / was answered or failed. */
-void session_read_sent(struct session_hub *hub, uint32_t size);
+/* A READ went to a provider (leaving the queue if it was the reserved one) / was answered or
+ * failed. */
+void session_read_sent(struct session *s, const struct filesystem *fs, uint32_t size);
 void session_read_ended(struct session_hub *hub, uint32_t size);
+/* Shutting down: the turn timer is closed. */
+void session_read_budget_close(struct session_hub *hub);
 
 /* session.c */
 struct session *session_open(struct session_hub *hub, struct lws *wsi,

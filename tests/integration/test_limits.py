@@ -323,81 +323,117 @@ def a_large_read_is_not_starved_by_small_ones(env):
     check(daemon.alive(), "webfused died")
 
 
-@suite.test
-def a_session_that_cannot_send_holds_back_only_its_own_read(env):
-    """A session waiting for the read budget that then cannot send (here its table of requests
-    in flight is full) keeps its place in line, but the others' reads still go."""
-    daemon = env.start_daemon(timeout=30, extra=["--max-pending", "2"])  # held: no timeouts
-    data = os.urandom(8 << 20)
-    lock = threading.Lock()
-    held = []  # (fake, msg) of READs and LOOKUPs not answered yet, oldest first
+class StuckSessions:
+    """Four streams keep the read budget full (2 MiB each, held at their providers); then `count`
+    more sessions start a stream each, whose 1 MiB READ has to wait, and fill their two slots for
+    requests in flight (--max-pending 2) with lookups held in two other filesystems: they can
+    send nothing more. release_streams() then answers the four streams' READs."""
 
-    def hold(fake_, msg):
-        with lock:
-            held.append((fake_, msg))
+    def __init__(self, env, count):
+        self.daemon = env.start_daemon(timeout=30, extra=["--max-pending", "2"])  # no timeouts
+        data = os.urandom(8 << 20)
+        self.lock = threading.Lock()
+        self.held = []  # (fake, msg) of READs and LOOKUPs not answered yet, oldest first
+        self.streams = ["fill%d" % i for i in range(4)]
+        self.stuck = ["stuck%d" % i for i in range(count)]
+        for name in self.streams:
+            fake = env.fake(self.daemon)
+            fake.attach(name, {"f": File(data)})
+            fake.handlers["read"] = self.hold
+        others = []
+        for name in self.stuck:
+            fake = env.fake(self.daemon)
+            fake.attach(name, {"f": File(data)})
+            mine = [name + "-a", name + "-b"]  # lookups in one directory come one at a time
+            for other in mine:
+                fake.attach(other, {})
+            others += mine
+            fake.handlers["read"] = self.hold
+            fake.handlers["lookup"] = lambda f, msg, mine=mine: \
+                self.hold(f, msg) if msg["params"][0] in mine else DEFAULT
+        for name in self.streams:
+            threading.Thread(target=self.stream, args=(name,), daemon=True).start()
+        harness.wait_until(lambda: len(self.held_of(self.streams)) == 8, 10,
+                           what="8 MiB of reads held")
+        for name in self.stuck:
+            threading.Thread(target=self.stream, args=(name,), daemon=True).start()
+        time.sleep(1.0)  # their READs wait for room
+        check_equal(self.held_of(self.stuck), [], "READs sent over the budget")
+        for name in others:
+            threading.Thread(target=self.look_up, args=(name,), daemon=True).start()
+        harness.wait_until(lambda: len(self.held_of(others, "lookup")) == len(others), 10,
+                           what="the lookups filling the waiting sessions' slots")
+        self.others = others
+
+    def hold(self, fake_, msg):
+        with self.lock:
+            self.held.append((fake_, msg))
         return NO_REPLY
 
-    def held_of(names, method="read"):
-        with lock:
-            return [(f, m) for f, m in held if m["params"][0] in names and m["method"] == method]
+    def held_of(self, names, method="read"):
+        with self.lock:
+            return [(f, m) for f, m in self.held
+                    if m["params"][0] in names and m["method"] == method]
 
-    fillers = ["fill%d" % i for i in range(4)]  # 2 MiB in flight each: the budget is full
-    for name in fillers:
-        fake = env.fake(daemon)
-        fake.attach(name, {"f": File(data)})
-        fake.handlers["read"] = hold
-    stuck = env.fake(daemon)
-    others = ["other1", "other2"]  # lookups in one directory come one at a time
-    stuck.attach("stuck", {"f": File(data)})
-    for name in others:
-        stuck.attach(name, {})
-    stuck.handlers["read"] = hold
-    stuck.handlers["lookup"] = lambda f, msg: hold(f, msg) if msg["params"][0] in others \
-        else DEFAULT
+    def take(self, entries):
+        with self.lock:
+            for entry in entries:
+                self.held.remove(entry)
+        return entries
 
-    def stream(name):
+    def stream(self, name):
         try:
-            with open(os.path.join(daemon.mount_path(name), "f"), "rb") as f:
+            with open(os.path.join(self.daemon.mount_path(name), "f"), "rb") as f:
                 while f.read(1 << 20):
                     pass
         except OSError:
             pass  # the daemon's shutdown ends it
 
-    def look_up(name):
+    def look_up(self, name):
         try:
-            os.stat(os.path.join(daemon.mount_path(name), "x"))
+            os.stat(os.path.join(self.daemon.mount_path(name), "x"))
         except OSError:
             pass
 
-    for name in fillers:
-        threading.Thread(target=stream, args=(name,), daemon=True).start()
-    harness.wait_until(lambda: len(held_of(fillers)) == 8, 10, what="8 MiB of reads held")
-    threading.Thread(target=stream, args=("stuck",), daemon=True).start()
-    time.sleep(1.0)  # its READ waits for room
-    check_equal(held_of(["stuck"]), [], "READs of the stuck session sent over the budget")
-    # Lookups in its other filesystems fill its two slots: it can send nothing more.
-    for name in others:
-        threading.Thread(target=look_up, args=(name,), daemon=True).start()
-    harness.wait_until(lambda: len(held_of(others, "lookup")) == 2, 10,
-                       what="two lookups of the stuck session held")
-    answered = held_of(fillers)
-    with lock:
-        for entry in answered:
-            held.remove(entry)
-    for fake, msg in answered:
-        fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
-    harness.wait_until(lambda: len(held_of(fillers)) >= 4, 5,
+    def release_streams(self):
+        for fake, msg in self.take(self.held_of(self.streams)):
+            fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
+
+    def release_lookups(self):
+        for fake, msg in self.take(self.held_of(self.others, "lookup")):
+            fake.reply(msg, {"error": {"code": 101}})
+
+
+@suite.test
+def a_session_that_cannot_send_holds_back_only_its_own_read(env):
+    """A session waiting for the read budget that then cannot send keeps its place in line, but
+    the others' reads still go: its turn is a reservation of its READ's size, not a lock."""
+    scene = StuckSessions(env, 1)
+    scene.release_streams()
+    # Well within the 2 s a turn lasts: what lets them go is not that the turn was taken away.
+    harness.wait_until(lambda: len(scene.held_of(scene.streams)) >= 4, 1.5,
                        what="the streams' next reads while the stuck session waits")
-    check_equal(held_of(["stuck"]), [], "READs of the stuck session sent with its slots full")
+    check_equal(scene.held_of(scene.stuck), [], "READs sent by a session with its slots full")
     # Its place was kept: once its slots are free, its READ goes although the streams want more.
-    lookups = held_of(others, "lookup")
-    with lock:
-        for entry in lookups:
-            held.remove(entry)
-    for fake, msg in lookups:
-        fake.reply(msg, {"error": {"code": 101}})
-    harness.wait_until(lambda: held_of(["stuck"]), 10, what="the stuck session's READ")
-    check(daemon.alive(), "webfused died")
+    scene.release_lookups()
+    harness.wait_until(lambda: scene.held_of(scene.stuck), 10, what="the stuck session's READ")
+    check(scene.daemon.alive(), "webfused died")
+
+
+@suite.test
+def sessions_that_do_not_take_their_turn_lose_it(env):
+    """Eight waiting sessions that cannot send reserve the whole budget; 2 s after room for them
+    came they lose their turns, and the others' reads go on."""
+    scene = StuckSessions(env, 8)
+    released = time.monotonic()
+    scene.release_streams()
+    harness.wait_until(lambda: len(scene.held_of(scene.streams)) >= 4, 10,
+                       what="the streams' next reads after the stuck sessions' turns")
+    waited = time.monotonic() - released
+    check(waited >= 1.5, "the streams' reads went after %.1f s, before the stuck sessions' "
+          "turns were over" % waited)
+    check_equal(scene.held_of(scene.stuck), [], "READs sent by sessions with their slots full")
+    check(scene.daemon.alive(), "webfused died")
 
 
 def cpu_seconds(pid):
