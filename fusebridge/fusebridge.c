@@ -120,6 +120,16 @@ static int connection_of(const char *mountpoint, unsigned *minor)
     return rc;
 }
 
+/* The connection's fusectl directory, held open: once the connection ends its number may go to
+ * another FUSE mount, whose directory has the same name; this one then has no entries, and an
+ * abort through it reaches nobody else. */
+static int fusectl_open(unsigned minor)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u", minor);
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 static void mount_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
@@ -129,6 +139,8 @@ static void mount_work(uv_work_t *work)
     /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
     if (status == 0)
         mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
+    if (mount->connection_known)
+        mount->fusectl_fd = fusectl_open(mount->connection);
     mount->mount_status = status;
 }
 
@@ -159,13 +171,11 @@ void mount_readahead_raise(struct fusebridge_mount *mount)
 
 /* ---- unmounting and tearing down (thread pool) ----------------------------------------------- */
 
-static void connection_abort(unsigned minor)
+static void connection_abort(int fusectl_fd)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = openat(fusectl_fd, "abort", O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return; /* fusectl not mounted, or the connection is already gone */
+        return; /* the connection is already gone */
     ssize_t ignored = write(fd, "1", 1);
     (void)ignored;
     close(fd);
@@ -195,8 +205,8 @@ static void unmount_work(uv_work_t *work)
 static void abort_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, abort_work);
-    if (mount->connection_known)
-        connection_abort(mount->connection);
+    if (mount->fusectl_fd >= 0) /* without fusectl, the mount ends when programs let go */
+        connection_abort(mount->fusectl_fd);
 }
 
 /* The kernel side is gone and every request is answered: the session may go. */
@@ -214,6 +224,8 @@ static void teardown_work(uv_work_t *work)
 
 static void mount_release(struct fusebridge_mount *mount)
 {
+    if (mount->fusectl_fd >= 0)
+        close(mount->fusectl_fd);
     if (mount->path_based)
         inode_table_destroy(&mount->inodes);
     free(mount->request.mem);
@@ -392,6 +404,8 @@ static void mount_work_done(uv_work_t *work, int status)
         return;
     }
     log_debug("mounted %s", mount->mountpoint);
+    if (mount->connection_known && mount->fusectl_fd < 0)
+        log_debug("mount %s: no fusectl entry: held open, it cannot be cut off", mount->mountpoint);
     mount->state = MOUNT_MOUNTED;
     if (mount->close_requested)
         mount_start_unmount(mount);
@@ -406,6 +420,7 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     struct fusebridge_mount *mount = calloc(1, sizeof(*mount));
     if (!mount)
         return -ENOMEM;
+    mount->fusectl_fd = -1;
     mount->loop = loop;
     mount->callbacks = *callbacks;
     mount->user = user;

@@ -90,6 +90,7 @@ struct fusebridge_mount {
     uv_work_t abort_work;
     unsigned connection;   /* the FUSE connection number (fusectl), when known */
     bool connection_known; /* set while mounting */
+    int fusectl_fd;        /* the connection's fusectl directory (O_PATH), or -1 */
     struct fusebridge_callbacks callbacks;
     void *user;
     char *mountpoint;
