@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
@@ -390,6 +391,25 @@ static void fusectl_mount(void)
         log_debug("cannot mount fusectl at %s: %s", FUSECTL_DIR, strerror(errno));
 }
 
+/* Each mount holds two descriptors (its FUSE device and its fusectl directory) and each
+ * connection one: the usual soft limit of 1024 would cap a gateway at a few hundred mounts. The
+ * limit is raised to what the configured maxima need (within the hard limit), and no further:
+ * libwebsockets sizes its tables by it. */
+#define GATEWAY_NOFILE_MAX 65536
+
+static void nofile_raise(const struct gateway_options *opt)
+{
+    rlim_t want = 64 + opt->max_sessions + 2 * (rlim_t)opt->max_sessions * opt->max_filesystems;
+    if (want > GATEWAY_NOFILE_MAX)
+        want = GATEWAY_NOFILE_MAX;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= want)
+        return;
+    limit.rlim_cur = want < limit.rlim_max ? want : limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+        log_debug("cannot raise the limit of open files: %s", strerror(errno));
+}
+
 /* Takes an exclusive lock on `path` (a directory or a file, created if missing) for the rest of
  * the process, so a second webfused cannot take over the mounts or the history of a running one:
  * its start-up clean-up would detach live mounts and mark live sessions lost. */
@@ -446,6 +466,7 @@ static int prepare_mount_root(const struct gateway_options *opt, int *lock_fd)
         return rc;
     unmount_stale(opt);
     fusectl_mount();
+    nofile_raise(opt);
     return 0;
 }
 

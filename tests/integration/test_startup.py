@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Start-up and mounts that go away under the gateway: a second webfused cannot take over a
 running one's mount root or history; a listen address that cannot work is refused; a mount
-unmounted by hand is noticed and its provider is told."""
+unmounted by hand is noticed and its provider is told; a low limit of open files is raised."""
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import check, check_equal  # noqa: E402
+from fakeprovider import File  # noqa: E402
 
 suite = harness.Suite("test_startup")
 
@@ -106,6 +108,24 @@ def hand_unmount_tells_a_json_provider_which_keeps_its_other_filesystem(env):
                 "the live session's filesystems in the admin API")
     check_hand_unmount_recorded(daemon, "gone", closed_session=False)
 
+
+@suite.test
+def a_low_limit_of_open_files_does_not_cap_the_mounts(env):
+    """Each mount holds two descriptors: started with a soft limit of 64 open files (the hard
+    limit higher, as usual), the gateway raises its own and still takes 60 filesystems."""
+    daemon = env.start_daemon(
+        preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 4096)))
+    with open("/proc/%d/limits" % daemon.pid) as f:
+        line = [l for l in f if l.startswith("Max open files")][0]
+    check_equal(line.split()[3:5], ["4096", "4096"], "limit of open files (soft, hard)")
+    fake = env.fake(daemon)
+    names = ["fs%02d" % i for i in range(60)]
+    for name in names:
+        fake.attach(name, {"f": File(name.encode())})
+    for name in names:
+        with open(os.path.join(daemon.mount_path(name), "f"), "rb") as f:
+            check_equal(f.read(), name.encode(), "contents of %s/f" % name)
+    check(daemon.alive(), "webfused died")
 
 if __name__ == "__main__":
     suite.main()
