@@ -15,7 +15,7 @@
 
 #include "log.h"
 
-#define READ_TURN_MS 2000
+#define READ_TURN_MS 5000
 
 static bool fits(const struct session_hub *hub, size_t ahead, uint32_t size)
 {
@@ -47,6 +47,8 @@ bool session_read_fits(const struct session *s, size_t ahead, const struct files
 
 static void turns_check(uv_timer_t *timer);
 
+/* A turn that began now ends READ_TURN_MS later: the timer is set for it unless an earlier turn
+ * ends first (turns begin in order, so one already set is earlier). */
 static void turns_watch(struct session_hub *hub)
 {
     if (hub->shutting_down)
@@ -58,7 +60,7 @@ static void turns_watch(struct session_hub *hub)
         hub->read_timer_ready = true;
     }
     if (!uv_is_active((uv_handle_t *)&hub->read_timer))
-        uv_timer_start(&hub->read_timer, turns_check, READ_TURN_MS, READ_TURN_MS);
+        uv_timer_start(&hub->read_timer, turns_check, READ_TURN_MS, 0);
 }
 
 /* Asks each queued session whose READ fits now to send it. Past the first that does not fit,
@@ -83,22 +85,25 @@ static void turns_check(uv_timer_t *timer)
 {
     struct session_hub *hub = timer->data;
     uint64_t now = uv_now(hub->loop);
-    bool watching = false;
+    uint64_t earliest = UINT64_MAX; /* of the turns still open */
     struct session *next;
     for (struct session *q = hub->read_queue_head; q; q = next) {
         next = q->read_queue_next;
         if (!q->read_turn_since)
             continue;
-        if (now - q->read_turn_since < READ_TURN_MS) {
-            watching = true;
+        uint64_t ends = q->read_turn_since + READ_TURN_MS;
+        if (ends > now) {
+            if (ends < earliest)
+                earliest = ends;
             continue;
         }
         log_debug("session %llu: did not take its turn to read: it queues again",
                   (unsigned long long)q->id);
         session_read_leave(q); /* wakes who fits now; `next` is still queued */
     }
-    if (!watching)
-        uv_timer_stop(timer);
+    /* Turns that began while leaving end at now + READ_TURN_MS, after `earliest` if any. */
+    if (earliest != UINT64_MAX && !hub->shutting_down)
+        uv_timer_start(timer, turns_check, earliest - now, 0);
 }
 
 void session_read_wait(struct session *s, const struct filesystem *fs, uint32_t size)
@@ -116,6 +121,7 @@ void session_read_wait(struct session *s, const struct filesystem *fs, uint32_t 
     }
     s->read_waits = true;
     hub->read_reserved += size;
+    hub->read_waiting++;
     s->read_queue_prev = hub->read_queue_tail;
     s->read_queue_next = NULL;
     if (hub->read_queue_tail)
@@ -132,6 +138,7 @@ void session_read_leave(struct session *s)
         return;
     s->read_waits = false;
     hub->read_reserved -= s->read_need;
+    hub->read_waiting--;
     s->read_need = 0;
     s->read_fs = NULL;
     s->read_turn_since = 0;
@@ -158,6 +165,16 @@ void session_read_ended(struct session_hub *hub, uint32_t size)
 {
     hub->reads_in_flight -= size;
     queue_wake(hub);
+}
+
+size_t session_hub_reads_in_flight(const struct session_hub *hub)
+{
+    return hub->reads_in_flight;
+}
+
+size_t session_hub_reads_waiting(const struct session_hub *hub)
+{
+    return hub->read_waiting;
 }
 
 void session_read_budget_close(struct session_hub *hub)

@@ -503,6 +503,8 @@ static void fs_on_gone(struct fusebridge_mount *mount, void *user)
     struct filesystem *fs = user;
     struct session *s = fs->session;
     /* Unmounted by hand, or detached: nothing may wait for it any more. */
+    if (s->read_fs == fs)
+        session_read_leave(s);
     pending_fail(s, fs, -EIO);
     if (fs->state == FS_CLOSING)
         return;

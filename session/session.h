@@ -324,6 +324,9 @@ const char *session_protocol_name(int protocol);
 const char *session_op_name(enum fusebridge_kind kind);
 /* Mounted filesystems right now. */
 size_t session_hub_fs_count(const struct session_hub *hub);
+/* The read budget right now: READ bytes at the providers, sessions whose READ waits for room. */
+size_t session_hub_reads_in_flight(const struct session_hub *hub);
+size_t session_hub_reads_waiting(const struct session_hub *hub);
 
 /* A filesystem name is 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
 bool session_name_valid(const char *name);

@@ -171,7 +171,8 @@ struct session_hub {
     struct session *read_queue_head; /* read_budget.c: sessions waiting, oldest first */
     struct session *read_queue_tail;
     size_t read_reserved;  /* their read_need together */
-    uv_timer_t read_timer; /* takes the turn of a session that does not use it */
+    size_t read_waiting;   /* and how many they are */
+    uv_timer_t read_timer; /* takes back a turn not used in time (one-shot, earliest first) */
     bool read_timer_ready; /* `read_timer` is initialized and not closed */
     void (*on_empty)(void *arg);
     void *on_empty_arg;
