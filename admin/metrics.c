@@ -93,8 +93,8 @@ char *admin_metrics_text(struct admin *admin, size_t *len)
            m->bytes_written);
     single(&t, "webfuse_protocol_errors_total", "counter",
            "Malformed messages and other protocol errors of providers.", m->protocol_errors);
-    single(&t, "webfuse_read_bytes_in_flight", "gauge",
-           "Bytes of reads sent to providers and not answered yet (at most 8 MiB).",
+    single(&t, "webfuse_read_in_flight_bytes", "gauge",
+           "Bytes of reads sent to providers and not answered yet (bounded by the read budget).",
            session_hub_reads_in_flight(admin->hub));
     single(&t, "webfuse_read_waiting_sessions", "gauge",
            "Sessions whose next read waits for room among the reads in flight.",

@@ -235,7 +235,7 @@ def reads_in_flight_are_bounded_across_sessions(env):
         check(isinstance(got, bytes) and got == data, "%s read %r" % (
             name, got if not isinstance(got, bytes) else "%d other bytes" % len(got)))
     metrics = harness.parse_metrics(daemon.api("GET", "/metrics").body.decode())
-    check_equal((metrics[("webfuse_read_bytes_in_flight", ())], reads_waiting(daemon)), (0, 0),
+    check_equal((metrics[("webfuse_read_in_flight_bytes", ())], reads_waiting(daemon)), (0, 0),
                 "read bytes in flight and sessions waiting once every read is done")
     check(daemon.alive(), "webfused died")
 
@@ -420,10 +420,13 @@ def a_session_that_cannot_send_holds_back_only_its_own_read(env):
     """A session waiting for the read budget that then cannot send keeps its place in line, but
     the others' reads still go: its turn is a reservation of its READ's size, not a lock."""
     scene = StuckSessions(env, 1)
+    released = time.monotonic()
     scene.release_streams()
-    # Well within the 5 s a turn lasts: what lets them go is not that the turn was taken away.
-    harness.wait_until(lambda: len(scene.held_of(scene.streams)) >= 4, 3,
+    harness.wait_until(lambda: len(scene.held_of(scene.streams)) >= 4, 10,
                        what="the streams' next reads while the stuck session waits")
+    # Well within the 5 s a turn lasts: what let them go is not that the turn was taken away.
+    waited = time.monotonic() - released
+    check(waited < 4.0, "the streams' reads went only after %.1f s" % waited)
     check_equal(scene.held_of(scene.stuck), [], "READs sent by a session with its slots full")
     # Its place was kept: once its slots are free, its READ goes although the streams want more.
     scene.release_lookups()
