@@ -27,7 +27,7 @@ static bool fits(const struct session_hub *hub, size_t ahead, uint32_t size)
 size_t session_read_ahead(const struct session *s)
 {
     const struct session_hub *hub = s->hub;
-    if (!s->read_waits)
+    if (!s->read_fs)
         return hub->read_reserved;
     /* Past the budget nothing fits anyway: the walk stops there. */
     size_t ahead = 0;
@@ -40,7 +40,7 @@ size_t session_read_ahead(const struct session *s)
 bool session_read_fits(const struct session *s, size_t ahead, const struct filesystem *fs,
                        uint32_t size)
 {
-    if (s->read_waits && fs == s->read_fs)
+    if (fs == s->read_fs)
         ahead -= s->read_need;
     return fits(s->hub, ahead, size);
 }
@@ -109,17 +109,17 @@ static void turns_check(uv_timer_t *timer)
 void session_read_wait(struct session *s, const struct filesystem *fs, uint32_t size)
 {
     struct session_hub *hub = s->hub;
+    bool queued = s->read_fs != NULL;
     uint32_t before = s->read_need;
     s->read_fs = fs;
     s->read_need = size;
-    if (s->read_waits) {        /* the reserved READ changed: it keeps its place */
+    if (queued) {               /* the reserved READ changed: it keeps its place */
         s->read_turn_since = 0; /* queue_wake says when room for this one comes */
         hub->read_reserved = hub->read_reserved - before + size;
         if (size < before)
             queue_wake(hub);
         return;
     }
-    s->read_waits = true;
     hub->read_reserved += size;
     hub->read_waiting++;
     s->read_queue_prev = hub->read_queue_tail;
@@ -134,9 +134,8 @@ void session_read_wait(struct session *s, const struct filesystem *fs, uint32_t 
 void session_read_leave(struct session *s)
 {
     struct session_hub *hub = s->hub;
-    if (!s->read_waits)
+    if (!s->read_fs)
         return;
-    s->read_waits = false;
     hub->read_reserved -= s->read_need;
     hub->read_waiting--;
     s->read_need = 0;
@@ -157,7 +156,7 @@ void session_read_leave(struct session *s)
 void session_read_sent(struct session *s, const struct filesystem *fs, uint32_t size)
 {
     s->hub->reads_in_flight += size;
-    if (s->read_waits && fs == s->read_fs)
+    if (fs == s->read_fs)
         session_read_leave(s);
 }
 

@@ -273,7 +273,7 @@ static struct fusebridge_op *next_op(struct session *s, struct filesystem **owne
             if (!reserved_blocked && (!blocked || fs == s->read_fs)) {
                 blocked = fs;
                 blocked_size = next->size;
-                reserved_blocked = s->read_waits && fs == s->read_fs;
+                reserved_blocked = fs == s->read_fs;
             }
             continue;
         }
@@ -299,7 +299,7 @@ static bool work_left(const struct session *s)
             continue;
         /* A READ that must wait is work only until next_op has queued the session. */
         const struct fusebridge_request *next = fusebridge_mount_peek(fs->mount);
-        if (!next || next->kind != FUSEBRIDGE_READ || !s->read_waits ||
+        if (!next || next->kind != FUSEBRIDGE_READ || !s->read_fs ||
             session_read_fits(s, ahead, fs, next->size))
             return true;
     }

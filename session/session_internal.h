@@ -100,12 +100,12 @@ struct session {
     struct session *next;
     struct session_hub *hub;
     const struct session_protocol *protocol;
-    struct lws *wsi;    /* NULL once the connection is closed */
-    uv_timer_t tick;    /* deadlines of pending requests */
-    bool answers_slow;  /* the last answer took longer than busy polling lasts */
-    bool read_waits;    /* read_budget.c: queued, its READ of read_fs waits for room ... */
-    uint32_t read_need; /* ... of this size */
+    struct lws *wsi;   /* NULL once the connection is closed */
+    uv_timer_t tick;   /* deadlines of pending requests */
+    bool answers_slow; /* the last answer took longer than busy polling lasts */
+    /* read_budget.c: while queued, the READ of read_fs that waits for room, and its size */
     const struct filesystem *read_fs;
+    uint32_t read_need;
     uint64_t read_turn_since; /* uv_now when room for it came, 0 before */
     struct session *read_queue_prev;
     struct session *read_queue_next;
