@@ -337,7 +337,7 @@ class StuckSessions:
     """Four streams keep the read budget full (2 MiB each, held at their providers); then `count`
     more sessions start a stream each, whose 1 MiB READ has to wait, and fill their two slots for
     requests in flight (--max-pending 2) with lookups held in two other filesystems: they can
-    send nothing more. release_streams() then answers the four streams' READs."""
+    send nothing more. seconds_until_streams_read() then answers the four streams' READs."""
 
     def __init__(self, env, count):
         self.daemon = env.start_daemon(timeout=30, extra=["--max-pending", "2"])  # no timeouts
@@ -410,6 +410,14 @@ class StuckSessions:
         for fake, msg in self.take(self.held_of(self.streams)):
             fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
 
+    def seconds_until_streams_read(self, timeout):
+        """Answers the streams' READs; returns how long until 4 more of theirs arrived."""
+        released = time.monotonic()
+        self.release_streams()
+        harness.wait_until(lambda: len(self.held_of(self.streams)) >= 4, timeout,
+                           what="the streams' next reads")
+        return time.monotonic() - released
+
     def release_lookups(self):
         for fake, msg in self.take(self.held_of(self.others, "lookup")):
             fake.reply(msg, {"error": {"code": 101}})
@@ -420,12 +428,8 @@ def a_session_that_cannot_send_holds_back_only_its_own_read(env):
     """A session waiting for the read budget that then cannot send keeps its place in line, but
     the others' reads still go: its turn is a reservation of its READ's size, not a lock."""
     scene = StuckSessions(env, 1)
-    released = time.monotonic()
-    scene.release_streams()
-    harness.wait_until(lambda: len(scene.held_of(scene.streams)) >= 4, 10,
-                       what="the streams' next reads while the stuck session waits")
+    waited = scene.seconds_until_streams_read(10)
     # Well within the 5 s a turn lasts: what let them go is not that the turn was taken away.
-    waited = time.monotonic() - released
     check(waited < 4.0, "the streams' reads went only after %.1f s" % waited)
     check_equal(scene.held_of(scene.stuck), [], "READs sent by a session with its slots full")
     # Its place was kept: once its slots are free, its READ goes although the streams want more.
@@ -439,11 +443,7 @@ def sessions_that_do_not_take_their_turn_lose_it(env):
     """Eight waiting sessions that cannot send reserve the whole budget; 5 s after room for them
     came they lose their turns, and the others' reads go on."""
     scene = StuckSessions(env, 8)
-    released = time.monotonic()
-    scene.release_streams()
-    harness.wait_until(lambda: len(scene.held_of(scene.streams)) >= 4, 15,
-                       what="the streams' next reads after the stuck sessions' turns")
-    waited = time.monotonic() - released
+    waited = scene.seconds_until_streams_read(15)
     check(waited >= 4.5, "the streams' reads went after %.1f s, before the stuck sessions' "
           "turns were over" % waited)
     check_equal(scene.held_of(scene.stuck), [], "READs sent by sessions with their slots full")
