@@ -187,6 +187,7 @@ void session_hub_shutdown(struct session_hub *hub, void (*done)(void *arg), void
 void session_hub_free(struct session_hub *hub)
 {
     session_auth_hub_free(hub);
+    session_buffers_free(hub);
     free(hub->mount_root);
     free(hub);
 }

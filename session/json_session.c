@@ -209,9 +209,9 @@ static int json_decode_read(struct session *s, const struct codec_json_msg *msg,
                             struct fusebridge_answer *answer)
 {
     if (session_scratch_reserve(s, answer->len) != 0 ||
-        codec_json_decode_read(msg, s->scratch, answer->len, &answer->len) != 0)
+        codec_json_decode_read(msg, s->scratch.data, answer->len, &answer->len) != 0)
         return -EIO;
-    answer->data = s->scratch;
+    answer->data = s->scratch.data;
     return 0;
 }
 

@@ -171,34 +171,15 @@ static void pending_tick(uv_timer_t *timer)
 /* ---- buffers ----------------------------------------------------------------------------------
  */
 
-static int buffer_reserve(void **buf, size_t *cap, size_t need, size_t headroom, size_t max)
-{
-    if (need <= *cap)
-        return 0;
-    if (need > max)
-        return -EMSGSIZE;
-    size_t next = *cap ? *cap : 4096;
-    while (next < need)
-        next *= 2;
-    if (next > max)
-        next = max;
-    void *grown = realloc(*buf, headroom + next);
-    if (!grown)
-        return -ENOMEM;
-    *buf = grown;
-    *cap = next;
-    return 0;
-}
-
 int session_tx_reserve(struct session *s, size_t need)
 {
-    return buffer_reserve((void **)&s->tx, &s->tx_cap, need, LWS_PRE, s->hub->config.max_message);
+    return session_buffer_grow((void **)&s->tx, &s->tx_cap, need, LWS_PRE,
+                               s->hub->config.max_message);
 }
 
 int session_scratch_reserve(struct session *s, size_t need)
 {
-    return buffer_reserve((void **)&s->scratch, &s->scratch_cap, need, 0,
-                          s->hub->config.max_message);
+    return session_buffer_reserve(s->hub, &s->scratch, need, s->hub->config.max_message);
 }
 
 /* ---- messages to the provider -----------------------------------------------------------------
@@ -415,6 +396,14 @@ void session_close(struct session *s, enum lws_close_status status, const char *
 /* ---- messages from the provider ---------------------------------------------------------------
  */
 
+/* The message is handled: its buffers go back to the hub. */
+static int message_handled(struct session *s, int rc)
+{
+    session_buffer_release(s->hub, &s->rx);
+    session_buffer_release(s->hub, &s->scratch);
+    return rc == 0 ? 0 : -1;
+}
+
 int session_on_receive(struct session *s, const void *in, size_t len)
 {
     size_t max = s->hub->config.max_message;
@@ -423,7 +412,7 @@ int session_on_receive(struct session *s, const void *in, size_t len)
         s->bytes_in += len;
         /* A whole message in one piece: decoded in libwebsockets' buffer, read data is handed
          * to the kernel from there. */
-        return s->protocol->on_message(s, in, len) == 0 ? 0 : -1;
+        return message_handled(s, s->protocol->on_message(s, in, len));
     }
     if (s->rx_len + len > max) {
         char reason[64];
@@ -433,9 +422,9 @@ int session_on_receive(struct session *s, const void *in, size_t len)
         log_warn("session %llu: %s", (unsigned long long)s->id, reason);
         return -1;
     }
-    if (buffer_reserve((void **)&s->rx, &s->rx_cap, s->rx_len + len + 1, 0, max + 1) != 0)
+    if (session_buffer_reserve(s->hub, &s->rx, s->rx_len + len + 1, max + 1) != 0)
         return -1;
-    memcpy(s->rx + s->rx_len, in, len);
+    memcpy(s->rx.data + s->rx_len, in, len);
     s->rx_len += len;
     s->bytes_in += len;
     if (!whole)
@@ -443,8 +432,8 @@ int session_on_receive(struct session *s, const void *in, size_t len)
 
     size_t total = s->rx_len;
     s->rx_len = 0;
-    s->rx[total] = '\0';
-    return s->protocol->on_message(s, s->rx, total) == 0 ? 0 : -1;
+    s->rx.data[total] = '\0';
+    return message_handled(s, s->protocol->on_message(s, s->rx.data, total));
 }
 
 /* ---- filesystems ------------------------------------------------------------------------------
@@ -683,8 +672,8 @@ static void session_free(uv_handle_t *handle)
     struct session *s = container_of(handle, struct session, tick);
     free(s->pending);
     free(s->tx);
-    free(s->rx);
-    free(s->scratch);
+    session_buffer_release(s->hub, &s->rx);
+    session_buffer_release(s->hub, &s->scratch);
     free(s);
 #ifdef __GLIBC__
     /* The connection's 1 MiB receive buffer and its mounts' request buffers raised glibc's

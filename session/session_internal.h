@@ -15,6 +15,8 @@
 #define SESSION_CLOSE_TIMEOUT_SEC 3
 /* How often pending requests are checked against their deadline. */
 #define SESSION_TICK_MS 100
+/* buffers.c: spare buffers the hub keeps for messages in progress */
+#define SESSION_SPARE_BUFFERS 8
 
 struct session;
 
@@ -95,6 +97,12 @@ struct session_auth_state {
     char fs_name[256];  /* webfuse2: the filesystem to attach once authenticated */
 };
 
+/* A buffer of `cap` bytes, NULL until first needed. */
+struct session_buffer {
+    char *data;
+    size_t cap;
+};
+
 struct session {
     struct session *prev;
     struct session *next;
@@ -130,11 +138,10 @@ struct session {
 
     unsigned char *tx; /* LWS_PRE headroom + tx_cap bytes */
     size_t tx_cap;
-    char *rx; /* a message being reassembled from fragments */
+    /* Held only while a message is in progress (buffers.c): */
+    struct session_buffer rx; /* a message being reassembled from fragments */
     size_t rx_len;
-    size_t rx_cap;
-    unsigned char *scratch; /* decoded read data */
-    size_t scratch_cap;
+    struct session_buffer scratch; /* decoded read data */
 
     bool closing; /* a close frame is due at the next writeable callback */
     enum lws_close_status close_status;
@@ -174,6 +181,8 @@ struct session_hub {
     size_t read_waiting;   /* and how many they are */
     uv_timer_t read_timer; /* takes back a turn not used in time (one-shot, earliest first) */
     bool read_timer_ready; /* `read_timer` is initialized and not closed */
+    struct session_buffer spare[SESSION_SPARE_BUFFERS]; /* buffers.c: last given back on top */
+    size_t spare_count;
     void (*on_empty)(void *arg);
     void *on_empty_arg;
 };
@@ -241,8 +250,20 @@ void session_emit(struct session *s, enum session_event_kind kind, const char *f
 void session_tell_detached(struct session *s, const char *name);
 /* Fails what waits for `fs` and unmounts it; the filesystem is freed when the mount is gone. */
 void session_detach_fs(struct filesystem *fs);
-/* Makes s->scratch hold at least `need` bytes. */
+/* Makes s->scratch hold at least `need` bytes, until the message is handled. */
 int session_scratch_reserve(struct session *s, size_t need);
+
+/* buffers.c */
+/* Makes *buf (with `headroom` bytes before its *cap) hold `need` bytes, growing it by doubling,
+ * to at most `max`; -EMSGSIZE beyond. */
+int session_buffer_grow(void **buf, size_t *cap, size_t need, size_t headroom, size_t max);
+/* Makes `b` hold `need` bytes (at most `max`), taking a spare of the hub if it has none. */
+int session_buffer_reserve(struct session_hub *hub, struct session_buffer *b, size_t need,
+                           size_t max);
+/* The message is handled: `b` goes back to the hub's spares (or is freed) and is empty. */
+void session_buffer_release(struct session_hub *hub, struct session_buffer *b);
+/* Frees the spares (the hub goes). */
+void session_buffers_free(struct session_hub *hub);
 
 /* Attaches a filesystem: validates the name, checks the user may attach it, reserves it and
  * starts mounting. `reply_id` is kept for the protocol. Returns the filesystem, or NULL with
