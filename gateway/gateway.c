@@ -27,7 +27,6 @@
 
 /* How long providers get to close and mounts to go before the loop is stopped anyway. */
 #define GATEWAY_SHUTDOWN_GRACE_MS 5000
-#define GATEWAY_SOCKET_BUFFER (1024 * 1024 + 4096)
 #define FUSECTL_DIR "/sys/fs/fuse/connections"
 #define FUSECTL_SUPER_MAGIC 0x65735543
 /* libwebsockets builds a file's path as "<docroot>/<uri>" in a 256-byte buffer and serves
@@ -191,9 +190,9 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
     info.pcontext = &gw->lws;
     /* Socket reads go through this buffer (one for the loop thread): 4 KiB (the default) costs a
      * loop turn per 4 KiB of a large read answer. At the size of the largest (1 MiB and its
-     * header, HUB_RX_BUFFER) more answers come whole, to be decoded where they lie, and the rest
-     * in fewer pieces: 64 streams ran about 8% faster than with 256 KiB, one stream the same. */
-    info.pt_serv_buf_size = GATEWAY_SOCKET_BUFFER;
+     * header) more answers come whole, to be decoded where they lie, and the rest in fewer
+     * pieces: 64 streams ran about 8% faster than with 256 KiB, one stream the same. */
+    info.pt_serv_buf_size = SESSION_RX_BUFFER;
     info.gid = (gid_t)-1;
     info.uid = (uid_t)-1;
 

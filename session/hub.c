@@ -8,11 +8,6 @@
 
 #include "log.h"
 
-/* libwebsockets hands received data over in pieces of at most this size: a whole answer to the
- * largest read the kernel asks for (1 MiB) comes in one piece and is decoded where it lies. The
- * buffer is allocated per connection but only touched as far as messages reach. */
-#define HUB_RX_BUFFER (1024 * 1024 + 4096)
-
 bool session_hub_name_taken(const struct session_hub *hub, const char *name)
 {
     for (const struct session *s = hub->sessions; s; s = s->next)
@@ -144,7 +139,7 @@ int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,
         .name = CODEC_JSON_SUBPROTOCOL,
         .callback = hub_callback,
         .per_session_data_size = sizeof(struct session *),
-        .rx_buffer_size = HUB_RX_BUFFER,
+        .rx_buffer_size = SESSION_RX_BUFFER,
         .user = hub,
     };
     hub->protocols[1] = hub->protocols[0];

@@ -656,6 +656,8 @@ void session_on_closed(struct session *s)
     session_emit(s, SESSION_EVENT_DISCONNECT, NULL, NULL, NULL);
     s->wsi = NULL;
     session_read_leave(s);
+    session_buffer_release(s->hub, &s->rx); /* a message cut off: no more of it comes */
+    s->rx_len = 0;
     session_limits_closed(s);
     control_free_all(s);
     pending_fail(s, NULL, -EIO);

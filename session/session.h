@@ -165,6 +165,11 @@ struct auth_users;
  * keeping its own read-ahead in flight. One stream (4 MiB of read-ahead) never reaches it. */
 #define SESSION_READS_IN_FLIGHT_MAX (8u * 1024 * 1024)
 #define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
+/* libwebsockets hands received data over in pieces of at most this size (the gateway reads its
+ * sockets in buffers of it too): a whole answer to the largest read the kernel asks for (1 MiB)
+ * comes in one piece and is decoded where it lies. The buffer is allocated per connection but
+ * only touched as far as messages reach. */
+#define SESSION_RX_BUFFER (1024 * 1024 + 4096)
 
 /* A filesystem name the gateway accepts, and where it mounts (NULL: <mount_root>/<name>). */
 struct session_fixed_fs {
