@@ -125,9 +125,14 @@ def thirty_two_providers_then_sixteen_detached_under_load(env):
                                                     if r.error})
     # Each read answer (1 MiB of data, base64 in JSON) comes in pieces and is decoded, in
     # buffers a session holds only while an answer is in progress. Kept per session, they grew
-    # webfused by 75 MiB here (160 MiB under ASan); shared, by about 12 (34).
+    # webfused by 75 MiB here; shared, by about 12.
     grown = rss_mib(daemon.pid) - rss_before
-    check(grown < 48, "webfused grew by %.0f MiB while %d sessions read" % (grown, PROVIDERS))
+    if harness.sanitized(daemon.pid):
+        print("  (AddressSanitizer keeps freed memory in its quarantine: RSS grew by %.0f MiB, "
+              "not compared)" % grown)
+    else:
+        check(grown < 32, "webfused grew by %.0f MiB while %d sessions read"
+              % (grown, PROVIDERS))
 
     detached, kept = names[::2], names[1::2]
     answers = {}
