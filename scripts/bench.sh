@@ -60,20 +60,12 @@ done
 
 # Test data, kept between runs: one big file, one directory of small files, one tree.
 big=big-${read_mib}M
-stream_file() { echo "stream-$((read_mib / $1))M"; } # what each of N streams reads
 make_data() {
   if [ ! -f "$data/$big" ]; then
     echo "writing $read_mib MiB of test data"
     head -c $((read_mib << 20)) /dev/urandom >"$data/$big.tmp"
     mv "$data/$big.tmp" "$data/$big"
   fi
-  local n f
-  for n in "${streams[@]}"; do
-    f=$(stream_file "$n")
-    [ -f "$data/$f" ] && continue
-    head -c $(((read_mib / n) << 20)) /dev/urandom >"$data/$f.tmp"
-    mv "$data/$f.tmp" "$data/$f"
-  done
   python3 - "$data" "$files" <<'EOF'
 import os, sys
 data, files = sys.argv[1], int(sys.argv[2])
@@ -223,7 +215,12 @@ now_ms() { date +%s%N | awk '{ printf "%.3f", $1 / 1e6 }'; }
 
 # Runs "$@" $runs times (each prints one number) and prints "median min max".
 repeat() {
-  for _ in $(seq "$runs"); do "$@"; done | sort -g | awk '
+  local values
+  values=$(for _ in $(seq "$runs"); do "$@" || exit 1; done) || {
+    echo "failed: $*" >&2
+    return 1
+  }
+  sort -g <<<"$values" | awk '
     { v[NR] = $1 }
     END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'
 }
@@ -346,21 +343,21 @@ fusermount3 -u "$bind_mnt"
 stop_providers
 
 echo "6. concurrency"
-# Each of N providers serves one mount; N readers each stream 1/N of $read_mib MiB, the same file
-# through every mount, so every level fills the same amount of page cache. On a VM that gives
-# freed memory back to its host, fresh page cache costs more the more of it one run fills, and
-# the gateway's one loop thread pays for it in the kernel's copy into the page cache: 64 streams
-# of 64 MiB ran at 0.78-0.87 of one stream of 64 MiB, and at 1.0 when the same 4 GiB of memory
-# had been touched just before. N streams of a fixed size would measure the host, not the
-# gateway. The provider side's copy is read into the page cache first, so the disk does not
-# decide the figure. The readers open their files first and start together (bench_streams): the
-# clock does not count the start of 64 processes.
+# Each of N providers serves one mount of the same directory; reader i streams the i-th of N
+# slices of the $read_mib MiB file through mount i, so at every level the readers read the file
+# once between them: the same amount of page cache filled on the mounts' side and read on the
+# providers'. (On a VM that gives freed memory back to its host, fresh page cache costs more the
+# more of it one run fills, and the gateway's one loop thread pays for it in the kernel's copy
+# into the page cache: 64 streams of 64 MiB each ran at 0.78-0.87 of one stream of 64 MiB, and
+# at 1.0 when the same 4 GiB of memory had been touched just before. N streams of a fixed size
+# measured the host, not the gateway.) The provider side's copy is read into the page cache
+# first, so the disk does not decide the figure. The readers open the file first and start
+# together (bench_streams): the clock does not count the start of 64 processes.
 concurrent_read() {
-  local n=$1 file paths=()
-  file=$(stream_file "$n")
+  local n=$1 paths=()
   drop_caches
-  cat "$data/$file" >/dev/null
-  for i in $(seq "$n"); do paths+=("$mnt/c$i/$file"); done
+  cat "$data/$big" >/dev/null
+  for i in $(seq "$n"); do paths+=("$mnt/c$i/$big"); done
   "$bin/bench_streams" "${paths[@]}"
 }
 concurrency_rows=()
@@ -403,8 +400,7 @@ per_mount=$(awk -v a="$threads_idle" -v b="$threads_sessions" -v n="$idle_sessio
   printf '%s\n' "${listing_rows[@]}"
   echo
   echo "Concurrency: N webfuse2 providers, one mount each, one reader through each (1 MiB reads, all"
-  echo "starting at once); together they stream $read_mib MiB (each 1/N of it), so every level fills"
-  echo "the same amount of page cache."
+  echo "starting at once); together they stream the $read_mib MiB file once, each a 1/N slice of it."
   echo
   echo "| streams | aggregate MB/s | ÷ single stream |"
   echo "| --- | --- | --- |"

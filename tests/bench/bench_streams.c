@@ -1,6 +1,8 @@
 /* Concurrent streams for scripts/bench.sh: `bench_streams FILE...` starts one reader process per
- * FILE, each reading its file to the end in 1 MiB reads (as `dd bs=1M` of the sequential read),
- * and prints the aggregate MB/s.
+ * FILE; of N files, reader i streams the i-th of N equal slices of its file, in 1 MiB reads (as
+ * `dd bs=1M` of the sequential read), and the aggregate MB/s is printed. Given the same file
+ * through N mounts, the readers together read it once, so one stream and N streams read the same
+ * amount of distinct data on both sides of the mounts.
  * Every reader opens its file, faults its buffer in and waits at a gate; the clock starts when
  * the gate opens and stops when the last reader is done. Starting 64 processes one after another
  * from a shell takes about 100 ms on a small machine, a quarter of a 512 MiB run, and would
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,15 +29,18 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The child: opens `path`, says so on `ready`, waits for `gate` to close, streams the file and
- * reports the bytes read on `result`. */
-static void reader(const char *path, int ready, int gate, int result)
+/* The child: opens `path`, says so on `ready`, waits for `gate` to close, streams slice `index`
+ * of `count` of the file and reports the bytes read on `result`. */
+static void reader(const char *path, int index, int count, int ready, int gate, int result)
 {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) {
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
         perror(path);
         _exit(1);
     }
+    off_t offset = st.st_size / count * index;
+    off_t end = index == count - 1 ? st.st_size : offset + st.st_size / count;
     char *buf = malloc(CHUNK);
     char byte = 1;
     if (buf)
@@ -45,12 +51,18 @@ static void reader(const char *path, int ready, int gate, int result)
     if (read(gate, &byte, 1) != 0)
         _exit(1);
     long long total = 0;
-    ssize_t n;
-    while ((n = read(fd, buf, CHUNK)) > 0)
+    while (offset < end) {
+        size_t want = end - offset < CHUNK ? (size_t)(end - offset) : CHUNK;
+        ssize_t n = pread(fd, buf, want, offset);
+        if (n <= 0) {
+            if (n < 0)
+                perror(path);
+            else
+                fprintf(stderr, "%s: ends early\n", path);
+            _exit(1);
+        }
         total += n;
-    if (n < 0) {
-        perror(path);
-        _exit(1);
+        offset += n;
     }
     _exit(write(result, &total, sizeof(total)) == sizeof(total) ? 0 : 1);
 }
@@ -77,7 +89,7 @@ int main(int argc, char **argv)
         if (pid == 0) {
             close(ready[0]);
             close(gate[1]);
-            reader(argv[i + 1], ready[1], gate[0], result[1]);
+            reader(argv[i + 1], i, readers, ready[1], gate[0], result[1]);
         }
     }
     close(ready[1]);
