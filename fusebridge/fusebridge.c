@@ -193,11 +193,15 @@ static void unmount_unprivileged(const char *mountpoint)
 
 /* Lazy: processes that still hold files keep them (and get EIO from us), but the name is gone
  * at once; the mount ends when the last of them lets go, or when it is aborted. */
+static void unmount_lazily(const char *mountpoint)
+{
+    if (umount2(mountpoint, MNT_DETACH) != 0 && errno == EPERM)
+        unmount_unprivileged(mountpoint);
+}
+
 static void unmount_work(uv_work_t *work)
 {
-    struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, unmount_work);
-    if (umount2(mount->mountpoint, MNT_DETACH) != 0 && errno == EPERM)
-        unmount_unprivileged(mount->mountpoint);
+    unmount_lazily(container_of(work, struct fusebridge_mount, unmount_work)->mountpoint);
 }
 
 /* Aborting ends the mount even while a process keeps a file open; those processes get ENOTCONN
@@ -214,6 +218,12 @@ static void teardown_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
     fuse_session_unmount(mount->session);
+    /* libfuse leaves the mount of an aborted connection in place (it takes the error on the
+     * device for an unmount already done), and the dead mount would stay at the mountpoint. */
+    unsigned minor;
+    if (mount->connection_known && connection_of(mount->mountpoint, &minor) == 0 &&
+        minor == mount->connection)
+        unmount_lazily(mount->mountpoint);
     fuse_session_destroy(mount->session);
     mount->session = NULL;
     rmdir(mount->mountpoint);

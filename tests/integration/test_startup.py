@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Start-up and mounts that go away under the gateway: a second webfused cannot take over a
 running one's mount root or history; a listen address that cannot work is refused; a mount
-unmounted by hand is noticed and its provider is told; a low limit of open files is raised."""
+unmounted by hand, or whose connection is aborted, is noticed, leaves nothing mounted and its
+provider is told; a low limit of open files is raised."""
 
 import os
 import resource
@@ -107,6 +108,28 @@ def hand_unmount_tells_a_json_provider_which_keeps_its_other_filesystem(env):
     check_equal([[f["name"] for f in s["filesystems"]] for s in live], [["other"]],
                 "the live session's filesystems in the admin API")
     check_hand_unmount_recorded(daemon, "gone", closed_session=False)
+
+
+@suite.test
+def a_connection_aborted_on_the_device_leaves_no_dead_mount(env):
+    """Aborting a mount's FUSE connection (fusectl) ends the mount like an unmount by hand: the
+    dead mount is taken away, and the name can be attached again."""
+    daemon = env.start_daemon()
+    fake = env.fake(daemon)
+    fake.attach("gone", {"f": File(b"first\n")})
+    fake.attach("other", {"f": File(b"other\n")})
+    mount = daemon.mount_path("gone")
+    with open("/sys/fs/fuse/connections/%d/abort" % os.minor(os.stat(mount).st_dev), "w") as f:
+        f.write("1")
+    harness.wait_until(lambda: not harness.is_mounted(mount), 5.0,
+                       what="the aborted mount to be taken away")
+    check_hand_unmount_recorded(daemon, "gone", closed_session=False)
+    with open(os.path.join(daemon.mount_path("other"), "f"), "rb") as f:
+        check_equal(f.read(), b"other\n", "the session's other filesystem")
+    again = env.fake(daemon)
+    again.attach("gone", {"f": File(b"second\n")})
+    with open(os.path.join(mount, "f"), "rb") as f:
+        check_equal(f.read(), b"second\n", "the name attached again")
 
 
 @suite.test
