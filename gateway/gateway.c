@@ -543,6 +543,7 @@ int gateway_run(const struct gateway_options *opt)
         .max_path = opt->max_path,
         .idle_timeout_ms = opt->idle_timeout_sec * 1000,
         .busy_poll_us = opt->busy_poll_us,
+        .read_budget = opt->read_budget,
         .allow_other = opt->allow_other,
         .users = gw.users,
         .auth_header = opt->auth_header,

@@ -51,6 +51,7 @@ struct gateway_options {
     unsigned max_path;
     unsigned idle_timeout_sec;
     unsigned busy_poll_us;
+    size_t read_budget; /* bytes */
     bool allow_other;      /* mounts are open to every user of the device */
     const char *run_user;  /* drop to this user once the sockets are open; NULL = stay */
     const char *run_group; /* ... and this group (default: the user's) */

@@ -33,6 +33,8 @@
 /* A read of 1 MiB must fit, base64-encoded with its envelope. */
 #define MIN_MAX_MESSAGE (2u * 1024 * 1024)
 #define MAX_MAX_MESSAGE (1024u * 1024 * 1024)
+#define READ_BUDGET_MIN (64u * 1024)
+#define READ_BUDGET_MAX (1024u * 1024 * 1024)
 
 static void usage(FILE *out)
 {
@@ -98,6 +100,10 @@ static void usage(FILE *out)
             "      --busy-poll USEC    after work for a provider that answers within USEC\n"
             "                          microseconds, poll that long instead of sleeping:\n"
             "                          faster round trips for some CPU; 0 = off (default %d)\n"
+            "      --read-budget BYTES bytes of reads in flight to all providers together;\n"
+            "                          more wait their turn. Smaller keeps many local streams\n"
+            "                          within the CPU caches, larger suits slow, distant\n"
+            "                          providers (%u to %u, default %u)\n"
             "      --allow-other       let every user of the device use the mounts (file\n"
             "                          modes still apply); by default only webfused's user can\n"
             "      --user NAME         after opening the ports, run as this user (mounts then\n"
@@ -119,7 +125,8 @@ static void usage(FILE *out)
             DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_BIND, DEFAULT_ADMIN_TOKEN_FILE, DEFAULT_DB,
             SESSION_DEFAULT_AUTH_HEADER, SESSION_DEFAULT_MAX_SESSIONS,
             SESSION_DEFAULT_MAX_FILESYSTEMS, SESSION_DEFAULT_MAX_PENDING, SESSION_DEFAULT_MAX_PATH,
-            SESSION_DEFAULT_IDLE_TIMEOUT_SEC, SESSION_DEFAULT_BUSY_POLL_US);
+            SESSION_DEFAULT_IDLE_TIMEOUT_SEC, SESSION_DEFAULT_BUSY_POLL_US, READ_BUDGET_MIN,
+            READ_BUDGET_MAX, SESSION_DEFAULT_READ_BUDGET);
 }
 
 static int parse_number(const char *origin, const char *text, unsigned long long min,
@@ -176,6 +183,7 @@ enum {
     OPT_MAX_PATH,
     OPT_IDLE_TIMEOUT,
     OPT_BUSY_POLL,
+    OPT_READ_BUDGET,
     OPT_ALLOW_OTHER,
     OPT_USER,
     OPT_GROUP,
@@ -214,6 +222,7 @@ static const struct option long_options[] = {
     {"max-path", required_argument, NULL, OPT_MAX_PATH},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
+    {"read-budget", required_argument, NULL, OPT_READ_BUDGET},
     {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
@@ -339,6 +348,10 @@ static int apply_security_option(int c, const char *origin, const char *arg,
     case OPT_BUSY_POLL:
         rc = parse_number(origin, arg, 0, 10000, &v);
         opt->busy_poll_us = (unsigned)v;
+        return rc;
+    case OPT_READ_BUDGET:
+        rc = parse_number(origin, arg, READ_BUDGET_MIN, READ_BUDGET_MAX, &v);
+        opt->read_budget = (size_t)v;
         return rc;
     case OPT_ALLOW_OTHER:
         opt->allow_other = true;
@@ -548,6 +561,7 @@ static void options_defaults(struct gateway_options *opt)
         .max_path = SESSION_DEFAULT_MAX_PATH,
         .idle_timeout_sec = SESSION_DEFAULT_IDLE_TIMEOUT_SEC,
         .busy_poll_us = SESSION_DEFAULT_BUSY_POLL_US,
+        .read_budget = SESSION_DEFAULT_READ_BUDGET,
     };
 }
 

@@ -112,6 +112,8 @@ static void hub_config_defaults(struct session_hub_config *c)
         c->max_path = SESSION_DEFAULT_MAX_PATH;
     if (c->idle_timeout_ms == 0)
         c->idle_timeout_ms = SESSION_DEFAULT_IDLE_TIMEOUT_SEC * 1000;
+    if (c->read_budget == 0)
+        c->read_budget = SESSION_DEFAULT_READ_BUDGET;
 }
 
 int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,

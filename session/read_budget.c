@@ -1,5 +1,5 @@
 /* The read budget: READ bytes in flight to all providers together stay within
- * SESSION_READS_IN_FLIGHT_MAX, so that many streams at once keep a working set the caches hold.
+ * config.read_budget, so that many streams at once keep a working set the caches hold.
  *
  * A session whose next READ does not fit joins a queue and reserves that READ (its filesystem
  * and size). A READ may go when it fits beside what is in flight and the reservations before it:
@@ -21,7 +21,7 @@ static bool fits(const struct session_hub *hub, size_t ahead, uint32_t size)
 {
     if (hub->reads_in_flight == 0 && ahead == 0)
         return true; /* even a READ over the whole budget goes, alone */
-    return hub->reads_in_flight + ahead + size <= SESSION_READS_IN_FLIGHT_MAX;
+    return hub->reads_in_flight + ahead + size <= hub->config.read_budget;
 }
 
 size_t session_read_ahead(const struct session *s)
@@ -31,8 +31,8 @@ size_t session_read_ahead(const struct session *s)
         return hub->read_reserved;
     /* Past the budget nothing fits anyway: the walk stops there. */
     size_t ahead = 0;
-    for (const struct session *q = hub->read_queue_head;
-         q != s && ahead <= SESSION_READS_IN_FLIGHT_MAX; q = q->read_queue_next)
+    for (const struct session *q = hub->read_queue_head; q != s && ahead <= hub->config.read_budget;
+         q = q->read_queue_next)
         ahead += q->read_need;
     return ahead + s->read_need;
 }

@@ -160,10 +160,10 @@ struct auth_users;
 #define SESSION_DEFAULT_MAX_PATH 4096
 #define SESSION_DEFAULT_IDLE_TIMEOUT_SEC 30
 #define SESSION_DEFAULT_BUSY_POLL_US 200
-/* Bytes of READs in flight to all providers together; past it further READs wait in their
- * mounts. Many streams at once then share a working set that fits the caches, instead of each
- * keeping its own read-ahead in flight. One stream (4 MiB of read-ahead) never reaches it. */
-#define SESSION_READS_IN_FLIGHT_MAX (8u * 1024 * 1024)
+/* Bytes of READs in flight to all providers together by default; past it further READs wait in
+ * their mounts. Many streams at once then share a working set that fits the caches, instead of
+ * each keeping its own read-ahead in flight. One stream (4 MiB of read-ahead) never reaches it. */
+#define SESSION_DEFAULT_READ_BUDGET (8u * 1024 * 1024)
 #define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
 /* libwebsockets hands received data over in pieces of at most this size (the gateway reads its
  * sockets in buffers of it too): a whole answer to the largest read the kernel asks for (1 MiB)
@@ -191,7 +191,8 @@ struct session_hub_config {
     /* After work for a provider that answers within this many µs, the loop polls that long
      * instead of sleeping (busy_poll.c); 0: never. */
     unsigned busy_poll_us;
-    bool allow_other; /* mounts are open to every user of the device, not only ours */
+    size_t read_budget; /* bytes of READs in flight to all providers together (read_budget.c) */
+    bool allow_other;   /* mounts are open to every user of the device, not only ours */
     /* NULL: anyone may attach any name. Else providers must authenticate as one of these users
      * and attach only the names listed for them. Borrowed: must outlive the hub. */
     const struct auth_users *users;

@@ -203,7 +203,7 @@ void session_busy_poll_answered(struct session *s, uint64_t latency_ns);
 void session_busy_poll_close(struct session_hub *hub);
 
 /* read_budget.c: READ bytes in flight to all providers together stay within
- * SESSION_READS_IN_FLIGHT_MAX, handed out in turn to the sessions waiting. */
+ * config.read_budget, handed out in turn to the sessions waiting. */
 /* Bytes the READs of `s` must leave free besides those in flight (once per scan of its mounts). */
 size_t session_read_ahead(const struct session *s);
 /* Whether a READ of `size` bytes of `fs` may go now; `ahead` from session_read_ahead. */

@@ -185,7 +185,19 @@ def idle_connection_that_never_attaches_is_closed(env):
 def reads_in_flight_are_bounded_across_sessions(env):
     """Many streams at once share one budget of read bytes in flight (8 MiB): further reads wait
     in their mounts until answers come, then go on; every byte arrives."""
-    daemon = env.start_daemon()
+    check_reads_bounded(env, env.start_daemon(), 8 << 20)
+
+
+@suite.test
+def read_budget_sets_that_bound(env):
+    """--read-budget 2 MiB: the streams keep at most 2 MiB of reads in flight between them."""
+    check_reads_bounded(env, env.start_daemon(extra=["--read-budget", str(2 << 20)]), 2 << 20)
+
+
+def check_reads_bounded(env, daemon, budget):
+    """Twelve sessions stream 8 MiB each while their providers hold every READ: the READs held
+    add up to the budget (less than one more READ short of it); once answered, every byte
+    arrives and the gauges go back to 0."""
     data = os.urandom(8 << 20)
     held = []
     lock = threading.Lock()
@@ -222,10 +234,10 @@ def reads_in_flight_are_bounded_across_sessions(env):
         streams = len({msg["params"][0] for _, msg in held})
         waiting = list(held)
         release.set()
-    check(in_flight <= 8 << 20, "%d bytes of reads in flight at %d providers, over 8 MiB"
-          % (in_flight, streams))
-    check(in_flight >= 7 << 20, "only %d bytes of reads in flight: the budget was not used"
-          % in_flight)
+    check(in_flight <= budget, "%d bytes of reads in flight at %d providers, over %d"
+          % (in_flight, streams, budget))
+    check(in_flight >= budget - (1 << 20), "only %d bytes of reads in flight: the budget of %d "
+          "was not used" % (in_flight, budget))
     for fake, msg in waiting:
         fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
     for t in threads:
