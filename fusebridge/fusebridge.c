@@ -222,8 +222,10 @@ static void teardown_work(uv_work_t *work)
      * device for an unmount already done), and the dead mount would stay at the mountpoint. */
     unsigned minor;
     if (mount->connection_known && connection_of(mount->mountpoint, &minor) == 0 &&
-        minor == mount->connection)
+        minor == mount->connection) {
+        mount->aborted_outside = true;
         unmount_lazily(mount->mountpoint);
+    }
     fuse_session_destroy(mount->session);
     mount->session = NULL;
     rmdir(mount->mountpoint);
@@ -498,6 +500,11 @@ void fusebridge_mount_abort(struct fusebridge_mount *mount)
     /* Already lazily unmounted and still held open: abort now. */
     if (mount->state == MOUNT_UNMOUNTING && !mount->unmount_running)
         abort_start(mount);
+}
+
+bool fusebridge_mount_aborted_outside(const struct fusebridge_mount *mount)
+{
+    return mount->aborted_outside;
 }
 
 const struct fusebridge_request *fusebridge_mount_peek(const struct fusebridge_mount *mount)

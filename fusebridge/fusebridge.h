@@ -140,6 +140,11 @@ void fusebridge_mount_close(struct fusebridge_mount *mount);
  * shutting down. Idempotent. */
 void fusebridge_mount_abort(struct fusebridge_mount *mount);
 
+/* Loop thread, in on_closed: whether the mount ended because someone on the device aborted its
+ * FUSE connection (through fusectl) rather than unmounting it. Not known before: the kernel
+ * reports both the same way, and only the mount table tells them apart. */
+bool fusebridge_mount_aborted_outside(const struct fusebridge_mount *mount);
+
 /* Loop thread. Takes the oldest waiting op; the caller owns it until it replies. NULL when none. */
 struct fusebridge_op *fusebridge_mount_pop(struct fusebridge_mount *mount);
 

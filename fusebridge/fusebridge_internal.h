@@ -104,6 +104,7 @@ struct fusebridge_mount {
     struct fuse_session *session;
     struct fuse_buf request; /* the kernel request being handled; its memory is reused */
     int mount_status;        /* the mount attempt's result, for the loop thread */
+    bool aborted_outside;    /* teardown found the connection aborted by someone else */
 
     /* Loop thread only, like everything from here on. */
     enum mount_state state;

@@ -73,21 +73,22 @@ def hand_unmount_closes_the_webfuse2_connection_with_a_reason(env):
     check_hand_unmount_recorded(daemon, "gone")
 
 
-def check_hand_unmount_recorded(daemon, name, closed_session=True):
-    """The history has the detach of `name`, saying why; when its session is closed, the
-    session's row in the history shows the filesystem detached with that reason."""
+def check_hand_unmount_recorded(daemon, name, closed_session=True,
+                                detail="unmounted on the device"):
+    """The history has the detach of `name`, saying why (`detail`); when its session is closed,
+    the session's row in the history shows the filesystem detached with that reason."""
     def detach_event():
         events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
         return [e for e in events if e["kind"] == "detach" and e["filesystem"] == name]
 
     events = harness.wait_until(detach_event, 5.0, what="the detach of %s in the history" % name)
-    check_equal(events[0]["detail"], "unmounted on the device", "detail of the detach event")
+    check_equal(events[0]["detail"], detail, "detail of the detach event")
     if not closed_session:
         return  # a live session is listed with its live filesystems only
     sessions = daemon.api_ok("GET", "/api/v1/sessions?state=all")["sessions"]
     rows = [f for s in sessions for f in s["filesystems"] if f["name"] == name]
     check(rows, "no filesystem row for %s in %r" % (name, sessions))
-    check_equal((rows[0]["state"], rows[0].get("reason")), ("detached", "unmounted on the device"),
+    check_equal((rows[0]["state"], rows[0].get("reason")), ("detached", detail),
                 "the history's row of %s" % name)
 
 
@@ -113,7 +114,8 @@ def hand_unmount_tells_a_json_provider_which_keeps_its_other_filesystem(env):
 @suite.test
 def a_connection_aborted_on_the_device_leaves_no_dead_mount(env):
     """Aborting a mount's FUSE connection (fusectl) ends the mount like an unmount by hand: the
-    dead mount is taken away, and the name can be attached again."""
+    dead mount is taken away, the history says what happened, and the name can be attached
+    again."""
     daemon = env.start_daemon()
     fake = env.fake(daemon)
     fake.attach("gone", {"f": File(b"first\n")})
@@ -123,7 +125,8 @@ def a_connection_aborted_on_the_device_leaves_no_dead_mount(env):
         f.write("1")
     harness.wait_until(lambda: not harness.is_mounted(mount), 5.0,
                        what="the aborted mount to be taken away")
-    check_hand_unmount_recorded(daemon, "gone", closed_session=False)
+    check_hand_unmount_recorded(daemon, "gone", closed_session=False,
+                                detail="connection aborted on the device")
     with open(os.path.join(daemon.mount_path("other"), "f"), "rb") as f:
         check_equal(f.read(), b"other\n", "the session's other filesystem")
     again = env.fake(daemon)
