@@ -114,7 +114,7 @@ cleanup() {
   mountpoint -q "$bind_mnt" && fusermount3 -u -z "$bind_mnt"
   mountpoint -q "$ssh_mnt" && fusermount3 -u -z "$ssh_mnt"
   [ -f "$ssh_dir/sshd.pid" ] && kill "$(cat "$ssh_dir/sshd.pid")" 2>/dev/null
-  for m in "$mnt"/*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+  for m in "$mnt"/* "$run"/bc*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
   rm -f "$data"/write-test
 }
 trap cleanup EXIT
@@ -353,25 +353,37 @@ echo "6. concurrency"
 # measured the host, not the gateway.) The provider side's copy is read into the page cache
 # first, so the disk does not decide the figure. The readers open the file first and start
 # together (bench_streams): the clock does not count the start of 64 processes.
-concurrent_read() {
+# The same readers through N bindfs mounts of the directory show what the kernel's side of FUSE
+# and the readers themselves cost at each level on this machine.
+concurrent_read() { # n, directory of mount i with %d for i
   local n=$1 paths=()
   drop_caches
   cat "$data/$big" >/dev/null
-  for i in $(seq "$n"); do paths+=("$mnt/c$i/$big"); done
+  for i in $(seq "$n"); do paths+=("$(printf "$2" "$i")/$big"); done
   "$bin/bench_streams" "${paths[@]}"
 }
+bind_streams() { # n: sets bind_agg, the figure of n readers through n bindfs mounts
+  local n=$1
+  for i in $(seq "$n"); do
+    mkdir -p "$run/bc$i"
+    bindfs --no-allow-other "$data" "$run/bc$i"
+  done
+  bind_agg=$(repeat concurrent_read "$n" "$run/bc%d")
+  for i in $(seq "$n"); do fusermount3 -u "$run/bc$i"; done
+}
 concurrency_rows=()
-single=""
+single="" bind_single=""
 for n in "${streams[@]}"; do
   for i in $(seq "$n"); do provider "c$i"; done
   wait_mounts "$n"
   echo 5 >"/proc/$daemon_pid/clear_refs"
-  agg=$(repeat concurrent_read "$n")
+  agg=$(repeat concurrent_read "$n" "$mnt/c%d")
   rss_streams=$(status_kib "$daemon_pid" VmHWM) # the peak at the most streams
-  [ -z "$single" ] && single=$agg
-  concurrency_rows+=("| $n | $(fmt "$agg") | $(ratio "$agg" "$single") |")
-  echo "  $n streams: $agg MB/s"
   stop_providers
+  bind_streams "$n"
+  [ -z "$single" ] && single=$agg bind_single=$bind_agg
+  concurrency_rows+=("| $n | $(fmt "$agg") | $(ratio "$agg" "$single") | $(fmt "$bind_agg") | $(ratio "$bind_agg" "$bind_single") | $(ratio "$agg" "$bind_agg") |")
+  echo "  $n streams: ours $agg MB/s, bindfs $bind_agg MB/s"
 done
 
 # ---- report ---------------------------------------------------------------------------------------
@@ -401,9 +413,10 @@ per_mount=$(awk -v a="$threads_idle" -v b="$threads_sessions" -v n="$idle_sessio
   echo
   echo "Concurrency: N webfuse2 providers, one mount each, one reader through each (1 MiB reads, all"
   echo "starting at once); together they stream the $read_mib MiB file once, each a 1/N slice of it."
+  echo "bindfs: the same readers through N bindfs mounts of the directory (aggregate MB/s)."
   echo
-  echo "| streams | aggregate MB/s | ÷ single stream |"
-  echo "| --- | --- | --- |"
+  echo "| streams | ours MB/s | ours ÷ single stream | bindfs MB/s | bindfs ÷ single stream | ours ÷ bindfs |"
+  echo "| --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${concurrency_rows[@]}"
   echo
   echo "Memory of webfused (VmRSS) and threads:"
