@@ -18,9 +18,18 @@ static const char *const event_kinds[] = {
     [SESSION_EVENT_ERROR] = "error",     [SESSION_EVENT_ATTACH_DENIED] = "attach_denied",
 };
 
+/* Out of memory: the field is left empty. Names and reasons come from providers and operators
+ * as they sent them; the history keeps them escaped (log_escape), so that every client of the
+ * admin API gets valid UTF-8 without control characters. */
 static char *copy(const char *text)
 {
-    return text ? strdup(text) : NULL; /* out of memory: the field is left empty */
+    if (!text)
+        return NULL;
+    size_t len = strlen(text);
+    char *out = malloc(4 * len + 1);
+    if (out)
+        log_escape(out, 4 * len + 1, text, len);
+    return out;
 }
 
 /* Final counters, taken while the session or filesystem is still listed by the hub. */

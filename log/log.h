@@ -2,6 +2,8 @@
 #ifndef WEBFUSE_LOG_H
 #define WEBFUSE_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* Messages above `level` are dropped. Set once at start-up, before threads exist. */
@@ -24,8 +26,22 @@ int log_open(const char *target);
 int log_reopen(void);
 
 /* Writes one line "<time> <prog> <LEVEL> <message>\n" with a single write(2), so lines from
- * several threads never interleave; to syslog, the message with the matching priority. */
+ * several threads never interleave; to syslog, the message with the matching priority. The
+ * message is escaped (log_escape): names a peer sent go into it as they came. */
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The length of the UTF-8 character at `s` (1 to 4 bytes, at most `n`), or 0 when the bytes there
+ * are not one: overlong forms, surrogates, code points above U+10FFFF and cut-off sequences are
+ * not. */
+size_t log_utf8_char(const unsigned char *s, size_t n);
+
+/* Copies `len` bytes of `text` to `out` (NUL-terminated, at most size - 1 bytes, and never half
+ * an escape or a character), writing each control character and each byte that is not part of
+ * valid UTF-8 as \xNN: text from the network cannot start a forged line, move a terminal's
+ * cursor or make a file binary. Returns how many bytes of `text` it took: fewer than `len` when
+ * `out` was too small. log_write does this to every message; others use it for text they keep,
+ * send or print. */
+size_t log_escape(char *out, size_t size, const char *text, size_t len);
 
 /* The program name printed on each line (borrowed; must outlive logging). */
 void log_set_program(const char *name);

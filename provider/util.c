@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "provider_internal.h"
 
 /* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): JSON strings can carry
@@ -12,34 +13,13 @@
 bool provider_utf8_valid(const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
-    while (*s) {
-        unsigned char c = *s;
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            s++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+    size_t left = strlen(text);
+    while (left > 0) {
+        size_t n = log_utf8_char(s, left);
+        if (n == 0)
             return false;
-        }
-        for (size_t i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return false; /* also stops at the terminating NUL */
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        s += n + 1;
+        s += n;
+        left -= n;
     }
     return true;
 }

@@ -340,29 +340,33 @@ static void wf2_attach(struct session *s, const char *name)
     int error;
     if (session_attach(s, name, 0, &error))
         return;
+    /* A refused name is as the URL had it: a close reason must be UTF-8, and is shown to people. */
+    char shown[68];
+    size_t len = strlen(name);
+    const char *cut = log_escape(shown, sizeof(shown), name, len) < len ? "..." : "";
     char reason[120];
     enum session_event_kind event = SESSION_EVENT_ATTACH_FAILED;
     switch (error) {
     case -EACCES:
     case -EPERM:
-        snprintf(reason, sizeof(reason), "user \"%.24s\" may not attach \"%.64s\"", s->auth.user,
-                 name);
+        snprintf(reason, sizeof(reason), "user \"%.24s\" may not attach \"%s%s\"", s->auth.user,
+                 shown, cut);
         event = SESSION_EVENT_ATTACH_DENIED;
         break;
     case -ENOENT:
-        snprintf(reason, sizeof(reason), "\"%.64s\" is not a filesystem this gateway accepts",
-                 name);
+        snprintf(reason, sizeof(reason), "\"%s%s\" is not a filesystem this gateway accepts", shown,
+                 cut);
         event = SESSION_EVENT_ATTACH_DENIED;
         break;
     case -EINVAL:
-        snprintf(reason, sizeof(reason), "invalid filesystem name \"%.64s%s\"", name,
-                 strlen(name) > 64 ? "..." : "");
+        snprintf(reason, sizeof(reason), "invalid filesystem name \"%s%s\"", shown, cut);
         break;
     case -EEXIST:
-        snprintf(reason, sizeof(reason), "filesystem name \"%.64s\" is taken", name);
+        snprintf(reason, sizeof(reason), "filesystem name \"%s\" is taken", shown);
         break;
     default:
-        snprintf(reason, sizeof(reason), "cannot attach \"%.64s\": %s", name, strerror(-error));
+        snprintf(reason, sizeof(reason), "cannot attach \"%s%s\": %s", shown, cut,
+                 strerror(-error));
         break;
     }
     log_warn("session %llu: %s (remote %s)", (unsigned long long)s->id, reason, s->remote);

@@ -463,13 +463,7 @@ def webfuse2_detach_closes_the_connection_with_the_reason(env):
         check_equal((fs["protocol"], fs["state"]), ("webfuse2", "mounted"), "the webfuse2 mount")
         r = daemon.api("DELETE", "/api/v1/filesystems/wf2fs", body={"reason": "go now"})
         check_equal(r.status, 202, "DELETE status (%r)" % r.body)
-        closed = None
-        try:
-            while True:
-                ws.recv_message(5)
-        except wstest.Closed as c:
-            closed = (c.code, c.reason)
-        check_equal(closed, (1000, "go now"), "close frame of the webfuse2 connection")
+        check_equal(ws.close_frame(5), (1000, "go now"), "close frame of the webfuse2 connection")
         harness.wait_unmounted(daemon.mount_path("wf2fs"), 5)
     finally:
         ws.abort()

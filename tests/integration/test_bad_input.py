@@ -370,6 +370,42 @@ def taken_name_is_refused_with_code_1(env):
     check_healthy(daemon, witness)
 
 
+@suite.test
+def refused_names_reach_the_log_and_history_escaped(env):
+    """A refused name may hold a newline, a terminal escape or bytes that are not UTF-8: the log
+    gets it escaped (no forged line), so does the webfuse2 close reason (valid UTF-8), and the
+    history's events keep the name, escaped, for every client of the admin API."""
+    daemon, witness = start(env)
+    forged = "x\n2026-12-05T00:00:00.000Z webfused info: forged"
+    answer = env.fake(daemon).add_filesystem(forged, {"f": File(b"x")}, request_id=41)
+    check_error(answer, 41, 5, "add_filesystem of a name with a newline")
+    ws, _ = wstest.connect("127.0.0.1", daemon.port, "/a%1B[31mred%e9", subprotocol="webfuse2")
+    try:
+        check_equal(ws.close_frame(5), (1008, 'invalid filesystem name "a\\x1b[31mred\\xe9"'),
+                    "close frame for a name with an escape and a Latin-1 byte")
+    finally:
+        ws.abort()
+
+    def refusals():
+        events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+        found = [e for e in events if e["kind"] == "attach_failed"]
+        return found if len(found) == 2 else None
+
+    events = harness.wait_until(refusals, 5.0, what="both refusals in the history")
+    check_equal(sorted(e.get("filesystem") for e in events),
+                ["a\\x1b[31mred\\xe9", forged.replace("\n", "\\x0a")],
+                "names of the refused filesystems in the history")
+    with open(daemon.log_path, "rb") as f:
+        log = f.read()
+    check(b"\x1b" not in log and b"\xe9" not in log, "raw escape or Latin-1 byte in the log")
+    log.decode("utf-8")  # raises on bytes that are not UTF-8
+    forged_lines = [l for l in log.splitlines() if l.startswith(b"2026-12-05T00:00:00.000Z")]
+    check_equal(forged_lines, [], "log lines forged by a name")
+    check(b'refused filesystem "x\\x0a2026-12-05T00:00:00.000Z' in log,
+          "the refusal's log line shows the name escaped")
+    check_healthy(daemon, witness)
+
+
 # ---- bad answers to the gateway's requests ------------------------------------------------------
 
 

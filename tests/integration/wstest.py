@@ -224,6 +224,15 @@ class WebSocket:
         except Closed as closed:
             return closed.code
 
+    def close_frame(self, timeout=5):
+        """Reads messages until the peer closes; returns (code, reason) of its close frame."""
+        deadline = _deadline(timeout)
+        try:
+            while True:
+                self.recv_message(_remaining(deadline))
+        except Closed as closed:
+            return closed.code, closed.reason
+
     def close(self, code=1000, timeout=5):
         """Sends a close frame, waits for the peer's (bounded), closes the socket."""
         try:
