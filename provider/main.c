@@ -71,6 +71,7 @@ static const char usage_text[] =
     "                         or ends. Files the gateway had open are closed on every drop.\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go to stderr.\n"
     "  -h, --help             show this help and exit.\n"
+    "  -V, --version          show the version and exit.\n"
     "\n"
     "SIGINT (Ctrl-C) or SIGTERM closes the connection cleanly and exits; a second one exits at\n"
     "once. json: if the gateway refuses a filesystem (name in use, bad name), the error is\n"
@@ -235,20 +236,27 @@ static int cli_check(const struct cli *cli)
 }
 
 static const struct option long_options[] = {
-    {"url", required_argument, NULL, 'u'},   {"fs", required_argument, NULL, 'f'},
-    {"path", required_argument, NULL, 'P'},  {"read-only", no_argument, NULL, 'R'},
-    {"token", required_argument, NULL, 't'}, {"protocol", required_argument, NULL, 'p'},
-    {"reconnect", no_argument, NULL, 'r'},   {"log-level", required_argument, NULL, 'l'},
-    {"help", no_argument, NULL, 'h'},        {"user", required_argument, NULL, 'U'},
-    {"ca", required_argument, NULL, 'c'},    {NULL, 0, NULL, 0},
+    {"url", required_argument, NULL, 'u'},
+    {"fs", required_argument, NULL, 'f'},
+    {"path", required_argument, NULL, 'P'},
+    {"read-only", no_argument, NULL, 'R'},
+    {"token", required_argument, NULL, 't'},
+    {"protocol", required_argument, NULL, 'p'},
+    {"reconnect", no_argument, NULL, 'r'},
+    {"log-level", required_argument, NULL, 'l'},
+    {"help", no_argument, NULL, 'h'},
+    {"user", required_argument, NULL, 'U'},
+    {"ca", required_argument, NULL, 'c'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
 };
 
-/* Returns 0, 1 when --help was shown, or a negative errno after printing why. */
+/* Returns 0, 1 when --help or --version was shown, or a negative errno after printing why. */
 static int cli_parse(struct cli *cli, int argc, char **argv)
 {
     opterr = 0; /* our own messages, below */
     int c;
-    while ((c = getopt_long(argc, argv, ":u:f:P:Rt:p:rl:hU:c:", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":u:f:P:Rt:p:rl:hVU:c:", long_options, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case 'u':
@@ -285,6 +293,9 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
             break;
         case 'h':
             fputs(usage_text, stdout);
+            return 1;
+        case 'V':
+            printf("webfuse-provider %s\n", WEBFUSE_VERSION);
             return 1;
         case ':':
             return usage_error("option %s needs a value", argv[optind - 1]);

@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
+build=${BUILD_DIR:-build} # where build.sh built
 
 mount_root=/run/webfuse
-example=build/demo/example
+example=$build/demo/example
 mkdir -p "$example/docs"
 echo "Hello from the provider side." > "$example/hello.txt"
 echo "These bytes were read through FUSE, straight from the provider." > "$example/docs/readme.txt"
@@ -21,10 +22,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-build/webfused --mount-root "$mount_root" --docroot web &
+"$build/webfused" --mount-root "$mount_root" --docroot web &
 pids+=($!)
 sleep 0.5
-build/webfuse-provider --url ws://127.0.0.1:8081/example --path "$example" &
+"$build/webfuse-provider" --url ws://127.0.0.1:8081/example --path "$example" &
 pids+=($!)
 
 for _ in $(seq 50); do

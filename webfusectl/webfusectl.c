@@ -48,7 +48,8 @@ enum exit_code {
 };
 
 static const char usage_text[] =
-    "Usage: " PROGRAM " [--url URL] [--token-file FILE] [--json] [--timeout SEC] COMMAND\n"
+    "Usage: " PROGRAM
+    " [--url URL] [--ca FILE] [--token-file FILE] [--json] [--timeout SEC] COMMAND\n"
     "\n"
     "Shows and steers the sessions and mounts of a webfused gateway over its admin API.\n"
     "\n"
@@ -83,6 +84,7 @@ static const char usage_text[] =
     "  -j, --json             print the daemon's JSON answer instead of a table\n"
     "  -T, --timeout SEC      give up on the daemon after SEC seconds (default 10)\n"
     "  -h, --help             show this help and exit\n"
+    "  -V, --version          show the version and exit\n"
     "\n"
     "Exit status: 0 ok; 1 the daemon answered with an error (e.g. no such session); 2 bad\n"
     "usage; 3 the daemon cannot be reached; 4 the token is wrong or cannot be read.\n";
@@ -1040,13 +1042,10 @@ static int passwd_command(int argc, char **argv)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token-file", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},
-        {"ca", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'}, {"token-file", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},      {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},      {"ca", required_argument, NULL, 'c'},
+        {"version", no_argument, NULL, 'V'},   {NULL, 0, NULL, 0},
     };
     struct options opt = {
         .url = getenv("WEBFUSE_ADMIN_URL") ? getenv("WEBFUSE_ADMIN_URL") : DEFAULT_URL,
@@ -1055,7 +1054,7 @@ int main(int argc, char **argv)
         .timeout_s = DEFAULT_TIMEOUT_S,
     };
     int c;
-    while ((c = getopt_long(argc, argv, "+u:t:jT:hc:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+u:t:jT:hVc:", options, NULL)) != -1) {
         switch (c) {
         case 'u':
             opt.url = optarg;
@@ -1076,6 +1075,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             fputs(usage_text, stdout);
+            return EXIT_OK;
+        case 'V':
+            printf(PROGRAM " %s\n", WEBFUSE_VERSION);
             return EXIT_OK;
         default:
             fprintf(stderr, "Try '" PROGRAM " --help' for more information.\n");
