@@ -451,7 +451,7 @@ static int lock_history(const char *db_path, int *fd_out)
             return rc;
         }
     }
-    return lock_exclusive(lock_path, false, "the history database", fd_out);
+    return lock_exclusive(lock_path, false, "the history database's lock file", fd_out);
 }
 
 static int prepare_mount_root(const struct gateway_options *opt, int *lock_fd)
