@@ -376,8 +376,10 @@ static const char *json_status_meaning(int status)
         return "busy";
     case CODEC_JSON_BAD_FORMAT:
         return "name not accepted";
+    case CODEC_JSON_BAD_NOENTRY:
+        return "not a filesystem this gateway accepts";
     case CODEC_JSON_BAD_ACCESS_DENIED:
-        return "access denied, authentication required";
+        return "access denied";
     default:
         return "error";
     }
@@ -438,7 +440,11 @@ static void json_on_response(struct provider *p, const struct codec_json_msg *ms
         fs->state = PROVIDER_FS_REFUSED;
         p->any_refused = true;
         log_error("%s: the gateway refused the filesystem: code %d (%s)", export_name(fs->export),
-                  status, json_status_meaning(status));
+                  status,
+                  status == CODEC_JSON_BAD_ACCESS_DENIED
+                      ? "access denied: the gateway wants a login (--user), or this user may not "
+                        "attach this name"
+                      : json_status_meaning(status));
     }
     json_check_attached(p);
 }
