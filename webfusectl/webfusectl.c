@@ -632,15 +632,16 @@ static const char *time_cell(json_t *value, char *buf, size_t cap)
 static void print_sessions(json_t *root)
 {
     json_t *sessions = json_object_get(root, "sessions");
-    struct table t = {.columns = 10};
-    const char *head[] = {"ID",        "STATE",    "PROTOCOL", "REMOTE", "USER",
-                          "CONNECTED", "REQUESTS", "IN",       "OUT",    "FILESYSTEMS"};
+    /* Ids count from 1 in every run of the daemon: with --all, the run tells them apart. */
+    struct table t = {.columns = 11};
+    const char *head[] = {"ID",        "RUN",      "STATE", "PROTOCOL", "REMOTE",     "USER",
+                          "CONNECTED", "REQUESTS", "IN",    "OUT",      "FILESYSTEMS"};
     table_add(&t, head);
     size_t i;
     json_t *s;
     json_array_foreach(sessions, i, s)
     {
-        char b[10][96];
+        char b[11][96];
         char names[512] = "";
         size_t k;
         json_t *fs;
@@ -655,14 +656,15 @@ static void print_sessions(json_t *root)
         }
         const char *row[] = {
             cell(json_object_get(s, "id"), b[0], sizeof(b[0])),
-            cell(json_object_get(s, "state"), b[1], sizeof(b[1])),
-            cell(json_object_get(s, "protocol"), b[2], sizeof(b[2])),
-            cell(json_object_get(s, "remote"), b[3], sizeof(b[3])),
-            cell(json_object_get(s, "user"), b[4], sizeof(b[4])),
-            time_cell(json_object_get(s, "connected_since"), b[5], sizeof(b[5])),
-            cell(json_object_get(s, "requests"), b[6], sizeof(b[6])),
-            bytes_cell(json_object_get(s, "bytes_in"), b[7], sizeof(b[7])),
-            bytes_cell(json_object_get(s, "bytes_out"), b[8], sizeof(b[8])),
+            cell(json_object_get(s, "run"), b[1], sizeof(b[1])),
+            cell(json_object_get(s, "state"), b[2], sizeof(b[2])),
+            cell(json_object_get(s, "protocol"), b[3], sizeof(b[3])),
+            cell(json_object_get(s, "remote"), b[4], sizeof(b[4])),
+            cell(json_object_get(s, "user"), b[5], sizeof(b[5])),
+            time_cell(json_object_get(s, "connected_since"), b[6], sizeof(b[6])),
+            cell(json_object_get(s, "requests"), b[7], sizeof(b[7])),
+            bytes_cell(json_object_get(s, "bytes_in"), b[8], sizeof(b[8])),
+            bytes_cell(json_object_get(s, "bytes_out"), b[9], sizeof(b[9])),
             names[0] ? names : "-",
         };
         table_add(&t, row);
@@ -726,21 +728,22 @@ static void print_session(json_t *s)
 
 static void print_events(json_t *root)
 {
-    struct table t = {.columns = 6};
-    const char *head[] = {"ID", "TIME", "KIND", "SESSION", "FILESYSTEM", "DETAIL"};
+    struct table t = {.columns = 7};
+    const char *head[] = {"ID", "TIME", "KIND", "RUN", "SESSION", "FILESYSTEM", "DETAIL"};
     table_add(&t, head);
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(root, "events"), i, e)
     {
-        char b[6][96];
+        char b[7][96];
         const char *row[] = {
             cell(json_object_get(e, "id"), b[0], sizeof(b[0])),
             cell(json_object_get(e, "time"), b[1], sizeof(b[1])),
             cell(json_object_get(e, "kind"), b[2], sizeof(b[2])),
-            cell(json_object_get(e, "session"), b[3], sizeof(b[3])),
-            cell(json_object_get(e, "filesystem"), b[4], sizeof(b[4])),
-            cell(json_object_get(e, "detail"), b[5], sizeof(b[5])),
+            cell(json_object_get(e, "run"), b[3], sizeof(b[3])),
+            cell(json_object_get(e, "session"), b[4], sizeof(b[4])),
+            cell(json_object_get(e, "filesystem"), b[5], sizeof(b[5])),
+            cell(json_object_get(e, "detail"), b[6], sizeof(b[6])),
         };
         table_add(&t, row);
     }

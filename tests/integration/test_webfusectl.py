@@ -76,12 +76,12 @@ def health_needs_no_token(env):
 def sessions_and_filesystems_as_tables_and_json(env):
     daemon = setup_live(env)
     rows = table(ok(daemon, "sessions"))
-    check_equal(rows[0], ["ID", "STATE", "PROTOCOL", "REMOTE", "USER", "CONNECTED", "REQUESTS",
-                          "IN", "OUT", "FILESYSTEMS"], "sessions header")
+    check_equal(rows[0], ["ID", "RUN", "STATE", "PROTOCOL", "REMOTE", "USER", "CONNECTED",
+                          "REQUESTS", "IN", "OUT", "FILESYSTEMS"], "sessions header")
     check_equal(len(rows), 2, "one session row: %r" % rows)
     api = daemon.api_ok("GET", "/api/v1/sessions")["sessions"][0]
-    check_equal(rows[1][0], str(api["id"]), "id column")
-    check_equal(rows[1][1:3], ["active", "json"], "state and protocol columns")
+    check_equal(rows[1][0:2], [str(api["id"]), str(api["run"])], "id and run columns")
+    check_equal(rows[1][2:4], ["active", "json"], "state and protocol columns")
     check_equal(sorted(rows[1][-1].split(",")), ["docs", "media"], "filesystems column")
     as_json = json.loads(ok(daemon, "--json", "sessions"))
     check_equal(as_json["total"], 1, "sessions --json total")
@@ -113,7 +113,7 @@ def sessions_and_filesystems_as_tables_and_json(env):
 def events_as_table_and_json(env):
     daemon = setup_live(env)
     rows = table(ok(daemon, "events"))
-    check_equal(rows[0], ["ID", "TIME", "KIND", "SESSION", "FILESYSTEM", "DETAIL"],
+    check_equal(rows[0], ["ID", "TIME", "KIND", "RUN", "SESSION", "FILESYSTEM", "DETAIL"],
                 "events header")
     kinds = [r[2] for r in rows[1:]]
     for kind in ("start", "connect", "attach"):
@@ -153,7 +153,8 @@ def detach_and_disconnect(env):
     check("error" in json.loads(out), "--json prints the daemon's error body: %r" % out)
 
     rows = table(ok(daemon, "sessions", "--all"))
-    check_equal([(r[0], r[1]) for r in rows[1:]], [(str(sid), "closed")], "sessions --all")
+    run = daemon.api_ok("GET", "/api/v1/sessions?state=all")["sessions"][0]["run"]
+    check_equal([r[0:3] for r in rows[1:]], [[str(sid), str(run), "closed"]], "sessions --all")
 
 
 @suite.test
