@@ -122,7 +122,7 @@ static void unmount_stale(const struct gateway_options *opt)
 static void lws_log_line(int level, const char *line)
 {
     size_t len = strlen(line);
-    while (len > 0 && line[len - 1] == '\n')
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG, "libwebsockets: %.*s", (int)len,
               line);

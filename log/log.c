@@ -82,7 +82,8 @@ int log_reopen(void)
     int fd = open_log_file(log_path);
     if (fd < 0)
         return fd;
-    /* dup2 swaps the file under log_fd in one step: a thread writing now writes to one of the two. */
+    /* dup2 swaps the file under log_fd in one step: a thread writing now writes to one of the two.
+     */
     int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
     close(fd);
     return rc;
@@ -121,9 +122,34 @@ size_t log_utf8_char(const unsigned char *s, size_t n)
     return more + 1;
 }
 
-size_t log_escape(char *out, size_t size, const char *text, size_t len)
+/* Whether the character at s (n bytes of valid UTF-8) could break or disguise a line. */
+static bool char_is_control(const unsigned char *s, size_t n)
+{
+    if (n == 1)
+        return s[0] < 0x20 || s[0] == 0x7f;
+    if (n == 2) /* C1: U+0080 to U+009F */
+        return s[0] == 0xc2 && s[1] < 0xa0;
+    if (n == 3 && s[0] == 0xe2 && s[1] == 0x80) /* U+2028 to U+202E: separators, bidi */
+        return s[2] >= 0xa8 && s[2] <= 0xae;
+    if (n == 3 && s[0] == 0xe2 && s[1] == 0x81) /* U+2066 to U+2069: bidi isolates */
+        return s[2] >= 0xa6 && s[2] <= 0xa9;
+    return false;
+}
+
+/* Writes \xNN for each of the n bytes at s. */
+static void escape_bytes(char *out, const unsigned char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    for (size_t k = 0; k < n; k++) {
+        out[4 * k] = '\\';
+        out[4 * k + 1] = 'x';
+        out[4 * k + 2] = hex[s[k] >> 4];
+        out[4 * k + 3] = hex[s[k] & 0xf];
+    }
+}
+
+size_t log_escape(char *out, size_t size, const char *text, size_t len)
+{
     const unsigned char *s = (const unsigned char *)text;
     size_t used = 0;
     size_t i = 0;
@@ -131,19 +157,16 @@ size_t log_escape(char *out, size_t size, const char *text, size_t len)
         return 0;
     while (i < len) {
         size_t n = log_utf8_char(s + i, len - i);
-        bool plain = n > 1 || (n == 1 && s[i] >= 0x20 && s[i] != 0x7f);
-        size_t need = plain ? n : 4;
+        bool plain = n > 0 && !char_is_control(s + i, n);
+        if (n == 0)
+            n = 1; /* a byte outside UTF-8 */
+        size_t need = plain ? n : 4 * n;
         if (need > size - 1 - used)
             break;
-        if (plain) {
+        if (plain)
             memcpy(out + used, s + i, n);
-        } else {
-            out[used] = '\\';
-            out[used + 1] = 'x';
-            out[used + 2] = hex[s[i] >> 4];
-            out[used + 3] = hex[s[i] & 0xf];
-            n = 1;
-        }
+        else
+            escape_bytes(out + used, s + i, n);
         used += need;
         i += n;
     }
@@ -151,26 +174,17 @@ size_t log_escape(char *out, size_t size, const char *text, size_t len)
     return i;
 }
 
-void log_write(enum log_level level, const char *fmt, ...)
+static void syslog_write(enum log_level level, const char *message, size_t len)
 {
-    if (level > current_level)
-        return;
-    char message[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(message, sizeof(message), fmt, ap);
-    va_end(ap);
-    size_t message_len = m < 0 ? 0 : (size_t)m;
-    if (message_len >= sizeof(message))
-        message_len = sizeof(message) - 1;
-    if (to_syslog) {
-        static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-        char escaped[sizeof(message)];
-        log_escape(escaped, sizeof(escaped), message, message_len);
-        syslog(priorities[level], "%s", escaped);
-        return;
-    }
+    static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    char escaped[2048];
+    log_escape(escaped, sizeof(escaped), message, len); /* cut short if need be */
+    syslog(priorities[level], "%s", escaped);
+}
 
+/* One write(2) per line, so that lines from several threads never interleave. */
+static void file_write(enum log_level level, const char *message, size_t len)
+{
     char line[2048];
     struct timespec now;
     struct tm tm;
@@ -181,9 +195,27 @@ void log_write(enum log_level level, const char *fmt, ...)
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      now.tv_nsec / 1000000, program, level_names[level]);
     /* a long message is cut short: still one whole line */
-    log_escape(line + n, sizeof(line) - (size_t)n - 1, message, message_len);
-    size_t len = (size_t)n + strlen(line + n);
-    line[len++] = '\n';
-    ssize_t ignored = write(log_fd, line, len);
+    log_escape(line + n, sizeof(line) - (size_t)n - 1, message, len);
+    size_t used = (size_t)n + strlen(line + n);
+    line[used++] = '\n';
+    ssize_t ignored = write(log_fd, line, used);
     (void)ignored;
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+    if (level > current_level)
+        return;
+    char message[1024]; /* longer messages are cut (and may end in half a character, escaped) */
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    size_t len = m < 0 ? 0 : (size_t)m;
+    if (len >= sizeof(message))
+        len = sizeof(message) - 1;
+    if (to_syslog)
+        syslog_write(level, message, len);
+    else
+        file_write(level, message, len);
 }

@@ -36,11 +36,13 @@ void log_write(enum log_level level, const char *fmt, ...) __attribute__((format
 size_t log_utf8_char(const unsigned char *s, size_t n);
 
 /* Copies `len` bytes of `text` to `out` (NUL-terminated, at most size - 1 bytes, and never half
- * an escape or a character), writing each control character and each byte that is not part of
- * valid UTF-8 as \xNN: text from the network cannot start a forged line, move a terminal's
- * cursor or make a file binary. Returns how many bytes of `text` it took: fewer than `len` when
- * `out` was too small. log_write does this to every message; others use it for text they keep,
- * send or print. */
+ * an escape or a character), writing as \xNN each byte of: control characters (C0, DEL, C1),
+ * the Unicode line and paragraph separators and bidirectional overrides, and whatever is not
+ * valid UTF-8. Text from the network then cannot start a forged line, move a terminal's cursor,
+ * reorder what a reader sees or make a file binary. Lossy on purpose: a backslash stays as it
+ * is, so escaping twice changes nothing. Returns how many bytes of `text` it took: fewer than
+ * `len` when `out` was too small. log_write does this to every message; others use it for text
+ * they keep, send or print. */
 size_t log_escape(char *out, size_t size, const char *text, size_t len);
 
 /* The program name printed on each line (borrowed; must outlive logging). */
