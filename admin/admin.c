@@ -18,18 +18,22 @@ static const char *const event_kinds[] = {
     [SESSION_EVENT_ERROR] = "error",     [SESSION_EVENT_ATTACH_DENIED] = "attach_denied",
 };
 
-/* Out of memory: the field is left empty. Names and reasons come from providers and operators
- * as they sent them; the history keeps them escaped (log_escape), so that every client of the
- * admin API gets valid UTF-8 without control characters. */
+/* Bytes of one name, mountpoint or detail the history keeps; a longer one ends in "...". */
+#define ADMIN_RECORD_TEXT_MAX 4096
+
+/* Names and reasons come as providers and operators sent them (a refused name may be as long as
+ * a message): the history keeps them bounded and escaped (log_escape), so that every client of
+ * the admin API gets valid UTF-8 without control characters. Out of memory: the field is left
+ * empty. */
 static char *copy(const char *text)
 {
     if (!text)
         return NULL;
+    char kept[ADMIN_RECORD_TEXT_MAX + sizeof("...")];
     size_t len = strlen(text);
-    char *out = malloc(4 * len + 1);
-    if (out)
-        log_escape(out, 4 * len + 1, text, len);
-    return out;
+    if (log_escape(kept, ADMIN_RECORD_TEXT_MAX + 1, text, len) < len)
+        strcat(kept, "...");
+    return strdup(kept);
 }
 
 /* Final counters, taken while the session or filesystem is still listed by the hub. */
