@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,17 +214,27 @@ static void abort_work(uv_work_t *work)
         connection_abort(mount->fusectl_fd);
 }
 
+/* The device reports an error once the connection has ended (unmounted or aborted). */
+static bool connection_ended(struct fuse_session *session)
+{
+    struct pollfd pfd = {.fd = fuse_session_fd(session)};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
 /* The kernel side is gone and every request is answered: the session may go. */
 static void teardown_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
+    bool ended = connection_ended(mount->session);
     fuse_session_unmount(mount->session);
     /* libfuse leaves the mount of an aborted connection in place (it takes the error on the
-     * device for an unmount already done), and the dead mount would stay at the mountpoint. */
+     * device for an unmount already done), and the dead mount would stay at the mountpoint.
+     * Ended and still mounted is what an abort looks like; a live connection that libfuse could
+     * not unmount is not one. */
     unsigned minor;
     if (mount->connection_known && connection_of(mount->mountpoint, &minor) == 0 &&
         minor == mount->connection) {
-        mount->aborted_outside = true;
+        mount->aborted_outside = ended;
         unmount_lazily(mount->mountpoint);
     }
     fuse_session_destroy(mount->session);

@@ -486,8 +486,6 @@ void session_tell_detached(struct session *s, const char *name)
         session_send_control(s, msg, len);
 }
 
-static const char REASON_UNMOUNTED[] = "unmounted on the device";
-
 static void fs_on_gone(struct fusebridge_mount *mount, void *user)
 {
     (void)mount;
@@ -501,7 +499,8 @@ static void fs_on_gone(struct fusebridge_mount *mount, void *user)
         return;
     /* Gone by hand (fusermount3 -u): the provider must not go on believing it is attached. */
     fs->state = FS_CLOSING;
-    fs->detach_reason = REASON_UNMOUNTED;
+    fs->detach_reason = "unmounted on the device";
+    fs->gone_on_device = true;
     if (s->protocol->path_based) {
         char reason[100];
         snprintf(reason, sizeof(reason), "filesystem %s was unmounted on the device", fs->name);
@@ -515,7 +514,7 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
 {
     struct filesystem *fs = user;
     struct session *s = fs->session;
-    if (fs->detach_reason == REASON_UNMOUNTED && fusebridge_mount_aborted_outside(mount))
+    if (fs->gone_on_device && fusebridge_mount_aborted_outside(mount))
         fs->detach_reason = "connection aborted on the device";
     if (fs->mounted_since) {
         log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,

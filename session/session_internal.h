@@ -39,6 +39,7 @@ struct filesystem {
     int readdirplus;
     /* Why it was detached, for the history, when the event does not say it (static). */
     const char *detach_reason;
+    bool gone_on_device; /* unmounted (or its connection aborted) on the device */
     const char *mountpoint; /* in the same allocation, after name */
     char name[];
 };
