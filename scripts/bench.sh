@@ -355,11 +355,11 @@ echo "6. concurrency"
 # together (bench_streams): the clock does not count the start of 64 processes.
 # The same readers through N bindfs mounts of the directory show what the kernel's side of FUSE
 # and the readers themselves cost at each level on this machine.
-concurrent_read() { # n, directory of mount i with %d for i
+concurrent_read() { # n, mount i is the directory "$2$i"
   local n=$1 paths=()
   drop_caches
   cat "$data/$big" >/dev/null
-  for i in $(seq "$n"); do paths+=("$(printf "$2" "$i")/$big"); done
+  for i in $(seq "$n"); do paths+=("$2$i/$big"); done
   "$bin/bench_streams" "${paths[@]}"
 }
 bind_streams() { # n: sets bind_agg, the figure of n readers through n bindfs mounts
@@ -368,7 +368,7 @@ bind_streams() { # n: sets bind_agg, the figure of n readers through n bindfs mo
     mkdir -p "$run/bc$i"
     bindfs --no-allow-other "$data" "$run/bc$i"
   done
-  bind_agg=$(repeat concurrent_read "$n" "$run/bc%d")
+  bind_agg=$(repeat concurrent_read "$n" "$run/bc")
   for i in $(seq "$n"); do fusermount3 -u "$run/bc$i"; done
 }
 concurrency_rows=()
@@ -377,7 +377,7 @@ for n in "${streams[@]}"; do
   for i in $(seq "$n"); do provider "c$i"; done
   wait_mounts "$n"
   echo 5 >"/proc/$daemon_pid/clear_refs"
-  agg=$(repeat concurrent_read "$n" "$mnt/c%d")
+  agg=$(repeat concurrent_read "$n" "$mnt/c")
   rss_streams=$(status_kib "$daemon_pid" VmHWM) # the peak at the most streams
   stop_providers
   bind_streams "$n"
