@@ -385,6 +385,15 @@ static const char *json_status_meaning(int status)
     }
 }
 
+/* Refusing add_filesystem, 102 is about the name or the missing login, not a password. */
+static const char *json_attach_refusal(int status)
+{
+    if (status == CODEC_JSON_BAD_ACCESS_DENIED)
+        return "access denied: the gateway wants a login (--user), or this user may not attach "
+               "this name";
+    return json_status_meaning(status);
+}
+
 /* Closes the connection when every filesystem was refused: there is nothing to serve. */
 static void json_check_attached(struct provider *p)
 {
@@ -440,11 +449,7 @@ static void json_on_response(struct provider *p, const struct codec_json_msg *ms
         fs->state = PROVIDER_FS_REFUSED;
         p->any_refused = true;
         log_error("%s: the gateway refused the filesystem: code %d (%s)", export_name(fs->export),
-                  status,
-                  status == CODEC_JSON_BAD_ACCESS_DENIED
-                      ? "access denied: the gateway wants a login (--user), or this user may not "
-                        "attach this name"
-                      : json_status_meaning(status));
+                  status, json_attach_refusal(status));
     }
     json_check_attached(p);
 }

@@ -335,40 +335,47 @@ static void name_from_uri(const struct session *s, const char *uri, char *name, 
         snprintf(name, size, "%.*s", (int)(len - start), uri + start);
 }
 
+/* Room for a close reason and its NUL (a close frame carries at most 123 bytes of reason). */
+#define WF2_REASON_SIZE 120
+
+/* Why `name` was refused, for the close frame and the history; returns the kind of event. The name
+ * is as the URL had it: a close reason must be UTF-8, and people read it. */
+static enum session_event_kind wf2_refusal(const struct session *s, const char *name, int error,
+                                           char reason[WF2_REASON_SIZE])
+{
+    char shown[68];
+    size_t len = strlen(name);
+    const char *cut = log_escape(shown, sizeof(shown), name, len) < len ? "..." : "";
+    switch (error) {
+    case -EACCES:
+    case -EPERM:
+        snprintf(reason, WF2_REASON_SIZE, "user \"%.24s\" may not attach \"%s%s\"", s->auth.user,
+                 shown, cut);
+        return SESSION_EVENT_ATTACH_DENIED;
+    case -ENOENT:
+        snprintf(reason, WF2_REASON_SIZE, "\"%s%s\" is not a filesystem this gateway accepts",
+                 shown, cut);
+        return SESSION_EVENT_ATTACH_DENIED;
+    case -EINVAL:
+        snprintf(reason, WF2_REASON_SIZE, "invalid filesystem name \"%s%s\"", shown, cut);
+        return SESSION_EVENT_ATTACH_FAILED;
+    case -EEXIST:
+        snprintf(reason, WF2_REASON_SIZE, "filesystem name \"%s\" is taken", shown);
+        return SESSION_EVENT_ATTACH_FAILED;
+    default:
+        snprintf(reason, WF2_REASON_SIZE, "cannot attach \"%s%s\": %s", shown, cut,
+                 strerror(-error));
+        return SESSION_EVENT_ATTACH_FAILED;
+    }
+}
+
 static void wf2_attach(struct session *s, const char *name)
 {
     int error;
     if (session_attach(s, name, 0, &error))
         return;
-    /* A refused name is as the URL had it: a close reason must be UTF-8, and is shown to people. */
-    char shown[68];
-    size_t len = strlen(name);
-    const char *cut = log_escape(shown, sizeof(shown), name, len) < len ? "..." : "";
-    char reason[120];
-    enum session_event_kind event = SESSION_EVENT_ATTACH_FAILED;
-    switch (error) {
-    case -EACCES:
-    case -EPERM:
-        snprintf(reason, sizeof(reason), "user \"%.24s\" may not attach \"%s%s\"", s->auth.user,
-                 shown, cut);
-        event = SESSION_EVENT_ATTACH_DENIED;
-        break;
-    case -ENOENT:
-        snprintf(reason, sizeof(reason), "\"%s%s\" is not a filesystem this gateway accepts", shown,
-                 cut);
-        event = SESSION_EVENT_ATTACH_DENIED;
-        break;
-    case -EINVAL:
-        snprintf(reason, sizeof(reason), "invalid filesystem name \"%s%s\"", shown, cut);
-        break;
-    case -EEXIST:
-        snprintf(reason, sizeof(reason), "filesystem name \"%s\" is taken", shown);
-        break;
-    default:
-        snprintf(reason, sizeof(reason), "cannot attach \"%s%s\": %s", shown, cut,
-                 strerror(-error));
-        break;
-    }
+    char reason[WF2_REASON_SIZE];
+    enum session_event_kind event = wf2_refusal(s, name, error, reason);
     log_warn("session %llu: %s (remote %s)", (unsigned long long)s->id, reason, s->remote);
     session_emit(s, event, name, NULL, reason);
     session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);

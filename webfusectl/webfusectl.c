@@ -729,7 +729,7 @@ static void print_session(json_t *s)
 static void print_events(json_t *root)
 {
     struct table t = {.columns = 7};
-    const char *head[] = {"ID", "TIME", "KIND", "RUN", "SESSION", "FILESYSTEM", "DETAIL"};
+    const char *head[] = {"ID", "TIME", "KIND", "SESSION", "RUN", "FILESYSTEM", "DETAIL"};
     table_add(&t, head);
     size_t i;
     json_t *e;
@@ -740,8 +740,8 @@ static void print_events(json_t *root)
             cell(json_object_get(e, "id"), b[0], sizeof(b[0])),
             cell(json_object_get(e, "time"), b[1], sizeof(b[1])),
             cell(json_object_get(e, "kind"), b[2], sizeof(b[2])),
-            cell(json_object_get(e, "run"), b[3], sizeof(b[3])),
-            cell(json_object_get(e, "session"), b[4], sizeof(b[4])),
+            cell(json_object_get(e, "session"), b[3], sizeof(b[3])),
+            cell(json_object_get(e, "run"), b[4], sizeof(b[4])),
             cell(json_object_get(e, "filesystem"), b[5], sizeof(b[5])),
             cell(json_object_get(e, "detail"), b[6], sizeof(b[6])),
         };

@@ -150,6 +150,18 @@ def man_pages_cover_every_option(env):
 
 
 @suite.test
+def every_program_tells_the_projects_version(env):
+    with open(os.path.join(SOURCE, "CMakeLists.txt")) as f:
+        version = re.search(r"project\(webfuse VERSION ([0-9.]+)", f.read()).group(1)
+    for name in ("webfused", "webfuse-provider", "webfusectl"):
+        for option in ("--version", "-V"):
+            p = subprocess.run([os.path.join(BUILD, name), option], capture_output=True,
+                               text=True, timeout=10)
+            check_equal((p.returncode, p.stdout, p.stderr), (0, "%s %s\n" % (name, version), ""),
+                        "%s %s" % (name, option))
+
+
+@suite.test
 def systemd_unit_verifies(env):
     if not shutil.which("systemd-analyze"):
         print("  systemd-analyze not installed: unit not verified")

@@ -113,11 +113,15 @@ def sessions_and_filesystems_as_tables_and_json(env):
 def events_as_table_and_json(env):
     daemon = setup_live(env)
     rows = table(ok(daemon, "events"))
-    check_equal(rows[0], ["ID", "TIME", "KIND", "RUN", "SESSION", "FILESYSTEM", "DETAIL"],
+    check_equal(rows[0], ["ID", "TIME", "KIND", "SESSION", "RUN", "FILESYSTEM", "DETAIL"],
                 "events header")
     kinds = [r[2] for r in rows[1:]]
     for kind in ("start", "connect", "attach"):
         check(kind in kinds, "%s missing from the events: %r" % (kind, kinds))
+    api = [e for e in daemon.api_ok("GET", "/api/v1/events")["events"] if e["kind"] == "connect"]
+    connect = [r for r in rows[1:] if r[2] == "connect"]
+    check_equal(connect[0][3:5], [str(api[0]["session"]), str(api[0]["run"])],
+                "session and run columns of the connect event")
     as_json = json.loads(ok(daemon, "--json", "events", "--limit", "2"))
     check_equal(len(as_json["events"]), 2, "events --limit 2")
     since = as_json["events"][0]["id"]

@@ -217,15 +217,11 @@ class WebSocket:
     def wait_closed(self, timeout=10):
         """Reads until the peer's close frame (returns its code) or until the socket drops
         (returns None); messages received meanwhile are discarded."""
-        deadline = _deadline(timeout)
-        try:
-            while True:
-                self.recv_message(_remaining(deadline))
-        except Closed as closed:
-            return closed.code
+        return self.close_frame(timeout)[0]
 
     def close_frame(self, timeout=5):
-        """Reads messages until the peer closes; returns (code, reason) of its close frame."""
+        """Reads messages until the peer closes; returns (code, reason) of its close frame, or
+        (None, "connection dropped")."""
         deadline = _deadline(timeout)
         try:
             while True:
