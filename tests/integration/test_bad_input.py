@@ -374,11 +374,15 @@ def taken_name_is_refused_with_code_1(env):
 def refused_names_reach_the_log_and_history_escaped(env):
     """A refused name may hold a newline, a terminal escape or bytes that are not UTF-8: the log
     gets it escaped (no forged line), so does the webfuse2 close reason (valid UTF-8), and the
-    history's events keep the name, escaped, for every client of the admin API."""
+    history's events keep the name, escaped and at most 4 KiB of it, for every client of the
+    admin API."""
     daemon, witness = start(env)
+    fake = env.fake(daemon)
     forged = "x\n2026-12-05T00:00:00.000Z webfused info: forged"
-    answer = env.fake(daemon).add_filesystem(forged, {"f": File(b"x")}, request_id=41)
+    answer = fake.add_filesystem(forged, {"f": File(b"x")}, request_id=41)
     check_error(answer, 41, 5, "add_filesystem of a name with a newline")
+    answer = fake.add_filesystem("y" * 100000, {"f": File(b"x")}, request_id=42)
+    check_error(answer, 42, 5, "add_filesystem of a name of 100000 bytes")
     ws, _ = wstest.connect("127.0.0.1", daemon.port, "/a%1B[31mred%e9", subprotocol="webfuse2")
     try:
         check_equal(ws.close_frame(5), (1008, 'invalid filesystem name "a\\x1b[31mred\\xe9"'),
@@ -389,11 +393,11 @@ def refused_names_reach_the_log_and_history_escaped(env):
     def refusals():
         events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
         found = [e for e in events if e["kind"] == "attach_failed"]
-        return found if len(found) == 2 else None
+        return found if len(found) == 3 else None
 
-    events = harness.wait_until(refusals, 5.0, what="both refusals in the history")
+    events = harness.wait_until(refusals, 5.0, what="the three refusals in the history")
     check_equal(sorted(e.get("filesystem") for e in events),
-                ["a\\x1b[31mred\\xe9", forged.replace("\n", "\\x0a")],
+                ["a\\x1b[31mred\\xe9", forged.replace("\n", "\\x0a"), "y" * 4096 + "..."],
                 "names of the refused filesystems in the history")
     with open(daemon.log_path, "rb") as f:
         log = f.read()
