@@ -2,6 +2,7 @@
  * hub for providers, signals and the orderly shutdown. */
 #include "gateway_internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <unistd.h>
 #include <sys/file.h>
@@ -172,6 +173,15 @@ static void tls_set(struct lws_context_creation_info *vhost, const char *cert, c
     vhost->ssl_private_key_filepath = key;
 }
 
+/* libwebsockets 4.1 with IPv6 on listens on every address of both families when given an IPv4
+ * address (warmcat/libwebsockets#2290): --bind 127.0.0.1 would open the port to the network. An
+ * IPv4 address therefore gets an IPv4-only socket; IPv6 addresses and interface names keep both. */
+static uint64_t listen_options(const char *bind)
+{
+    struct in_addr addr;
+    return inet_pton(AF_INET, bind, &addr) == 1 ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0;
+}
+
 /* One libwebsockets context on our loop, with a vhost per listening socket: providers' websockets
  * (and the static files of --docroot) on --port, the admin API's HTTP on --admin-port. */
 static int lws_start(struct gateway *gw, const struct gateway_options *opt)
@@ -209,6 +219,7 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
     vhost.vhost_name = "providers";
     vhost.port = opt->port;
     vhost.iface = opt->bind;
+    vhost.options = listen_options(opt->bind);
     vhost.protocols = session_hub_protocols(gw->hub);
     if (opt->docroot) {
         int rc = docroot_prepare(gw, opt->docroot);
@@ -228,6 +239,7 @@ static int lws_start(struct gateway *gw, const struct gateway_options *opt)
         vhost.vhost_name = "admin";
         vhost.port = opt->admin_port;
         vhost.iface = opt->admin_bind;
+        vhost.options = listen_options(opt->admin_bind);
         vhost.protocols = admin_protocols(gw->admin);
         tls_set(&vhost, opt->admin_cert, opt->admin_key);
         if (!lws_create_vhost(gw->lws, &vhost)) {

@@ -58,6 +58,29 @@ def listen_address_that_is_neither_ip_nor_interface_is_refused(env):
     check("--bind must be an IP address or a network interface" in err, "its error: %r" % err)
 
 
+def listeners(port):
+    """The addresses listening on TCP `port`, as (family, hex address) from /proc/net."""
+    found = []
+    for family in ("tcp", "tcp6"):
+        with open("/proc/net/" + family) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    found.append((family, address))
+    return sorted(found)
+
+
+@suite.test
+def an_ipv4_bind_address_is_the_only_one_listened_on(env):
+    """libwebsockets 4.1 listens on every address of both families when given an IPv4 one:
+    --bind 127.0.0.1 must not open the provider or the admin port to the network."""
+    daemon = env.start_daemon()
+    loopback = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+    check_equal(listeners(daemon.port), [("tcp", loopback)], "listeners on the provider port")
+    check_equal(listeners(daemon.admin_port), [("tcp", loopback)], "listeners on the admin port")
+
+
 @suite.test
 def hand_unmount_closes_the_webfuse2_connection_with_a_reason(env):
     daemon = env.start_daemon()
