@@ -523,6 +523,14 @@ int gateway_check(const struct gateway_options *opt)
     return EXIT_SUCCESS;
 }
 
+/* With --user, the log file was opened as root: the user must own it to reopen it on SIGHUP. */
+static int log_hand_over(const struct gateway_options *opt, const struct gateway_identity *id)
+{
+    if (opt->log_target[0] != '/')
+        return 0; /* stderr or syslog */
+    return gateway_identity_hand_over(id, opt->log_target);
+}
+
 int gateway_run(const struct gateway_options *opt)
 {
     struct gateway gw;
@@ -534,6 +542,7 @@ int gateway_run(const struct gateway_options *opt)
     if (gateway_prepare(opt, &identity, &gw.users) != 0 ||
         prepare_mount_root(opt, &gw.locks[0]) != 0 ||
         gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
+        log_hand_over(opt, &identity) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw);
         auth_users_free(gw.users);

@@ -5,6 +5,7 @@ through fusermount3, and everything a provider and an operator do still works.""
 
 import os
 import pwd
+import signal
 import subprocess
 import sys
 
@@ -149,6 +150,28 @@ def make_account(env, tool, name, *args):
     subprocess.run([tool] + list(args) + [name], check=True, capture_output=True, timeout=30)
     remove = "userdel" if tool == "useradd" else "groupdel"
     env.add_cleanup(lambda: subprocess.run([remove, name], capture_output=True, timeout=30))
+
+
+@suite.test
+def the_log_file_is_handed_to_the_user(env):
+    """--log FILE is opened as root, before --user: the user gets the file, so SIGHUP can reopen
+    it, in place and after logrotate moved it away (into a directory the user may write)."""
+    user = require_user()
+    open_to_others(env)
+    logdir = env.mkdir("log")
+    os.chown(logdir, user.pw_uid, user.pw_gid)
+    log = os.path.join(logdir, "webfused.log")
+    daemon = env.start_daemon(extra=["--user", UNPRIVILEGED, "--log", log])
+    harness.wait_until(lambda: "running as " + UNPRIVILEGED in open(log).read(), 5,
+                       what="webfused to drop to %s" % UNPRIVILEGED)
+    check_equal(os.stat(log).st_uid, user.pw_uid, "owner of the log file")
+    daemon.signal(signal.SIGHUP)
+    harness.wait_until(lambda: "log reopened" in open(log).read(), 5, what="a reopen in place")
+    os.rename(log, log + ".1")
+    daemon.signal(signal.SIGHUP)
+    harness.wait_until(lambda: os.path.exists(log) and "log reopened" in open(log).read(), 5,
+                       what="a new log file after the move")
+    check("cannot reopen" not in open(log + ".1").read(), "a reopen failed")
 
 
 @suite.test
