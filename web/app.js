@@ -15,6 +15,8 @@ const ui = {
   nameEcho: $('name-echo'),
   nameError: $('fs-name-error'),
   url: $('gateway-url'),
+  user: $('login-user'),
+  password: $('login-password'),
   attach: $('attach'),
   detach: $('detach'),
   badge: $('state-badge'),
@@ -203,6 +205,8 @@ function setAttachedUi(busy) {
   ui.fileInput.disabled = busy;
   ui.name.disabled = busy;
   ui.url.disabled = busy;
+  ui.user.disabled = busy;
+  ui.password.disabled = busy;
   ui.attach.disabled = busy;
   ui.detach.disabled = !busy;
   ui.dropzone.classList.toggle('disabled', busy);
@@ -221,6 +225,12 @@ function closeMessage(event, name) {
     case 1001:
       return `The device detached "${name}"${reason}. It can no longer read the files.`;
     case 1008:
+      if (event.reason === 'authentication failed') {
+        return ui.user.value.trim()
+          ? 'The device did not accept the user and password under "Log in".'
+          : 'The device asks for a login: fill in user and password under "Log in" and attach ' +
+            'again.';
+      }
       return `The device refused "${name}"${reason}. Choose another name and attach again.`;
     case 1006:
       return 'The connection to the device was lost. It can no longer read the files; attach ' +
@@ -229,6 +239,12 @@ function closeMessage(event, name) {
       return `The connection closed (code ${event.code}${reason}). The device can no longer ` +
         'read the files.';
   }
+}
+
+// webfuse2 logs in with USER:PASSWORD, given when the gateway asks (getcreds); none without a user.
+function loginToken() {
+  const user = ui.user.value.trim();
+  return user ? `${user}:${ui.password.value}` : '';
 }
 
 function attach() {
@@ -258,7 +274,7 @@ function attach() {
     read: (offset, length) => file.slice(offset, offset + length).arrayBuffer(),
   }));
   try {
-    provider = new WebfuseProvider({ url, files });
+    provider = new WebfuseProvider({ url, files, token: loginToken() });
   } catch (error) {
     setStatus(`Cannot lend these files: ${error.message}`);
     return;

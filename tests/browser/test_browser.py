@@ -470,6 +470,36 @@ def killed_gateway_shows_connection_lost(env):
     check_equal(a.errors(), [], "script errors")
 
 
+@suite.test(budget=120)
+def login_fields_answer_a_gateway_that_asks(env):
+    """With --auth-file the gateway asks the page for a login: without one the page says so,
+    with a wrong password it says that, and with the right one the files are attached."""
+    line = subprocess.run([harness.binary("WEBFUSECTL", "webfusectl"), "passwd", "alice"],
+                          env=dict(os.environ, WEBFUSE_PASSWORD="pw-alice"),
+                          stdout=subprocess.PIPE, timeout=30, check=True).stdout.decode()
+    users = env.path("users")
+    with open(users, "w") as f:
+        f.write(line)
+    daemon = env.start_daemon(extra=["--docroot", WEB, "--auth-file", users])
+    page = Page(Browser(env), "a", daemon)
+    page.choose("notes.txt")
+    page.attach("notes")
+    page.wait_status(["asks for a login", "Log in"])
+    page.b.call("click", page="a", selector="#login summary")
+    page.b.call("fill", page="a", selector="#login-user", value="alice")
+    page.b.call("fill", page="a", selector="#login-password", value="wrong")
+    page.attach()
+    page.wait_status(["did not accept the user and password"])
+    page.b.call("fill", page="a", selector="#login-password", value="pw-alice")
+    page.attach()
+    page.wait_status(["Attached"])
+    check_equal(listing(daemon.mount_path("notes")), {"notes.txt": files["notes.txt"][1]},
+                "the mount made with the page's login")
+    users_seen = [s["user"] for s in daemon.api_ok("GET", "/api/v1/sessions")["sessions"]]
+    check_equal(users_seen, ["alice"], "the session's user")
+    check_equal(page.errors(), [], "script errors")
+
+
 def fill_gateway(page, value):
     """Types `value` into "Another device" (opened first when closed)."""
     if not page.b.call("eval", page=page.name,
@@ -539,7 +569,8 @@ def check_phone_layout(page, when):
 def phone_width_has_no_sideways_scrolling_and_every_control_is_named(env):
     daemon, browser = start(env)
     a = Page(browser, "a", daemon, width=390, height=844)
-    a.b.call("click", page="a", selector="#other-device summary")  # every control shown
+    for details in ("#other-device", "#login"):  # every control shown
+        a.b.call("click", page="a", selector=details + " summary")
     counts = [check_phone_layout(a, "empty page")]
     a.choose("notes.txt", LONG_NAME, "odd size.bin")
     counts.append(check_phone_layout(a, "three files chosen, one with a long name"))
