@@ -22,6 +22,26 @@ bool auth_equal(const char *a, size_t a_len, const char *b, size_t b_len)
     return diff == 0;
 }
 
+/* The fields after the method's "$y$" or "$6$", each non-empty: yescrypt has its parameters,
+ * salt and hash; SHA-512 its salt and hash, with an optional "rounds=N" before them. */
+static bool hash_fields_complete(const char *hash)
+{
+    bool yescrypt = hash[1] == 'y';
+    size_t fields = 0;
+    for (const char *p = hash + 3; *p;) {
+        size_t n = strcspn(p, "$");
+        if (n == 0)
+            return false;
+        fields++;
+        p += n;
+        if (*p == '$' && *++p == '\0')
+            return false; /* a trailing '$': the hash itself is missing */
+    }
+    if (yescrypt)
+        return fields == 3;
+    return fields == 2 || (fields == 3 && strncmp(hash + 3, "rounds=", 7) == 0);
+}
+
 bool auth_hash_supported(const char *hash)
 {
     if (strncmp(hash, "$y$", 3) != 0 && strncmp(hash, "$6$", 3) != 0)
@@ -31,7 +51,7 @@ bool auth_hash_supported(const char *hash)
         return false;
     static const char alphabet[] =
         "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz$=";
-    return strspn(hash, alphabet) == len;
+    return strspn(hash, alphabet) == len && hash_fields_complete(hash);
 }
 
 int auth_password_verify(const char *hash, const char *password)

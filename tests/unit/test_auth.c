@@ -76,7 +76,7 @@ static void malformed_lines_name_file_and_line(void **state)
     (void)state;
     char y[400];
     snprintf(y, sizeof(y), "%s", yescrypt_secret);
-    char texts[12][1200];
+    char texts[14][1200];
     const struct bad_case cases[] = {
         {texts[0], "users:2: expected NAME:HASH:FILESYSTEMS"},
         {texts[1], "users:1: bad user name"},
@@ -88,6 +88,8 @@ static void malformed_lines_name_file_and_line(void **state)
         {texts[7], "users:1: expected NAME:HASH:FILESYSTEMS"},
         {texts[8], "users: no users in the file"},
         {texts[9], "users:1: the password hash of user \"alice\" is not a yescrypt"},
+        {texts[10], "users:1: the password hash of user \"alice\" is not a yescrypt"},
+        {texts[11], "users:1: the password hash of user \"alice\" is not a yescrypt"},
     };
     snprintf(texts[0], sizeof(texts[0]), "# ok\nalice %s *\n", y);
     snprintf(texts[1], sizeof(texts[1]), "al ice:%s:*\n", y);
@@ -99,6 +101,8 @@ static void malformed_lines_name_file_and_line(void **state)
     snprintf(texts[7], sizeof(texts[7]), "alice:%s:a:b\n", y);
     snprintf(texts[8], sizeof(texts[8]), "# nobody\n\n");
     snprintf(texts[9], sizeof(texts[9]), "alice:plaintext:*\n");
+    snprintf(texts[10], sizeof(texts[10]), "alice:$6$bad:*\n");       /* salt, no hash */
+    snprintf(texts[11], sizeof(texts[11]), "alice:$y$j9T$salt$:*\n"); /* empty hash */
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct auth_users *users = NULL;
         char err[256];
