@@ -154,6 +154,22 @@ def json_provider_user_option_attaches(env):
                 b"from the provider\n", "file read through the mount")
 
 
+@suite.test
+def json_provider_explains_a_name_the_user_may_not_attach(env):
+    """Code 102 for a filesystem after a good login is about the name, not the password."""
+    daemon = start(env)
+    os.environ["WEBFUSE_PASSWORD"] = "pw-alice"
+    try:
+        p = env.start_provider(daemon, [("other", env.mkdir("src"))], extra=["--user", "alice"],
+                               wait=False)
+    finally:
+        del os.environ["WEBFUSE_PASSWORD"]
+    check_equal(p.wait(15), 1, "provider exit status")
+    check("other: the gateway refused the filesystem: code 102 (access denied: the gateway wants "
+          "a login (--user), or this user may not attach this name)" in p.log_text(),
+          "provider log: %s" % p.log_text())
+
+
 def without_password_variables():
     return {k: v for k, v in os.environ.items() if k not in ("WEBFUSE_PASSWORD", "WEBFUSE_TOKEN")}
 
