@@ -359,13 +359,18 @@ static void on_reload(uv_signal_t *signal, int signum)
 {
     (void)signum;
     struct gateway *gw = signal->data;
-    int rc = log_reopen();
-    if (rc != 0)
-        log_error("SIGHUP: cannot reopen the log: %s", strerror(-rc));
-    else
-        log_info("SIGHUP: log reopened");
+    bool log_file = gw->opt->log_target[0] == '/';
+    if (log_file) {
+        int rc = log_reopen();
+        if (rc != 0)
+            log_error("SIGHUP: cannot reopen the log: %s", strerror(-rc));
+        else
+            log_info("SIGHUP: log reopened");
+    }
     if (gw->opt->auth_file && !gw->stopping)
         users_reload_start(gw);
+    else if (!log_file)
+        log_info("SIGHUP: nothing to reload (the log is not a file, and there is no --auth-file)");
 }
 
 static int signals_start(struct gateway *gw)

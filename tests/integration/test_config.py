@@ -485,6 +485,17 @@ def sighup_reopens_the_log_under_traffic(env):
     check("listening on" in open(rotated).read(), "the old file kept the lines before rotation")
 
 
+@suite.test
+def sighup_without_a_log_file_reopens_nothing(env):
+    d = env.start_daemon()
+    d.signal(signal.SIGHUP)
+    harness.wait_until(lambda: "SIGHUP" in d.log_text(), 10.0, what="the SIGHUP line")
+    text = d.log_text()
+    check("nothing to reload" in text, "SIGHUP with the log on stderr says there is nothing to do")
+    check("log reopened" not in text, "no claim of a reopened log: %r" % text[-300:])
+    check(d.alive(), "the daemon survives SIGHUP")
+
+
 def passwd_line(name, password, names):
     return subprocess.run([harness.binary("WEBFUSECTL", "webfusectl"), "passwd", name, "--fs",
                            names], env=dict(os.environ, WEBFUSE_PASSWORD=password), check=True,
