@@ -45,7 +45,8 @@ struct gateway {
     struct admin *admin; /* NULL with --no-admin */
     char docroot[PATH_MAX];
     struct lws_http_mount docroot_mount; /* libwebsockets keeps a pointer for the vhost's life */
-    int locks[2]; /* held for the process's life: the mount root, the history */
+    int locks[2];           /* held for the process's life: the mount root, the history */
+    size_t made_mount_root; /* see mkdir_parents */
     const struct gateway_options *opt;
     struct auth_users *users; /* from --auth-file; NULL: anyone may attach */
     /* SIGHUP re-reads the users file on the thread pool; one read at a time. */
@@ -62,7 +63,19 @@ struct gateway {
 /* ---- start-up (before the loop runs, so blocking calls are fine) ------------------------------
  */
 
-static int mkdir_parents(const char *path)
+static int mkdir_one(const char *dir, size_t len, size_t *made_from)
+{
+    if (mkdir(dir, 0755) == 0) {
+        if (made_from && *made_from == 0)
+            *made_from = len;
+        return 0;
+    }
+    return errno == EEXIST ? 0 : -errno;
+}
+
+/* Sets *made_from (when not NULL) to the length of the first prefix of path it created, so
+ * mkdir_undo can remove what it made. */
+static int mkdir_parents(const char *path, size_t *made_from)
 {
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
@@ -71,13 +84,25 @@ static int mkdir_parents(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -errno;
+        int rc = mkdir_one(buf, (size_t)(p - buf), made_from);
+        if (rc != 0)
+            return rc;
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
+    return mkdir_one(buf, strlen(buf), made_from);
+}
+
+/* Removes the directories mkdir_parents made for path, deepest first (only while empty). */
+static void mkdir_undo(const char *path, size_t made_from)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    while (made_from > 0 && strlen(buf) >= made_from && rmdir(buf) == 0) {
+        char *slash = strrchr(buf, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+    }
 }
 
 /* Whether `path` is where one of our filesystems mounts: below the mount root, or a
@@ -462,7 +487,7 @@ static int lock_history(const char *db_path, int *fd_out)
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = '\0';
-        int rc = mkdir_parents(dir);
+        int rc = mkdir_parents(dir, NULL);
         if (rc != 0) {
             log_error("cannot create %s: %s", dir, strerror(-rc));
             return rc;
@@ -471,15 +496,15 @@ static int lock_history(const char *db_path, int *fd_out)
     return lock_exclusive(lock_path, false, "the history database's lock file", fd_out);
 }
 
-static int prepare_mount_root(const struct gateway_options *opt, int *lock_fd)
+static int prepare_mount_root(const struct gateway_options *opt, struct gateway *gw)
 {
     const char *mount_root = opt->mount_root;
-    int rc = mkdir_parents(mount_root);
+    int rc = mkdir_parents(mount_root, &gw->made_mount_root);
     if (rc != 0) {
         log_error("cannot create mount root %s: %s", mount_root, strerror(-rc));
         return rc;
     }
-    rc = lock_exclusive(mount_root, true, "the mount root", lock_fd);
+    rc = lock_exclusive(mount_root, true, "the mount root", &gw->locks[0]);
     if (rc != 0)
         return rc;
     unmount_stale(opt);
@@ -488,11 +513,14 @@ static int prepare_mount_root(const struct gateway_options *opt, int *lock_fd)
     return 0;
 }
 
-static void locks_release(struct gateway *gw)
+/* A start that fails leaves the machine as it was: a mount root it made goes again. */
+static void locks_release(struct gateway *gw, bool started)
 {
     for (size_t i = 0; i < sizeof(gw->locks) / sizeof(gw->locks[0]); i++)
         if (gw->locks[i] >= 0)
             close(gw->locks[i]);
+    if (!started)
+        mkdir_undo(gw->opt->mount_root, gw->made_mount_root);
 }
 
 /* Start-up checks and loads that need no loop: TLS files, --user, the users file. */
@@ -544,18 +572,18 @@ int gateway_run(const struct gateway_options *opt)
     gw.opt = opt;
     signal(SIGPIPE, SIG_IGN);
     struct gateway_identity identity = {0};
-    if (gateway_prepare(opt, &identity, &gw.users) != 0 ||
-        prepare_mount_root(opt, &gw.locks[0]) != 0 ||
+    if (gateway_prepare(opt, &identity, &gw.users) != 0 || prepare_mount_root(opt, &gw) != 0 ||
         gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
         log_hand_over(opt, &identity) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
-        locks_release(&gw);
+        locks_release(&gw, false);
         auth_users_free(gw.users);
         return EXIT_FAILURE;
     }
     if (uv_loop_init(&gw.loop) != 0 || uv_timer_init(&gw.loop, &gw.grace) != 0 ||
         signals_start(&gw) != 0) {
         log_error("cannot set up the event loop");
+        locks_release(&gw, false);
         auth_users_free(gw.users);
         return EXIT_FAILURE;
     }
@@ -628,7 +656,7 @@ out_hub:
 out:
     if (uv_loop_close(&gw.loop) != 0)
         log_debug("event loop closed with handles left");
-    locks_release(&gw);
+    locks_release(&gw, status == EXIT_SUCCESS);
     auth_users_free(gw.users);
     log_info("exiting with status %d", status);
     return status;

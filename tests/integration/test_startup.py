@@ -6,6 +6,7 @@ provider is told; a low limit of open files is raised."""
 
 import os
 import resource
+import socket
 import subprocess
 import sys
 
@@ -43,12 +44,27 @@ def second_daemon_on_the_same_mount_root_is_refused_and_leaves_the_mounts(env):
 @suite.test
 def second_daemon_on_the_same_history_is_refused_before_touching_it(env):
     daemon = env.start_daemon()
+    other_root = env.path("new", "other-root")
     status, err = webfused("--port", str(harness.free_port()), "--admin-port",
-                           str(harness.free_port()), "--mount-root", env.mkdir("other-root"),
+                           str(harness.free_port()), "--mount-root", other_root,
                            "--db", daemon.db, "--admin-token-file", daemon.token_file)
     check(status != 0, "a second webfused on the same database exited with 0")
     check("another webfused is already using the history database" in err, "its error: %r" % err)
     check(daemon.alive(), "the first daemon died")
+    check(not os.path.exists(env.path("new")), "the refused start left the mount root it made")
+
+
+@suite.test
+def a_port_in_use_is_named_and_the_start_leaves_nothing(env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        root = env.path("made", "root")
+        status, err = webfused("--port", str(port), "--no-admin", "--mount-root", root)
+    check_equal(status, 1, "exit status with the port in use")
+    check("cannot listen on 127.0.0.1:%d (is the port in use" % port in err, "its error: %r" % err)
+    check(not os.path.exists(env.path("made")), "the failed start left the mount root it made")
 
 
 @suite.test
