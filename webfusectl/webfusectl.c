@@ -1096,6 +1096,8 @@ int main(int argc, char **argv)
         return usage_error("'%s' is not an http(s)://HOST[:PORT] URL", opt.url);
     if (opt.ca_file && !target.tls)
         return usage_error("--ca is for https:// URLs, not '%s'", opt.url);
+    if (opt.ca_file && access(opt.ca_file, R_OK) != 0)
+        return usage_error("cannot read --ca %s: %s", opt.ca_file, strerror(errno));
     struct command cmd = {0};
     int rc = parse_command(argc - optind, argv + optind, &cmd);
     if (rc != 0)

@@ -168,6 +168,11 @@ def admin_api_speaks_https(env):
                              timeout=30)
     check_equal(refused.returncode, 3, "webfusectl without --ca")
     check(b"not trusted" in refused.stderr, "its message: %r" % refused.stderr)
+    missing = subprocess.run(base + ["--ca", env.path("no-such.pem"), "sessions"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check_equal(missing.returncode, 2, "webfusectl with a --ca file that is not there")
+    check(b"cannot read --ca" in missing.stderr and b"No such file" in missing.stderr,
+          "its message: %r" % missing.stderr)
     plain = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % daemon.admin_port, "health"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     check_equal(plain.returncode, 3, "plain http to the https admin port")
