@@ -36,7 +36,11 @@ struct gateway_identity {
 
 /* Checks that the TLS certificate and key files can be read (0 or a negative errno, logged). */
 int gateway_tls_check(const struct gateway_options *opt);
-/* Looks up --user and --group. 0 or a negative errno, logged. */
+/* fusermount3's configuration: allow_other for a user other than root needs its consent. */
+#define GATEWAY_FUSE_CONF "/etc/fuse.conf"
+
+/* Looks up --user and --group, and checks that fusermount3 will mount as asked for that user.
+ * 0 or a negative errno, logged. */
 int gateway_identity_resolve(const struct gateway_options *opt, struct gateway_identity *id);
 /* Gives `path` (the mount root) to the identity we drop to, so that it can create mount points
  * there. No-op without --user. */

@@ -4,6 +4,7 @@
 #include "gateway_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -39,11 +40,43 @@ int gateway_tls_check(const struct gateway_options *opt)
     return rc;
 }
 
+/* Read as fusermount3 reads it: '#' starts a comment, blanks around an option do not count. */
+static bool fuse_conf_allows_other(void)
+{
+    FILE *f = fopen(GATEWAY_FUSE_CONF, "re");
+    if (!f)
+        return false;
+    char line[256];
+    bool allowed = false;
+    while (!allowed && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "#\n")] = '\0';
+        char *start = line + strspn(line, " \t");
+        size_t len = strlen(start);
+        while (len > 0 && isspace((unsigned char)start[len - 1]))
+            len--;
+        allowed = len == strlen("user_allow_other") && strncmp(start, "user_allow_other", len) == 0;
+    }
+    fclose(f);
+    return allowed;
+}
+
+/* Without root (from the start or after --user), fusermount3 mounts for us; it refuses
+ * allow_other unless fuse.conf allows it, and would say so only on our stderr, at each attach. */
+static int allow_other_check(const struct gateway_options *opt)
+{
+    if (!opt->allow_other || fuse_conf_allows_other())
+        return 0;
+    log_error("--allow-other needs a line 'user_allow_other' in %s when webfused does not run as "
+              "root",
+              GATEWAY_FUSE_CONF);
+    return -EPERM;
+}
+
 int gateway_identity_resolve(const struct gateway_options *opt, struct gateway_identity *id)
 {
     id->drop = opt->run_user != NULL;
     if (!id->drop)
-        return 0;
+        return geteuid() == 0 ? 0 : allow_other_check(opt);
     if (geteuid() != 0) {
         log_error("--user needs webfused to start as root");
         return -EPERM;
@@ -67,7 +100,7 @@ int gateway_identity_resolve(const struct gateway_options *opt, struct gateway_i
         log_error("--user %s is root: nothing to drop", opt->run_user);
         return -EINVAL;
     }
-    return 0;
+    return allow_other_check(opt);
 }
 
 int gateway_identity_hand_over(const struct gateway_identity *id, const char *path)
