@@ -14,6 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "log.h"
 
 /* libwebsockets says little when it cannot load a certificate: check the files first. */
@@ -29,14 +32,64 @@ static int readable(const char *option, const char *path)
     return 0;
 }
 
+/* A key with a passphrase would make OpenSSL ask on the terminal; libwebsockets cannot use it. */
+static int no_passphrase(char *buf, int size, int rwflag, void *userdata)
+{
+    (void)buf, (void)size, (void)rwflag, (void)userdata;
+    return 0;
+}
+
+/* OpenSSL's reason, as ": REASON", but not its "PEM lib" for a file that is no PEM at all. */
+static const char *tls_reason(char *buf, size_t cap)
+{
+    unsigned long err = ERR_peek_last_error();
+    const char *reason = ERR_reason_error_string(err);
+    if (!reason || ERR_GET_REASON(err) == ERR_R_PEM_LIB)
+        return "";
+    snprintf(buf, cap, ": %s", reason);
+    return buf;
+}
+
+/* Loads the pair as libwebsockets will, so that a mistake is named before anything starts. */
+static int tls_pair_check(const char *cert_option, const char *cert, const char *key_option,
+                          const char *key)
+{
+    int rc = readable(cert_option, cert);
+    if (rc == 0)
+        rc = readable(key_option, key);
+    if (rc != 0)
+        return rc;
+    char reason[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        log_error("cannot set up TLS%s", tls_reason(reason, sizeof(reason)));
+        return -ENOMEM;
+    }
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    rc = -EINVAL;
+    /* The key first: a certificate that does not match it then shows as a mismatch. */
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        log_error("%s %s is not a PEM private key without passphrase%s", key_option, key,
+                  tls_reason(reason, sizeof(reason)));
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        log_error("%s %s is not a PEM certificate%s", cert_option, cert,
+                  tls_reason(reason, sizeof(reason)));
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        log_error("%s %s is not the key of %s %s", key_option, key, cert_option, cert);
+    else
+        rc = 0;
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
 int gateway_tls_check(const struct gateway_options *opt)
 {
     int rc = 0;
-    if (opt->cert && (rc = readable("--cert", opt->cert)) == 0)
-        rc = readable("--key", opt->key);
-    if (rc == 0 && opt->admin && opt->admin_cert &&
-        (rc = readable("--admin-cert", opt->admin_cert)) == 0)
-        rc = readable("--admin-key", opt->admin_key);
+    if (opt->cert)
+        rc = tls_pair_check("--cert", opt->cert, "--key", opt->key);
+    if (rc == 0 && opt->admin && opt->admin_cert)
+        rc = tls_pair_check("--admin-cert", opt->admin_cert, "--admin-key", opt->admin_key);
     return rc;
 }
 

@@ -198,5 +198,41 @@ def separate_admin_certificate_and_unreadable_files(env):
     check_equal(nokey.wait(10), 2, "status of --cert without --key")
 
 
+
+@suite.test
+def check_config_names_a_pair_that_cannot_serve(env):
+    """--check-config loads each certificate with its key as the real start does: a key of
+    another certificate, files that are not PEM, and a key with a passphrase are each named."""
+    cert, key = CERT["device"]
+    other_cert, other_key = CERT["other"]
+    garbage = env.path("garbage.pem")
+    with open(garbage, "w") as f:
+        f.write("not a certificate\n")
+    locked = env.path("locked.key")
+    subprocess.run(["openssl", "pkey", "-in", key, "-aes128", "-passout", "pass:secret", "-out",
+                    locked], check=True, capture_output=True, timeout=30)
+    cases = (
+        (["--cert", cert, "--key", other_key], "--key %s is not the key of --cert %s"
+         % (other_key, cert)),
+        (["--cert", garbage, "--key", key], "--cert %s is not a PEM certificate" % garbage),
+        (["--cert", cert, "--key", cert], "--key %s is not a PEM private key" % cert),
+        (["--cert", cert, "--key", locked], "--key %s is not a PEM private key without passphrase"
+         % locked),
+        (["--cert", cert, "--key", key, "--admin-cert", other_cert, "--admin-key", key],
+         "--admin-key %s is not the key of --admin-cert %s" % (key, other_cert)),
+    )
+    webfused = harness.binary("WEBFUSED", "webfused")
+    for args, message in cases:
+        done = subprocess.run([webfused, "--no-config", "--check-config"] + args,
+                              capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+        check_equal(done.returncode, 2, "--check-config %r" % args)
+        check(message in done.stderr, "for %r: %r" % (args, done.stderr))
+    valid = subprocess.run([webfused, "--no-config", "--check-config", "--cert", cert, "--key",
+                            key], capture_output=True, text=True, timeout=10)
+    check_equal(valid.returncode, 0, "a matching pair (%s)" % valid.stderr)
+    bad = env.start_daemon(extra=["--cert", cert, "--key", other_key], wait=False)
+    check_equal(bad.wait(10), 1, "status of a start with a key of another certificate")
+    check("is not the key of" in bad.log_text(), "its log: %s" % bad.log_text())
+
 if __name__ == "__main__":
     suite.main()
