@@ -374,6 +374,26 @@ def check_same_tree(reference, actual, what, content=True, times=False):
 # ---- processes ----------------------------------------------------------------------------------
 
 
+FUSE_CONF = "/etc/fuse.conf"
+
+
+def keep_fuse_conf(env):
+    """The machine's /etc/fuse.conf (fusermount3's settings) comes back when the test ends."""
+    original = open(FUSE_CONF).read() if os.path.exists(FUSE_CONF) else None
+
+    def restore():
+        if original is None:
+            os.unlink(FUSE_CONF)
+        else:
+            write_fuse_conf(original)
+    env.add_cleanup(restore)
+
+
+def write_fuse_conf(content):
+    with open(FUSE_CONF, "w") as f:
+        f.write(content)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

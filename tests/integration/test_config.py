@@ -157,6 +157,8 @@ def errors_name_the_key_and_the_file(env):
         ({"filesystem": ["fw=relative"]}, ['key "filesystem"', "absolute path"]),
         ({"filesystem": ["fw", "fw=/tmp/x"]}, ['key "filesystem"', "listed twice"]),
         ({"filesystem": [True]}, ['key "filesystem"', "item 0 must be a string"]),
+        ({"filesystem": {"logs": "/x"}}, ['key "filesystem"', "string or an integer"]),
+        ({"port": [8081]}, ['key "port"', "string or an integer"]),
         ("[1, 2]", ["one JSON object"]),
         ('{"port": 1,', ["webfused.conf:1:"]),
         ('{"port": 8001, "port": 8002}', ["duplicate"]),
@@ -168,6 +170,10 @@ def errors_name_the_key_and_the_file(env):
         check(path in err, "error for %r names the file: %r" % (content, err))
         for text in expected:
             check(text in err, "error for %r mentions %r: %r" % (content, text, err))
+    # As on the command line, a list key also takes one value, and numbers may be strings.
+    status, _, err = check_config("--config", write_config(env, {"filesystem": "logs",
+                                                                 "port": "8081"}))
+    check_equal(status, 0, "one string for filesystem, a number as a string (%r)" % err)
     status, _, err = check_config("--config", "/dev/zero")
     check_equal(status, 2, "status for a device as the configuration")
     check("regular file" in err, "a device is refused: %r" % err)
@@ -349,6 +355,9 @@ def every_option_of_help_is_a_key(env):
             cfg[PAIRS[option]] = values[PAIRS[option]]
         status, _, err = check_config("--config", write_config(env, cfg))
         check_equal(status, 0, "--check-config of %r (stderr %r)" % (cfg, err))
+    # allow-other with user: fusermount3 must allow it (test_hardening checks the refusal).
+    harness.keep_fuse_conf(env)
+    harness.write_fuse_conf("user_allow_other\n")
     status, _, err = check_config("--config", write_config(env, values))
     check_equal(status, 0, "--check-config of every key at once (stderr %r)" % err)
 

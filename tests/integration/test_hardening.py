@@ -202,26 +202,6 @@ def user_and_group_are_both_taken(env):
           "the mount's owner: %r" % line)
 
 
-FUSE_CONF = "/etc/fuse.conf"
-
-
-def keep_fuse_conf(env):
-    """The machine's /etc/fuse.conf comes back when the test ends."""
-    original = open(FUSE_CONF).read() if os.path.exists(FUSE_CONF) else None
-
-    def restore():
-        if original is None:
-            os.unlink(FUSE_CONF)
-        else:
-            write_fuse_conf(original)
-    env.add_cleanup(restore)
-
-
-def write_fuse_conf(content):
-    with open(FUSE_CONF, "w") as f:
-        f.write(content)
-
-
 @suite.test
 def allow_other_with_user_needs_fusermounts_consent(env):
     """With --user, fusermount3 mounts, and it refuses allow_other unless /etc/fuse.conf has
@@ -232,8 +212,8 @@ def allow_other_with_user_needs_fusermounts_consent(env):
     base = [harness.binary("WEBFUSED", "webfused"), "--no-config", "--no-admin", "--port",
             str(harness.free_port()), "--mount-root", env.path("root"), "--user", UNPRIVILEGED,
             "--allow-other"]
-    keep_fuse_conf(env)
-    write_fuse_conf("# user_allow_other\n  #user_allow_other\nmount_max = 1000\n")
+    harness.keep_fuse_conf(env)
+    harness.write_fuse_conf("# user_allow_other\n  #user_allow_other\nmount_max = 1000\n")
     user = pwd.getpwnam(UNPRIVILEGED)
     # As root with --user (checked, then started), and started as that user.
     for argv, status, uid in ((base + ["--check-config"], 2, None), (base, 1, None),
@@ -242,7 +222,7 @@ def allow_other_with_user_needs_fusermounts_consent(env):
         check_equal(done.returncode, status, "exit status of %r as uid %s" % (argv[-3:], uid))
         check("needs a line 'user_allow_other' in /etc/fuse.conf" in done.stderr,
               "its message: %r" % done.stderr)
-    write_fuse_conf("# allow others\n  user_allow_other  # for webfused\n")
+    harness.write_fuse_conf("# allow others\n  user_allow_other  # for webfused\n")
     daemon = env.start_daemon(extra=["--user", UNPRIVILEGED, "--allow-other"])
     reader = "wfit-r%d" % os.getpid()
     make_account(env, "useradd", reader, "--system", "--user-group", "--no-create-home",
