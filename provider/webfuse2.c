@@ -484,6 +484,7 @@ static void wf2_on_message(struct provider *p, const void *data, size_t len)
         }
         if (!p->served) {
             p->served = true;
+            log_info("%s: attached: the gateway's first request came", p->fs_name);
             provider_mark_serving(p);
         }
     }
@@ -539,9 +540,11 @@ static void wf2_close_tree(struct provider *p)
     p->tree = NULL;
 }
 
+/* webfuse2 has no accept message: the gateway mounts the name, or closes the connection with
+ * the reason. */
 static void wf2_on_connected(struct provider *p)
 {
-    log_info("%s: serving %s%s", p->fs_name, tree_dir(p->tree),
+    log_info("%s: offering %s%s", p->fs_name, tree_dir(p->tree),
              tree_read_only(p->tree) ? " read-only" : "");
 }
 
