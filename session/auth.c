@@ -302,7 +302,11 @@ int session_auth_may_attach(struct session *s, const char *name)
 
 void session_auth_start(struct session *s, const char *user, const char *password)
 {
-    auth_begin(s, user, password, NULL);
+    /* A missing credential fails like a wrong one: same answer, same delay. */
+    if (!user || !password)
+        auth_begin(s, user ? user : "", password ? password : "", "user name or password missing");
+    else
+        auth_begin(s, user, password, NULL);
 }
 
 /* A webfuse2 token: "USER:PASSWORD". */

@@ -120,6 +120,26 @@ def json_wrong_password_and_unknown_user_are_refused(env):
 
 
 @suite.test
+def json_missing_credentials_are_refused_not_fatal(env):
+    """A username or password left out of authenticate is a failed login (it crashed the
+    daemon once); the daemon and its other sessions go on."""
+    daemon = start(env)
+    keeper = env.fake(daemon)
+    check_equal(authenticate(keeper, "alice", "pw-alice").get("result"), {}, "keeper's login")
+    keeper.attach("firmware", {"image.bin": File(b"still here")})
+    cases = (({}, "neither"), ({"password": "pw-alice"}, "no username"),
+             ({"username": "alice"}, "no password"))
+    for i, (credentials, what) in enumerate(cases):
+        # From its own address each: failures from one address delay the next attempt.
+        fake = env.fake(daemon, source="127.0.0.%d" % (i + 2))
+        check_denied(fake.call("authenticate", ["username", credentials], timeout=10), what)
+        check(daemon.alive(), "webfused died on a login with %s" % what)
+    wait_event(daemon, "auth_failed", "user name or password missing")
+    check_equal(read(os.path.join(daemon.mount_path("firmware"), "image.bin")), b"still here",
+                "the other session's mount")
+
+
+@suite.test
 def json_attach_before_authenticate_is_refused(env):
     daemon = start(env)
     fake = env.fake(daemon)
