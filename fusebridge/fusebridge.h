@@ -160,7 +160,12 @@ const struct fusebridge_request *fusebridge_op_request(const struct fusebridge_o
  * the kernel gets its reply, the op is freed and 0 is returned. */
 int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answer *answer);
 
-/* Fails the op with a negative errno (0 = success without data); frees it. */
+/* The largest errno a reply to the kernel may carry: it refuses a reply with a larger one, and
+ * the program waiting for it would wait forever. */
+#define FUSEBRIDGE_ERRNO_MAX 511
+
+/* Fails the op with a negative errno (0 = success without data; anything beyond
+ * FUSEBRIDGE_ERRNO_MAX becomes EIO); frees it. */
 void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno);
 
 /* READDIR: add the provider's entries one by one, then finish. "." and ".." from the provider are

@@ -813,6 +813,8 @@ void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno)
 {
     if (op->listing)
         listing_clear(op->listing); /* a failed listing is asked again from scratch next time */
+    if (neg_errno > 0 || neg_errno < -FUSEBRIDGE_ERRNO_MAX)
+        neg_errno = -EIO;
     if (op->req)
         fuse_reply_err(op->req, -neg_errno);
     op_free(op);

@@ -9,9 +9,6 @@
 
 #include "log.h"
 
-/* The largest errno a reply to the kernel may carry; anything else from a provider is EIO. */
-#define WF2_ERRNO_MAX 4095
-
 /* The most entries one READDIRPLUS page may carry: a round trip per 4096 entries costs little,
  * and a page stays well within the gateway's message size. */
 #define WF2_PAGE_ENTRIES 4096
@@ -257,9 +254,8 @@ static int wf2_error_of(struct session *s, int rc, const struct codec_wf2_respon
         session_emit(s, SESSION_EVENT_ERROR, NULL, NULL, "malformed webfuse2 response");
         return -EIO;
     }
-    if (resp->result < 0)
-        return resp->result >= -WF2_ERRNO_MAX ? resp->result : -EIO;
-    return 0;
+    /* fusebridge_reply_error makes an errno the kernel cannot take EIO. */
+    return resp->result < 0 ? resp->result : 0;
 }
 
 static size_t wf2_bytes_of(enum fusebridge_kind kind, const struct codec_wf2_response *resp)

@@ -335,6 +335,8 @@ def webfuse2_wrong_attribute_answers_give_eio(env):
             return req.answer(0, struct.pack("!Q", 7), code=0x0b)
         if name == "too_much":  # a byte count where only 0 or an error may be
             return req.answer(88, b"\0" * 88)
+        if name.startswith("errno"):  # the kernel takes errno values up to 511 only
+            return req.answer(-int(name[len("errno"):]))
         return DEFAULT
 
     fake.handlers["getattr"] = getattr
@@ -342,6 +344,14 @@ def webfuse2_wrong_attribute_answers_give_eio(env):
         fault("webfuse2 getattr answer: " + name)
         check_errno(lambda: harness.bounded(lambda: os.stat(os.path.join(mp, name)), 10,
                                             "stat " + name), errno.EIO, "stat of " + name)
+    # An errno beyond the kernel's range once left the program waiting forever (512-999) or
+    # gave it ERANGE (1000 and up).
+    for value, expected in ((13, errno.EACCES), (511, 511), (512, errno.EIO), (999, errno.EIO),
+                            (1000, errno.EIO), (4095, errno.EIO), (2 ** 31, errno.EIO)):
+        name = "errno%d" % value
+        fault("webfuse2 getattr answer: error %d" % -value)
+        check_errno(lambda: harness.bounded(lambda: os.stat(os.path.join(mp, name)), 10,
+                                            "stat " + name), expected, "stat of " + name)
     check_equal(os.stat(os.path.join(mp, "good")).st_size, 1000, "size of the good file")
     check_bystander(daemon)
 
