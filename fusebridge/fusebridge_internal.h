@@ -29,7 +29,10 @@ struct inode_table {
     size_t free_cap;
     struct inode_node **buckets; /* name index: (parent, name) -> node */
     size_t nbuckets;
-    size_t count; /* nodes besides the root */
+    size_t count;                    /* nodes besides the root */
+    struct inode_node **ino_buckets; /* provider inode index: st_ino -> nodes with attributes */
+    size_t ino_nbuckets;
+    size_t ino_count;
 };
 
 int inode_table_init(struct inode_table *t);

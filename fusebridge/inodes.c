@@ -1,9 +1,10 @@
 /* The inode table of a path-based mount: kernel inode numbers <-> (parent, name) nodes.
  *
  * A node knows its parent and its name, so its path is built by walking up, and renaming a
- * directory moves every path below it at once. The kernel's lookup count keeps a node alive, and so
- * does every child that refers to it. Inode numbers of freed nodes are reused with a new
- * generation, so the kernel never confuses a new file with an old one.
+ * directory moves every path below it at once. A second index finds the nodes of one provider
+ * inode (the names of a hard-linked file) without a walk over the table. The kernel's lookup count
+ * keeps a node alive, and so does every child that refers to it. Inode numbers of freed nodes are
+ * reused with a new generation, so the kernel never confuses a new file with an old one.
  *
  * Loop thread only, like everything of a mount.
  */
@@ -24,6 +25,9 @@ struct inode_node {
     bool linked; /* has had other names: a name may be gone while a process still has it open */
     struct stat attr;             /* as the provider last described it (st_ino: the provider's) */
     struct inode_node *hash_next; /* in the name index, unless unlinked */
+    /* In the provider inode index once it has attributes (see ino_indexed). */
+    struct inode_node *ino_next;
+    struct inode_node **ino_pprev; /* what points to this node in the index */
 };
 
 struct inode_slot {
@@ -31,9 +35,14 @@ struct inode_slot {
     uint64_t generation;
 };
 
-/* Small at first: an idle mount should cost little; both grow by doubling. */
+/* Small at first: an idle mount should cost little; all grow by doubling. */
 #define INODE_BUCKETS_MIN 64
 #define INODE_SLOTS_MIN 64
+
+/* The most names of one file that changes through one of them reach. A provider decides inode
+ * numbers: one that gives every file the same number must not make each update a walk over
+ * the whole table. */
+#define INODE_ALIASES_MAX 64
 
 static uint64_t name_hash(uint64_t parent, const char *name)
 {
@@ -97,6 +106,73 @@ static void index_grow(struct inode_table *t)
     free(old);
 }
 
+/* ---- provider inode index: st_ino -> nodes (those with attributes and a number) ----
+ * Doubly linked, so that a node leaves in constant time even when a provider gives many files
+ * one number. */
+
+static struct inode_node **ino_bucket_of(struct inode_table *t, uint64_t provider_ino)
+{
+    uint64_t h = provider_ino * 0x9e3779b97f4a7c15ull; /* spreads consecutive numbers */
+    return &t->ino_buckets[(h >> 32) & (t->ino_nbuckets - 1)];
+}
+
+static bool ino_indexed(const struct inode_node *node)
+{
+    return node->has_attr && node->attr.st_ino != 0;
+}
+
+static void ino_link(struct inode_table *t, struct inode_node *node)
+{
+    struct inode_node **bucket = ino_bucket_of(t, (uint64_t)node->attr.st_ino);
+    node->ino_next = *bucket;
+    if (*bucket)
+        (*bucket)->ino_pprev = &node->ino_next;
+    *bucket = node;
+    node->ino_pprev = bucket;
+}
+
+/* Doubles the provider inode index when it is full; a failed resize only costs speed. */
+static void ino_index_grow(struct inode_table *t)
+{
+    if (t->ino_count < t->ino_nbuckets)
+        return;
+    struct inode_node **buckets = calloc(t->ino_nbuckets * 2, sizeof(*buckets));
+    if (!buckets)
+        return;
+    struct inode_node **old = t->ino_buckets;
+    size_t old_n = t->ino_nbuckets;
+    t->ino_buckets = buckets;
+    t->ino_nbuckets = old_n * 2;
+    for (size_t i = 0; i < old_n; i++) {
+        for (struct inode_node *n = old[i], *next; n; n = next) {
+            next = n->ino_next;
+            ino_link(t, n);
+        }
+    }
+    free(old);
+}
+
+static void ino_index_insert(struct inode_table *t, struct inode_node *node)
+{
+    if (!ino_indexed(node))
+        return;
+    ino_link(t, node);
+    t->ino_count++;
+    ino_index_grow(t);
+}
+
+static void ino_index_remove(struct inode_table *t, struct inode_node *node)
+{
+    if (!ino_indexed(node))
+        return;
+    *node->ino_pprev = node->ino_next;
+    if (node->ino_next)
+        node->ino_next->ino_pprev = node->ino_pprev;
+    node->ino_next = NULL;
+    node->ino_pprev = NULL;
+    t->ino_count--;
+}
+
 static int slot_take(struct inode_table *t, uint64_t *ino)
 {
     if (t->nfree > 0) {
@@ -142,6 +218,7 @@ static void node_release_if_unused(struct inode_table *t, struct inode_node *nod
         struct inode_node *parent = node->parent;
         if (!node->unlinked)
             index_remove(t, node);
+        ino_index_remove(t, node);
         t->count--;
         slot_give_back(t, node->ino);
         free(node->name);
@@ -156,11 +233,14 @@ int inode_table_init(struct inode_table *t)
     memset(t, 0, sizeof(*t));
     t->nbuckets = INODE_BUCKETS_MIN;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    t->ino_nbuckets = INODE_BUCKETS_MIN;
+    t->ino_buckets = calloc(t->ino_nbuckets, sizeof(*t->ino_buckets));
     t->slot_cap = INODE_SLOTS_MIN;
     t->slots = calloc(t->slot_cap, sizeof(*t->slots));
     struct inode_node *root = calloc(1, sizeof(*root));
-    if (!t->buckets || !t->slots || !root) {
+    if (!t->buckets || !t->ino_buckets || !t->slots || !root) {
         free(t->buckets);
+        free(t->ino_buckets);
         free(t->slots);
         free(root);
         return -ENOMEM;
@@ -184,6 +264,7 @@ void inode_table_destroy(struct inode_table *t)
     }
     free(t->slots);
     free(t->buckets);
+    free(t->ino_buckets);
     free(t->free_inos);
 }
 
@@ -280,24 +361,30 @@ void inode_table_forget(struct inode_table *t, uint64_t ino, uint64_t nlookup)
     }
 }
 
-static uint64_t node_provider_inode(const struct inode_node *node)
-{
-    return node->has_attr ? (uint64_t)node->attr.st_ino : 0;
-}
-
 /* The provider inode of a file that has (or had) other names: they change with this one. */
 static uint64_t node_shared_inode(const struct inode_node *node)
 {
     return node->has_attr && node->linked ? (uint64_t)node->attr.st_ino : 0;
 }
 
-static void node_take_attr(struct inode_node *node, const struct stat *attr)
+static void node_set_attr(struct inode_node *node, const struct stat *attr)
 {
     node->attr = *attr;
     node->has_attr = true;
     /* A directory's link count counts its subdirectories, not other names: directories are
-     * never hard-linked, and treating them so would search the table on every update. */
+     * never hard-linked, and treating them so would search for aliases on every update. */
     node->linked = node->linked || (attr->st_nlink > 1 && !S_ISDIR(attr->st_mode));
+}
+
+static void node_take_attr(struct inode_table *t, struct inode_node *node, const struct stat *attr)
+{
+    /* First attributes, or the provider now has another file under this name. */
+    bool moves = !node->has_attr || node->attr.st_ino != attr->st_ino;
+    if (moves)
+        ino_index_remove(t, node);
+    node_set_attr(node, attr);
+    if (moves)
+        ino_index_insert(t, node);
 }
 
 static void node_unlink(struct inode_table *t, struct inode_node *node)
@@ -379,28 +466,40 @@ uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *
     return replaced;
 }
 
-/* Calls fn on every other node that names the same file as `node` (a hard link). */
-static void node_for_aliases(struct inode_table *t, const struct inode_node *node,
-                             void (*fn)(struct inode_node *alias, const void *arg), const void *arg)
+/* Calls fn on up to INODE_ALIASES_MAX nodes of provider inode `provider_ino` besides `except`. */
+static size_t nodes_of_provider_inode(struct inode_table *t, uint64_t provider_ino,
+                                      const struct inode_node *except,
+                                      void (*fn)(struct inode_node *alias, void *arg), void *arg)
 {
-    uint64_t shared = node_shared_inode(node);
-    for (size_t i = 0; i < t->nslots && shared != 0; i++) {
-        struct inode_node *alias = t->slots[i].node;
-        if (alias && alias != node && node_provider_inode(alias) == shared)
+    size_t n = 0;
+    for (struct inode_node *alias = provider_ino ? *ino_bucket_of(t, provider_ino) : NULL;
+         alias && n < INODE_ALIASES_MAX; alias = alias->ino_next) {
+        if (alias != except && (uint64_t)alias->attr.st_ino == provider_ino) {
             fn(alias, arg);
+            n++;
+        }
     }
+    return n;
 }
 
-static void alias_take_attr(struct inode_node *alias, const void *arg)
+/* Calls fn on the other nodes that name the same file as `node` (a hard link). */
+static void node_for_aliases(struct inode_table *t, const struct inode_node *node,
+                             void (*fn)(struct inode_node *alias, void *arg), void *arg)
+{
+    nodes_of_provider_inode(t, node_shared_inode(node), node, fn, arg);
+}
+
+/* The provider inode number is the same, so the alias stays where it is in the index. */
+static void alias_take_attr(struct inode_node *alias, void *arg)
 {
     const struct stat *attr = arg;
     /* An unlinked alias keeps its own (lower) link count: that name is gone. */
     nlink_t nlink = alias->unlinked ? alias->attr.st_nlink : attr->st_nlink;
-    node_take_attr(alias, attr);
+    node_set_attr(alias, attr);
     alias->attr.st_nlink = nlink;
 }
 
-static void alias_grow(struct inode_node *alias, const void *arg)
+static void alias_grow(struct inode_node *alias, void *arg)
 {
     const uint64_t *end = arg;
     if ((uint64_t)alias->attr.st_size < *end)
@@ -411,8 +510,8 @@ void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat
 {
     struct inode_node *node = node_get(t, ino);
     if (node) {
-        node_take_attr(node, attr);
-        node_for_aliases(t, node, alias_take_attr, attr);
+        node_take_attr(t, node, attr);
+        node_for_aliases(t, node, alias_take_attr, (void *)attr);
     }
 }
 
@@ -458,15 +557,23 @@ int inode_table_unlinked_attr(struct inode_table *t, uint64_t ino, struct stat *
     return rc;
 }
 
+struct alias_list {
+    uint64_t *out;
+    size_t n, max;
+};
+
+static void alias_collect(struct inode_node *alias, void *arg)
+{
+    struct alias_list *list = arg;
+    if (list->n < list->max)
+        list->out[list->n++] = alias->ino;
+}
+
 size_t inode_table_aliases(struct inode_table *t, uint64_t provider_ino, uint64_t *out, size_t max)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < t->nslots && n < max && provider_ino != 0; i++) {
-        const struct inode_node *node = t->slots[i].node;
-        if (node && node_provider_inode(node) == provider_ino)
-            out[n++] = node->ino;
-    }
-    return n;
+    struct alias_list list = {out, 0, max};
+    nodes_of_provider_inode(t, provider_ino, NULL, alias_collect, &list);
+    return list.n;
 }
 
 uint64_t inode_table_shared_inode(struct inode_table *t, uint64_t ino)
