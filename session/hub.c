@@ -67,9 +67,8 @@ static int hub_on_established(struct session_hub *hub, struct lws *wsi,
         return 0; /* closing with a reason */
     if (webfuse2) {
         char uri[512];
-        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
-            uri[0] = '\0';
-        session_webfuse2_start(s, uri);
+        bool fits = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) >= 0;
+        session_webfuse2_start(s, fits ? uri : NULL);
     }
     return 0;
 }

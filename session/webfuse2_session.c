@@ -379,6 +379,13 @@ static void wf2_attach(struct session *s, const char *name)
 
 void session_webfuse2_start(struct session *s, const char *uri)
 {
+    if (!uri) {
+        const char *reason = "the URL is longer than 511 bytes";
+        log_warn("session %llu: %s (remote %s)", (unsigned long long)s->id, reason, s->remote);
+        session_emit(s, SESSION_EVENT_ATTACH_FAILED, NULL, NULL, reason);
+        session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason);
+        return;
+    }
     char name[sizeof(s->auth.fs_name)];
     name_from_uri(s, uri, name, sizeof(name));
     if (s->auth.authenticated) {

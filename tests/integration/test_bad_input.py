@@ -410,6 +410,28 @@ def refused_names_reach_the_log_and_history_escaped(env):
     check_healthy(daemon, witness)
 
 
+
+@suite.test
+def webfuse2_url_too_long_to_read_is_refused(env):
+    """A URL the gateway cannot hold whole is refused with a reason; it once attached under a
+    name of the gateway's choosing (fs-N) instead."""
+    daemon, witness = start(env)
+    ws, _ = wstest.connect("127.0.0.1", daemon.port, "/" + "d" * 600 + "/ok",
+                           subprotocol="webfuse2")
+    try:
+        check_equal(ws.close_frame(5), (1008, "the URL is longer than 511 bytes"),
+                    "close frame for a URL of 604 bytes")
+    finally:
+        ws.abort()
+    names = [f["name"] for f in daemon.api_ok("GET", "/api/v1/filesystems")["filesystems"]]
+    check(not any(n.startswith("fs-") for n in names), "attached under a chosen name: %r" % names)
+    harness.wait_until(lambda: [e for e in daemon.api_ok("GET", "/api/v1/events")["events"]
+                                if e["kind"] == "attach_failed"
+                                and "longer than 511" in (e.get("detail") or "")],
+                       5.0, what="the refusal in the history")
+    check_healthy(daemon, witness)
+
+
 # ---- bad answers to the gateway's requests ------------------------------------------------------
 
 
