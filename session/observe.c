@@ -219,7 +219,11 @@ int session_hub_detach(struct session_hub *hub, const char *name, const char *re
         session_close(s, LWS_CLOSE_STATUS_NORMAL, reason);
         return 0;
     }
-    session_tell_detached(s, name);
+    /* Still mounting: the provider waits for the answer to its add_filesystem, not for news. */
+    if (fs->state == FS_MOUNTING)
+        s->protocol->on_attached(s, fs, -ECANCELED);
+    else
+        session_tell_detached(s, name);
     session_detach_fs(fs);
     return 0;
 }

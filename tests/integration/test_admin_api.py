@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import wstest  # noqa: E402
 from harness import check, check_equal, fail  # noqa: E402
-from fakeprovider import NO_REPLY, DEFAULT, File  # noqa: E402
+from fakeprovider import NO_REPLY, DEFAULT, FakeWebfuse2, File  # noqa: E402
 
 suite = harness.Suite("test_admin_api")
 suite.needs_provider = True
@@ -418,6 +418,33 @@ def detach_fails_pending_reads_with_eio_and_json_session_stays(env):
           % events)
     check(any(e["kind"] == "detach" and e["filesystem"] == "cut" for e in events),
           "no detach event")
+
+
+@suite.test
+def detach_while_mounting_answers_the_add_filesystem(env):
+    """A filesystem detached before its mount is done: the JSON provider's add_filesystem gets
+    an error answer (it once got none, ever). The mount is held up by its mount point, which
+    lies in another mount whose provider does not answer."""
+    slow_src = env.mkdir("slow-src")
+    root = env.path("root")
+    daemon = env.start_daemon(timeout=3, mount_root=root, extra=[
+        "--filesystem", "slow", "--filesystem", "late=" + os.path.join(root, "slow", "late")])
+    slow = FakeWebfuse2(daemon.port, "slow", slow_src)
+    env.add_cleanup(slow.abort)
+    harness.wait_mounted(daemon.mount_path("slow"))
+    slow.handlers["getattr"] = lambda f, req: NO_REPLY if req.path == "/late" else DEFAULT
+    fake = env.fake(daemon)
+    request_id = fake.new_id()
+    fake.send_json({"method": "add_filesystem", "params": ["late"], "id": request_id})
+    harness.wait_until(lambda: slow.requests_of("getattr"), 5, what="the mount point's lookup")
+    r = daemon.api("DELETE", "/api/v1/filesystems/late", body={"reason": "changed my mind"})
+    check_equal(r.status, 202, "DELETE of a filesystem still mounting (%r)" % r.body)
+    answer = fake.wait_response(request_id, 10)
+    check("error" in answer, "add_filesystem answered %r" % answer)
+    # The mount point's lookup fails after --timeout; then late is gone, never mounted.
+    harness.wait_until(lambda: [f["name"] for f in daemon.api_ok(
+        "GET", "/api/v1/filesystems")["filesystems"]] == ["slow"], 10, what="late to go")
+    check(not harness.is_mounted(os.path.join(root, "slow", "late")), "mounted anyway")
 
 
 @suite.test
