@@ -170,21 +170,26 @@ static int tree_reopen(int path_fd, int flags)
 {
     char proc[64];
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path_fd);
+    /* The /proc entry is a link to follow; creating was decided before. */
+    flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL);
     int fd = open(proc, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     return fd < 0 ? -errno : fd;
 }
 
 /* Opens what `path` names with `flags` when it is a regular file (or a directory, when
- * `dir_ok`): never opens a device or FIFO, which could block or have side effects. */
+ * `dir_ok`): never opens a device or FIFO, which could block, have side effects (a watchdog, a
+ * tape) or hand the gateway a raw disk. */
 static int tree_open_plain(struct tree *t, struct tree_path path, int flags, bool dir_ok)
 {
-    int pfd = tree_resolve(t, path, O_PATH, 0);
+    int pfd = tree_resolve(t, path, O_PATH | (flags & O_NOFOLLOW), 0);
     if (pfd < 0)
         return pfd;
     struct stat st;
     int rc = fstat(pfd, &st) < 0 ? -errno : 0;
     if (rc == 0 && S_ISDIR(st.st_mode) && !dir_ok)
         rc = -EISDIR;
+    else if (rc == 0 && S_ISLNK(st.st_mode)) /* O_NOFOLLOW, as open(2) says it */
+        rc = -ELOOP;
     else if (rc == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         rc = -EINVAL;
     if (rc == 0)
@@ -332,6 +337,19 @@ int tree_access(struct tree *t, struct tree_path path, int mask)
     return rc;
 }
 
+/* A file made here is a regular one; one that exists is opened only when it is regular (or a
+ * directory, when `dir_ok`), see tree_open_plain. */
+static int tree_open_fd(struct tree *t, struct tree_path path, int flags, mode_t mode, bool dir_ok)
+{
+    if (flags & O_CREAT) {
+        /* O_NONBLOCK, O_NOCTTY: should a device appear at the name after all. */
+        int fd = tree_resolve(t, path, flags | O_EXCL | O_NONBLOCK | O_NOCTTY, mode);
+        if (fd != -EEXIST || (flags & O_EXCL))
+            return fd;
+    }
+    return tree_open_plain(t, path, flags, dir_ok);
+}
+
 int tree_open(struct tree *t, struct tree_path path, int flags, uint64_t *handle)
 {
     flags &= TREE_OPEN_FLAGS;
@@ -340,9 +358,7 @@ int tree_open(struct tree *t, struct tree_path path, int flags, uint64_t *handle
     struct tree_handle *h = tree_handle_free_slot(t);
     if (!h)
         return -EMFILE;
-    /* O_NONBLOCK: opening a FIFO must not block the provider (no effect on regular files). */
-    mode_t mode = (flags & O_CREAT) ? TREE_OPEN_CREAT_MODE : 0;
-    int fd = tree_resolve(t, path, flags | O_NONBLOCK | O_NOCTTY, mode);
+    int fd = tree_open_fd(t, path, flags, TREE_OPEN_CREAT_MODE, true);
     if (fd < 0)
         return fd;
     if ((flags & O_ACCMODE) != O_WRONLY)
@@ -363,7 +379,7 @@ int tree_create(struct tree *t, struct tree_path path, uint32_t mode, uint64_t *
     /* Read-write, not creat()'s write-only: a program that creates a file and reads it back
      * through the same descriptor must work. No O_TRUNC: create only comes for a name the
      * gateway did not know, and a file that appeared meanwhile keeps its data. */
-    int fd = tree_resolve(t, path, O_RDWR | O_CREAT | O_NONBLOCK | O_NOCTTY, mode & 07777);
+    int fd = tree_open_fd(t, path, O_RDWR | O_CREAT, mode & 07777, false);
     if (fd < 0)
         return fd;
     *handle = tree_handle_bind(t, h, fd);

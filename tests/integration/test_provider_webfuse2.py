@@ -209,6 +209,7 @@ def make_tree(base):
     os.symlink(base, os.path.join(root, "dirlink_out"))
     os.symlink("/proc/self/root" + secret, os.path.join(root, "magic"))
     os.mkfifo(os.path.join(root, "fifo"))
+    os.mknod(os.path.join(root, "null"), stat.S_IFCHR | 0o666, os.makedev(1, 3))  # as /dev/null
     fd = os.open(os.path.join(root.encode(), b"latin1-\xe9.txt"), os.O_CREAT | os.O_WRONLY, 0o644)
     os.close(fd)
     return root
@@ -748,10 +749,15 @@ def test_create_open_read_write_release(ctx):
                "O_NOFOLLOW on a symlink")
     li = svc.open("/link_in")
     check_eq(svc.read("/link_in", 100, 5, li), b"abc", "open follows a symlink inside")
-    f = svc.open("/fifo", os.O_RDONLY)  # must not block the provider
-    svc.expect(READ, p_read("/fifo", 10, 0, f), -errno.ESPIPE, "a FIFO has no offsets")
-    handles = {h, h2, w, a, li, f}
-    check_eq(len(handles), 6, "every open gets its own handle")
+    # Devices and FIFOs are never opened (a program on the mount opens them locally, so only a
+    # hostile gateway asks): opening one can block, have side effects or expose a raw disk.
+    for name, flags in (("fifo", os.O_RDONLY), ("null", os.O_RDONLY), ("null", os.O_RDWR),
+                        ("null", os.O_WRONLY | os.O_CREAT)):
+        svc.expect(OPEN, p_open("/" + name, flags), -errno.EINVAL,
+                   "open of %s (%o)" % (name, flags))
+    svc.expect(CREATE, p_mode("/null", 0o100644), -errno.EINVAL, "create over a device")
+    handles = {h, h2, w, a, li}
+    check_eq(len(handles), 5, "every open gets its own handle")
     for x in handles:
         svc.ok(RELEASE, p_release("/", x), "release")
     check_eq(s.stop(), (1000, 0), "clean stop (sanitizer builds: no leak)")
@@ -1141,6 +1147,7 @@ def test_read_only_refuses_every_change(ctx):
     for rtype, payload in cases:
         svc.expect(rtype, payload, rofs, "%s on a read-only export" % NAMES[rtype])
     svc.ok(ACCESS, p_access("/hello.txt", os.R_OK), "access R_OK")
+    svc.expect(OPEN, p_open("/null", os.O_RDONLY), -errno.EINVAL, "open of a device, read-only")
     svc.succeeds(GETATTR, p_path("/sub"), "getattr")
     svc.ok(FSYNC, p_fsync("/hello.txt", 0, h), "fsync changes nothing")
     svc.ok(RELEASE, p_release("/hello.txt", h), "release")
