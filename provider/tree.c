@@ -337,6 +337,15 @@ int tree_access(struct tree *t, struct tree_path path, int mask)
     return rc;
 }
 
+/* The permission bits the gateway may set: never set-user-ID, nor set-group-ID on a file, since
+ * a program the gateway wrote would then run with the rights of this provider's user (root,
+ * perhaps) for anyone on this machine. A directory keeps set-group-ID: its new entries take its
+ * group, nothing runs. */
+static mode_t tree_mode(uint32_t mode, bool dir)
+{
+    return mode & (dir ? (07777 & ~S_ISUID) : (07777 & ~(S_ISUID | S_ISGID)));
+}
+
 /* A file made here is a regular one; one that exists is opened only when it is regular (or a
  * directory, when `dir_ok`), see tree_open_plain. */
 static int tree_open_fd(struct tree *t, struct tree_path path, int flags, mode_t mode, bool dir_ok)
@@ -379,7 +388,7 @@ int tree_create(struct tree *t, struct tree_path path, uint32_t mode, uint64_t *
     /* Read-write, not creat()'s write-only: a program that creates a file and reads it back
      * through the same descriptor must work. No O_TRUNC: create only comes for a name the
      * gateway did not know, and a file that appeared meanwhile keeps its data. */
-    int fd = tree_open_fd(t, path, O_RDWR | O_CREAT, mode & 07777, false);
+    int fd = tree_open_fd(t, path, O_RDWR | O_CREAT, tree_mode(mode, false), false);
     if (fd < 0)
         return fd;
     *handle = tree_handle_bind(t, h, fd);
@@ -573,7 +582,7 @@ int tree_chmod(struct tree *t, struct tree_path path, uint32_t mode)
     if (rc == 0) {
         char proc[64];
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-        rc = chmod(proc, mode & 07777) < 0 ? -errno : 0;
+        rc = chmod(proc, tree_mode(mode, S_ISDIR(st.st_mode))) < 0 ? -errno : 0;
     }
     close(fd);
     return rc;
@@ -688,7 +697,7 @@ int tree_mknod(struct tree *t, struct tree_path path, uint32_t mode, uint64_t rd
     (void)rdev; /* only device nodes have one; glibc refuses values above 32 bits */
     struct tree_entry e;
     int rc = tree_entry_open(t, path, &e);
-    if (rc == 0 && mknodat(e.dirfd, e.name, type | (mode & 07777), 0) < 0)
+    if (rc == 0 && mknodat(e.dirfd, e.name, type | tree_mode(mode, false), 0) < 0)
         rc = -errno;
     tree_entry_close(t, &e);
     return rc;
@@ -700,7 +709,7 @@ int tree_mkdir(struct tree *t, struct tree_path path, uint32_t mode)
         return -EROFS;
     struct tree_entry e;
     int rc = tree_entry_open(t, path, &e);
-    if (rc == 0 && mkdirat(e.dirfd, e.name, mode & 07777) < 0)
+    if (rc == 0 && mkdirat(e.dirfd, e.name, tree_mode(mode, true)) < 0)
         rc = -errno;
     tree_entry_close(t, &e);
     return rc;

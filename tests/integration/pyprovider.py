@@ -88,6 +88,11 @@ class Reader:
         return self.u64(), self.u32()
 
 
+def _permissions(mode, is_dir):
+    """As webfuse-provider: never set-user-ID, nor set-group-ID on a file."""
+    return stat.S_IMODE(mode) & (0o3777 if is_dir else 0o1777)
+
+
 def _b(data):
     return struct.pack("!I", len(data)) + data
 
@@ -161,7 +166,7 @@ class Provider:
         if kind == 0x07:
             p, mode = r.str(), r.u32()
             self.writable()
-            os.chmod(self.real(p), stat.S_IMODE(mode))
+            os.chmod(self.real(p), _permissions(mode, os.path.isdir(self.real(p))))
             return ok
         if kind == 0x08:
             p, uid, gid = r.str(), r.u32(), r.u32()
@@ -197,12 +202,13 @@ class Provider:
         if kind == 0x0c:
             p, mode, rdev = r.str(), r.u32(), r.u64()
             self.writable()
-            os.mknod(self.real(p), mode, rdev)
+            os.mknod(self.real(p), stat.S_IFMT(mode) | _permissions(mode, False), rdev)
             return ok
         if kind == 0x0d:
             p, mode = r.str(), r.u32()
             self.writable()
-            fd = os.open(self.real(p), os.O_RDWR | os.O_CREAT | os.O_TRUNC, stat.S_IMODE(mode))
+            fd = os.open(self.real(p), os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+                         _permissions(mode, False))
             return ok + struct.pack("!Q", self.new_handle(fd))
         if kind == 0x0e:
             p, h = r.str(), r.u64()
@@ -238,7 +244,7 @@ class Provider:
         if kind == 0x12:
             p, mode = r.str(), r.u32()
             self.writable()
-            os.mkdir(self.real(p), stat.S_IMODE(mode))
+            os.mkdir(self.real(p), _permissions(mode, True))
             return ok
         if kind == 0x13:
             names = [os.fsencode(n) for n in os.listdir(self.real(r.str()))]
