@@ -529,6 +529,8 @@ static int gateway_prepare(const struct gateway_options *opt, struct gateway_ide
 {
     int rc = gateway_tls_check(opt);
     if (rc == 0)
+        rc = gateway_listen_check(opt);
+    if (rc == 0)
         rc = gateway_identity_resolve(opt, identity);
     if (rc != 0 || !opt->auth_file)
         return rc;
@@ -550,7 +552,7 @@ int gateway_check(const struct gateway_options *opt)
     int rc = gateway_prepare(opt, &identity, &users);
     auth_users_free(users);
     if (rc != 0)
-        return 2;
+        return GATEWAY_EXIT_CONFIG;
     printf("webfused: configuration %s is valid\n",
            opt->config_path ? opt->config_path : "(command line only)");
     return EXIT_SUCCESS;
@@ -572,7 +574,11 @@ int gateway_run(const struct gateway_options *opt)
     gw.opt = opt;
     signal(SIGPIPE, SIG_IGN);
     struct gateway_identity identity = {0};
-    if (gateway_prepare(opt, &identity, &gw.users) != 0 || prepare_mount_root(opt, &gw) != 0 ||
+    if (gateway_prepare(opt, &identity, &gw.users) != 0) {
+        auth_users_free(gw.users);
+        return GATEWAY_EXIT_CONFIG;
+    }
+    if (prepare_mount_root(opt, &gw) != 0 ||
         gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
         log_hand_over(opt, &identity) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {

@@ -51,7 +51,7 @@ struct gateway_options {
     unsigned max_path;
     unsigned idle_timeout_sec;
     unsigned busy_poll_us;
-    size_t read_budget; /* bytes */
+    size_t read_budget;    /* bytes */
     bool allow_other;      /* mounts are open to every user of the device */
     const char *run_user;  /* drop to this user once the sockets are open; NULL = stay */
     const char *run_group; /* ... and this group (default: the user's) */
@@ -67,6 +67,11 @@ struct gateway_options {
  * wrong to stderr. Release with gateway_options_free in every case. */
 int gateway_options_parse(int argc, char **argv, struct gateway_options *opt);
 void gateway_options_free(struct gateway_options *opt);
+
+/* The exit status for bad options or configuration, also when found by a real start (a file
+ * it names, an address, a user): restarting will not help (RestartPreventExitStatus= in the
+ * unit). */
+#define GATEWAY_EXIT_CONFIG 2
 
 /* --check-config: also checks what the options name (TLS files, users file, --user) without
  * starting anything; prints the verdict. Returns the process exit status. */

@@ -47,6 +47,9 @@ int gateway_identity_resolve(const struct gateway_options *opt, struct gateway_i
 int gateway_identity_hand_over(const struct gateway_identity *id, const char *path);
 /* Becomes the identity for good (supplementary groups cleared). No-op without --user. */
 int gateway_identity_drop(const struct gateway_identity *id, const char *user);
+/* Checks that --bind (and --admin-bind) name an address or interface this machine has. 0 or a
+ * negative errno, logged. */
+int gateway_listen_check(const struct gateway_options *opt);
 /* Logs warnings for ports open to the network without authentication or TLS. */
 void gateway_warn_exposure(const struct gateway_options *opt);
 

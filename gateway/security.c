@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -185,6 +187,58 @@ int gateway_identity_drop(const struct gateway_identity *id, const char *user)
     log_info("running as %s (uid %u, gid %u); mounts go through fusermount3", user,
              (unsigned)id->uid, (unsigned)id->gid);
     return 0;
+}
+
+/* Whether `ifa` is the address `want` of family `family` (4 or 16 bytes). */
+static bool ifaddr_is(const struct ifaddrs *ifa, int family, const void *want)
+{
+    if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != family)
+        return false;
+    if (family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)ifa->ifa_addr)->sin_addr, want, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)ifa->ifa_addr)->sin6_addr, want, 16) == 0;
+}
+
+/* libwebsockets finds the address to listen on among the interfaces. When the address is on none
+ * it listens nowhere, quietly, until one has it; when it cannot list them (no netlink socket,
+ * as in a sandbox that forbids AF_NETLINK) it listens on every address. Both are checked here,
+ * with the same list, before anything starts. */
+static int listen_address_check(const char *option, const char *address)
+{
+    unsigned char want[sizeof(struct in6_addr)];
+    int family = inet_pton(AF_INET, address, want) == 1    ? AF_INET
+                 : inet_pton(AF_INET6, address, want) == 1 ? AF_INET6
+                                                           : AF_UNSPEC;
+    static const unsigned char any[sizeof(struct in6_addr)];
+    if (family != AF_UNSPEC && memcmp(want, any, family == AF_INET ? 4 : 16) == 0)
+        return 0; /* 0.0.0.0 or :: */
+    struct ifaddrs *list;
+    if (getifaddrs(&list) != 0) {
+        int rc = -errno;
+        log_error("%s %s: cannot list the network interfaces (%s); a sandbox must allow "
+                  "AF_NETLINK sockets",
+                  option, address, strerror(-rc));
+        return rc;
+    }
+    bool found = false;
+    for (const struct ifaddrs *ifa = list; ifa && !found; ifa = ifa->ifa_next)
+        found = family == AF_UNSPEC ? strcmp(ifa->ifa_name, address) == 0
+                                    : ifaddr_is(ifa, family, want);
+    freeifaddrs(list);
+    if (found)
+        return 0;
+    log_error("%s %s: %s", option, address,
+              family == AF_UNSPEC ? "no such network interface"
+                                  : "no network interface has this address");
+    return -EADDRNOTAVAIL;
+}
+
+int gateway_listen_check(const struct gateway_options *opt)
+{
+    int rc = listen_address_check("--bind", opt->bind);
+    if (rc == 0 && opt->admin)
+        rc = listen_address_check("--admin-bind", opt->admin_bind);
+    return rc;
 }
 
 /* Loopback addresses and the loopback interface; anything else reaches the network. */

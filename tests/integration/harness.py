@@ -374,6 +374,37 @@ def check_same_tree(reference, actual, what, content=True, times=False):
 # ---- processes ----------------------------------------------------------------------------------
 
 
+def restrict_address_families(allowed):
+    """A function for a child before exec: socket() of a family not in `allowed` fails with
+    EAFNOSUPPORT, as systemd's RestrictAddressFamilies= does (a seccomp filter, by hand)."""
+    import ctypes
+    socket_nr = {"x86_64": 41, "aarch64": 198}[os.uname().machine]
+    ret_errno, ret_allow = 0x00050000 | errno.EAFNOSUPPORT, 0x7fff0000
+    ld_abs, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET
+    n = len(allowed)
+    program = [(ld_abs, 0, 0, 0),                   # the system call's number
+               (jeq, 0, n + 2, socket_nr),          # not socket(): allowed
+               (ld_abs, 0, 0, 16)]                  # socket()'s family (the low half)
+    program += [(jeq, n - i, 0, family) for i, family in enumerate(allowed)]
+    program += [(ret, 0, 0, ret_errno), (ret, 0, 0, ret_allow)]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(program))(*[Filter(*f) for f in program])
+    fprog = Program(len(program), filters)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def apply():
+        if prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+            os._exit(126)
+    return apply
+
+
 FUSE_CONF = "/etc/fuse.conf"
 
 

@@ -519,7 +519,7 @@ def malformed_users_file_stops_the_start(env):
     with open(path, "w") as f:
         f.write("# fine\nalice:$6$salt$abc:firmware\nbob:$1$md5$xyz:*\n")
     daemon = env.start_daemon(extra=["--auth-file", path], wait=False)
-    check(daemon.wait(10) != 0, "webfused started with a malformed users file")
+    check_equal(daemon.wait(10), 2, "status of a start with a malformed users file")
     check("%s:3:" % path in daemon.log_text(), "error names file and line: %s"
           % daemon.log_text())
 

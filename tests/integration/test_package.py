@@ -207,9 +207,15 @@ def unit_settings(path):
 
 def as_the_unit_would(settings):
     """A function for the child before exec that applies the unit's settings that decide what
-    an execve() of a set-user-ID program gains: NoNewPrivileges= and CapabilityBoundingSet=."""
+    an execve() of a set-user-ID program gains (NoNewPrivileges=, CapabilityBoundingSet=) and
+    which sockets it may open (RestrictAddressFamilies=)."""
     import ctypes
+    import socket
     prctl = ctypes.CDLL(None, use_errno=True).prctl
+    families = settings.get("RestrictAddressFamilies", "").split()
+    check(not families or not families[0].startswith("~"), "a deny list this test cannot apply")
+    restrict = harness.restrict_address_families([getattr(socket, f) for f in families]) \
+        if families else (lambda: None)
     keep = set(settings.get("CapabilityBoundingSet", " ".join(CAPABILITIES)).split())
     unknown = keep - set(CAPABILITIES)
     check_equal(unknown, set(), "capabilities of the unit this test does not know")
@@ -221,6 +227,7 @@ def as_the_unit_would(settings):
             prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails for caps this kernel lacks: fine
         if no_new_privs and prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             os._exit(126)
+        restrict()
 
     return apply
 

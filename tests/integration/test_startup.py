@@ -19,10 +19,16 @@ from fakeprovider import File  # noqa: E402
 suite = harness.Suite("test_startup")
 
 
-def webfused(*args):
+# As under systemd's RestrictAddressFamilies= without AF_NETLINK.
+WITHOUT_NETLINK = harness.restrict_address_families(
+    [socket.AF_UNIX, socket.AF_INET, socket.AF_INET6])
+
+
+def webfused(*args, preexec_fn=None):
     """Runs webfused to completion (it must refuse to start); returns (status, stderr)."""
     argv = [harness.binary("WEBFUSED", "webfused"), "--no-config"] + list(args)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                          preexec_fn=preexec_fn)
     return done.returncode, done.stderr
 
 
@@ -95,6 +101,31 @@ def an_ipv4_bind_address_is_the_only_one_listened_on(env):
     loopback = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
     check_equal(listeners(daemon.port), [("tcp", loopback)], "listeners on the provider port")
     check_equal(listeners(daemon.admin_port), [("tcp", loopback)], "listeners on the admin port")
+
+
+@suite.test
+def a_listen_address_the_machine_lacks_stops_the_start(env):
+    """libwebsockets listens nowhere (and says so only at debug level) for an address no
+    interface has, and on every address when it cannot list the interfaces. Both stop the
+    start with a message; the second is what systemd's RestrictAddressFamilies= without
+    AF_NETLINK does."""
+    root = env.path("root")
+    for args, message in ((["--bind", "10.99.99.99"], "no network interface has this address"),
+                          (["--bind", "127.0.0.1", "--admin-bind", "10.99.99.98"],
+                           "--admin-bind 10.99.99.98: no network interface has this address"),
+                          (["--bind", "nosuch0"], "must be an IP address or a network interface")):
+        status, err = webfused("--port", str(harness.free_port()), "--mount-root", root, *args)
+        check_equal(status, 2, "exit status for %r" % args)
+        check(message in err, "for %r: %r" % (args, err))
+    status, err = webfused("--port", str(harness.free_port()), "--no-admin", "--mount-root", root,
+                           preexec_fn=WITHOUT_NETLINK)
+    check_equal(status, 2, "exit status without netlink sockets")
+    check("cannot list the network interfaces" in err and "AF_NETLINK" in err,
+          "its message: %r" % err)
+    check(not os.path.exists(root), "the refused starts left the mount root")
+    status, _ = webfused("--check-config", "--bind", "0.0.0.0", "--admin-bind", "::",
+                         preexec_fn=WITHOUT_NETLINK)
+    check_equal(status, 0, "wildcard addresses need no interface list")
 
 
 @suite.test
