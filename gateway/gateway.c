@@ -45,8 +45,9 @@ struct gateway {
     struct admin *admin; /* NULL with --no-admin */
     char docroot[PATH_MAX];
     struct lws_http_mount docroot_mount; /* libwebsockets keeps a pointer for the vhost's life */
-    int locks[2];           /* held for the process's life: the mount root, the history */
-    size_t made_mount_root; /* see mkdir_parents */
+    int locks[2];              /* held for the process's life: the mount root, the history */
+    size_t made_mount_root;    /* see mkdir_parents */
+    char mount_root[PATH_MAX]; /* resolved, as the mount table shows it */
     const struct gateway_options *opt;
     struct auth_users *users; /* from --auth-file; NULL: anyone may attach */
     /* SIGHUP re-reads the users file on the thread pool; one read at a time. */
@@ -105,12 +106,14 @@ static void mkdir_undo(const char *path, size_t made_from)
     }
 }
 
-/* Whether `path` is where one of our filesystems mounts: below the mount root, or a
- * --filesystem mount point. */
-static bool ours(const struct gateway_options *opt, const char *path)
+/* Whether `path` is where one of our filesystems mounts: a child of the (resolved) mount root,
+ * or a --filesystem mount point. Not deeper: a webfused whose mount root lies below ours owns
+ * what is mounted there. */
+static bool ours(const struct gateway_options *opt, const char *root, const char *path)
 {
-    size_t root_len = strlen(opt->mount_root);
-    if (strncmp(path, opt->mount_root, root_len) == 0 && path[root_len] == '/')
+    size_t root_len = strlen(root);
+    if (strncmp(path, root, root_len) == 0 && path[root_len] == '/' && path[root_len + 1] &&
+        !strchr(path + root_len + 1, '/'))
         return true;
     for (size_t i = 0; i < opt->filesystem_count; i++)
         if (opt->filesystems[i].mountpoint && strcmp(opt->filesystems[i].mountpoint, path) == 0)
@@ -118,9 +121,25 @@ static bool ours(const struct gateway_options *opt, const char *path)
     return false;
 }
 
+/* mountinfo writes a space, tab, newline or backslash in a path as \ooo. */
+static void mountinfo_unescape(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = '\0';
+}
+
 /* Mounts of ours left by a crashed daemon would block new mounts of the same names and answer
  * every access with ENOTCONN: detach them. */
-static void unmount_stale(const struct gateway_options *opt)
+static void unmount_stale(const struct gateway_options *opt, const char *root)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
@@ -133,7 +152,8 @@ static void unmount_stale(const struct gateway_options *opt)
         if (!dash || sscanf(line, "%*u %*u %*s %*s %4095s", path) != 1 ||
             sscanf(dash, " - %63s", fstype) != 1)
             continue;
-        if (strcmp(fstype, "fuse.webfuse") != 0 || !ours(opt, path))
+        mountinfo_unescape(path);
+        if (strcmp(fstype, "fuse.webfuse") != 0 || !ours(opt, root, path))
             continue;
         if (umount2(path, MNT_DETACH) == 0) {
             log_warn("detached stale mount %s", path);
@@ -507,7 +527,13 @@ static int prepare_mount_root(const struct gateway_options *opt, struct gateway 
     rc = lock_exclusive(mount_root, true, "the mount root", &gw->locks[0]);
     if (rc != 0)
         return rc;
-    unmount_stale(opt);
+    /* As the mount table shows it: no trailing slash, no symbolic link. */
+    if (!realpath(mount_root, gw->mount_root)) {
+        rc = -errno;
+        log_error("cannot resolve mount root %s: %s", mount_root, strerror(-rc));
+        return rc;
+    }
+    unmount_stale(opt, gw->mount_root);
     fusectl_mount();
     nofile_raise(opt);
     return 0;
@@ -579,7 +605,7 @@ int gateway_run(const struct gateway_options *opt)
         return GATEWAY_EXIT_CONFIG;
     }
     if (prepare_mount_root(opt, &gw) != 0 ||
-        gateway_identity_hand_over(&identity, opt->mount_root) != 0 ||
+        gateway_identity_hand_over(&identity, gw.mount_root) != 0 ||
         log_hand_over(opt, &identity) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw, false);
@@ -594,7 +620,7 @@ int gateway_run(const struct gateway_options *opt)
         return EXIT_FAILURE;
     }
     struct session_hub_config hub_config = {
-        .mount_root = opt->mount_root,
+        .mount_root = gw.mount_root,
         .timeout_ms = opt->timeout_sec * 1000,
         .max_message = opt->max_message,
         .max_sessions = opt->max_sessions,
@@ -634,7 +660,7 @@ int gateway_run(const struct gateway_options *opt)
 
     gateway_warn_exposure(opt);
     log_info("listening on %s://%s:%d/, mounting under %s%s", opt->cert ? "wss" : "ws", opt->bind,
-             opt->port, opt->mount_root, gw.users ? ", providers must authenticate" : "");
+             opt->port, gw.mount_root, gw.users ? ", providers must authenticate" : "");
     if (opt->docroot)
         log_info("serving %s at %s://%s:%d/", gw.docroot, opt->cert ? "https" : "http", opt->bind,
                  opt->port);

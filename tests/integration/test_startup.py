@@ -6,6 +6,7 @@ provider is told; a low limit of open files is raised."""
 
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -126,6 +127,52 @@ def a_listen_address_the_machine_lacks_stops_the_start(env):
     status, _ = webfused("--check-config", "--bind", "0.0.0.0", "--admin-bind", "::",
                          preexec_fn=WITHOUT_NETLINK)
     check_equal(status, 0, "wildcard addresses need no interface list")
+
+
+@suite.test
+def a_mount_root_inside_or_around_another_leaves_its_mounts(env):
+    """Daemons whose mount roots nest: the start of one must not take another's live mounts
+    for stale ones (only the children of its own root are its mounts)."""
+    top = env.mkdir("top")
+    outer = os.path.join(top, "outer")
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("still here")
+    first = env.start_daemon(admin=False, mount_root=outer)
+    env.start_webfuse2_provider(first, "a", src)
+    inside = env.start_daemon(admin=False, mount_root=os.path.join(outer, "nested"))
+    env.start_webfuse2_provider(inside, "b", src)
+    first.stop()  # a restart of the outer daemon, with the inner one's mount below its root
+    first = env.start_daemon(admin=False, mount_root=outer)
+    around = env.start_daemon(admin=False, mount_root=top)
+    env.start_webfuse2_provider(first, "a", src)
+    for path in (first.mount_path("a"), inside.mount_path("b")):
+        with open(os.path.join(path, "f")) as f:
+            check_equal(f.read(), "still here", "reading %s" % path)
+    check("stale" not in first.log_text() + around.log_text(), "a live mount taken for stale")
+
+
+@suite.test
+def stale_mounts_under_a_symlinked_root_with_a_slash_go_at_restart(env):
+    """The mount table shows resolved paths: a root given through a symbolic link and with a
+    trailing slash must still find the mounts a killed daemon left."""
+    real = env.mkdir("real")
+    link = env.path("link")
+    os.symlink(real, link)
+    given = link + "/"
+    daemon = env.start_daemon(admin=False, mount_root=given)
+    env.start_webfuse2_provider(daemon, "left", env.mkdir("src"), wait=False)
+    harness.wait_mounted(os.path.join(real, "left"))
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(10)
+    check_equal([m[0] for m in harness.mounts_under(real)], [os.path.join(real, "left")],
+                "the dead mount a kill -9 left")
+    again = env.start_daemon(admin=False, mount_root=given)
+    check_equal(harness.mounts_under(real), [], "mounts after the restart")
+    check("detached stale mount %s" % os.path.join(real, "left") in again.log_text(),
+          "the restart's log: %s" % again.log_text())
+    env.start_webfuse2_provider(again, "left", env.mkdir("src2"), wait=False)
+    harness.wait_mounted(os.path.join(real, "left"))  # the name attaches again
 
 
 @suite.test
