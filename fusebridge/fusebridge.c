@@ -57,11 +57,15 @@ void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool
 
 /* ---- mounting (thread pool) ------------------------------------------------------------------ */
 
-static int mountpoint_prepare(const char *path)
+/* Makes the mount point unless it exists; teardown removes only one made here (a directory an
+ * administrator made for --filesystem NAME=DIR stays). */
+static int mountpoint_prepare(struct fusebridge_mount *mount)
 {
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+    if (mkdir(mount->mountpoint, 0755) == 0) {
+        mount->made_mountpoint = true;
         return 0;
-    return -errno;
+    }
+    return errno == EEXIST ? 0 : -errno;
 }
 
 static int session_create(struct fusebridge_mount *mount)
@@ -134,7 +138,7 @@ static int fusectl_open(unsigned minor)
 static void mount_work(uv_work_t *work)
 {
     struct fusebridge_mount *mount = container_of(work, struct fusebridge_mount, pool_work);
-    int status = mountpoint_prepare(mount->mountpoint);
+    int status = mountpoint_prepare(mount);
     if (status == 0)
         status = session_create(mount);
     /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
@@ -142,6 +146,8 @@ static void mount_work(uv_work_t *work)
         mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
     if (mount->connection_known)
         mount->fusectl_fd = fusectl_open(mount->connection);
+    if (status != 0 && !mount->session && mount->made_mountpoint)
+        rmdir(mount->mountpoint); /* nothing to tear down: the mount point goes now */
     mount->mount_status = status;
 }
 
@@ -239,7 +245,8 @@ static void teardown_work(uv_work_t *work)
     }
     fuse_session_destroy(mount->session);
     mount->session = NULL;
-    rmdir(mount->mountpoint);
+    if (mount->made_mountpoint)
+        rmdir(mount->mountpoint);
 }
 
 /* ---- the loop side ----------------------------------------------------------------------------

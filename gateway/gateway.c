@@ -539,6 +539,29 @@ static int prepare_mount_root(const struct gateway_options *opt, struct gateway 
     return 0;
 }
 
+/* --filesystem NAME=DIR: made with its parents while we are still root, and handed to --user,
+ * who mounts there through fusermount3 (which wants write access to it). They stay after a
+ * detach: they are configuration. */
+static int prepare_fixed_mountpoints(const struct gateway_options *opt,
+                                     const struct gateway_identity *identity)
+{
+    for (size_t i = 0; i < opt->filesystem_count; i++) {
+        const char *dir = opt->filesystems[i].mountpoint;
+        if (!dir)
+            continue;
+        int rc = mkdir_parents(dir, NULL);
+        if (rc != 0) {
+            log_error("cannot create %s for --filesystem %s: %s", dir, opt->filesystems[i].name,
+                      strerror(-rc));
+            return rc;
+        }
+        rc = gateway_identity_hand_over(identity, dir);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* A start that fails leaves the machine as it was: a mount root it made goes again. */
 static void locks_release(struct gateway *gw, bool started)
 {
@@ -606,7 +629,7 @@ int gateway_run(const struct gateway_options *opt)
     }
     if (prepare_mount_root(opt, &gw) != 0 ||
         gateway_identity_hand_over(&identity, gw.mount_root) != 0 ||
-        log_hand_over(opt, &identity) != 0 ||
+        prepare_fixed_mountpoints(opt, &identity) != 0 || log_hand_over(opt, &identity) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw, false);
         auth_users_free(gw.users);

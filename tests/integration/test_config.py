@@ -407,7 +407,7 @@ def security_keys_take_effect(env):
 
 @suite.test
 def fixed_filesystems_only(env):
-    fixed_dir = env.path("firmware-here")
+    fixed_dir = env.path("new", "deeper", "firmware-here")  # made, with its parents, at start
     port, root = harness.free_port(), env.mkdir("root")
     admin_port = harness.free_port()
     path = write_config(env, {"port": port, "mount-root": root, "admin-port": admin_port,
@@ -437,6 +437,14 @@ def fixed_filesystems_only(env):
         "filesystems"]}
     check_equal(mounts, {"firmware": fixed_dir, "logs": os.path.join(root, "logs")},
                 "mount points")
+    # A detach removes a mount point under the mount root, not a configured directory.
+    for name in ("firmware", "logs"):
+        d.api_ok("DELETE", "/api/v1/filesystems/" + name, expect=202)
+        harness.wait_until(lambda: d.api("GET", "/api/v1/filesystems/" + name).status == 404,
+                           10.0, what="%s to go" % name)
+    check(os.path.isdir(fixed_dir) and not harness.is_mounted(fixed_dir),
+          "the configured directory stays after the detach")
+    check(not os.path.exists(os.path.join(root, "logs")), "the mount point under the root goes")
 
 
 class LogReader(threading.Thread):

@@ -203,6 +203,24 @@ def user_and_group_are_both_taken(env):
 
 
 @suite.test
+def user_mounts_at_a_configured_directory(env):
+    """--filesystem NAME=DIR with --user: DIR (and its parents) are made while webfused is still
+    root and handed to the user, so that fusermount3 may mount there."""
+    user = require_user()
+    open_to_others(env)
+    fixed = env.path("conf", "fw")
+    daemon = env.start_daemon(extra=["--user", UNPRIVILEGED, "--filesystem", "fw=" + fixed])
+    check_equal(os.stat(fixed).st_uid, user.pw_uid, "owner of the configured directory")
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("at a fixed place")
+    env.start_webfuse2_provider(daemon, "fw", src, wait=False)
+    harness.wait_mounted(fixed)
+    check_equal(read_as(UNPRIVILEGED, os.path.join(fixed, "f")), (0, b"at a fixed place"),
+                "reading as the mount's owner")
+
+
+@suite.test
 def allow_other_with_user_needs_fusermounts_consent(env):
     """With --user, fusermount3 mounts, and it refuses allow_other unless /etc/fuse.conf has
     user_allow_other. Without that line the start (and --check-config) is refused, naming the
