@@ -29,6 +29,10 @@ struct admin_config {
 /* False when webfused was built without the admin API (-DWEBFUSE_ADMIN=OFF). */
 bool admin_available(void);
 
+/* --check-config: the token file, when it exists, holds a valid token (it is made at start when
+ * missing). 0 or a negative errno, logged. Blocking. */
+int admin_check(const struct admin_config *config);
+
 /* Start-up, before the loop runs: blocking is allowed here. Reads (or creates) the token, opens and
  * migrates the database, closes rows an earlier run left active as "lost", starts the registry
  * thread and observes `hub`. `loop` and `hub` must outlive the admin. Returns 0 with *out owned by

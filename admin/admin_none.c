@@ -10,6 +10,12 @@ bool admin_available(void)
     return false;
 }
 
+int admin_check(const struct admin_config *config)
+{
+    (void)config;
+    return 0;
+}
+
 int admin_new(uv_loop_t *loop, struct session_hub *hub, const struct admin_config *config,
               struct admin **out)
 {

@@ -166,6 +166,17 @@ static int token_read(const char *path, char *token, size_t cap)
     return 0;
 }
 
+static int token_refused(const char *path, int rc)
+{
+    if (rc == -EINVAL)
+        log_error("the admin token file %s must hold one token of 1 to %d printable characters "
+                  "without spaces",
+                  path, ADMIN_TOKEN_MAX);
+    else if (rc != 0)
+        log_error("cannot read the admin token file %s: %s", path, strerror(-rc));
+    return rc;
+}
+
 int admin_token_load(const char *path, char *token, size_t cap)
 {
     int rc = token_read(path, token, cap);
@@ -176,13 +187,15 @@ int admin_token_load(const char *path, char *token, size_t cap)
         else
             return rc;
     }
-    if (rc == -EINVAL)
-        log_error("the admin token file %s must hold one token of 1 to %d printable characters "
-                  "without spaces",
-                  path, ADMIN_TOKEN_MAX);
-    else if (rc != 0)
-        log_error("cannot read the admin token file %s: %s", path, strerror(-rc));
-    return rc;
+    return token_refused(path, rc);
+}
+
+int admin_check(const struct admin_config *config)
+{
+    char token[ADMIN_TOKEN_MAX + 1];
+    int rc = token_read(config->token_file, token, sizeof(token));
+    explicit_bzero(token, sizeof(token));
+    return rc == -ENOENT ? 0 : token_refused(config->token_file, rc);
 }
 
 bool admin_token_equal(const char *expected, const char *given, size_t given_len)

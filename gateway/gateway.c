@@ -594,11 +594,37 @@ static int gateway_prepare(const struct gateway_options *opt, struct gateway_ide
     return 0;
 }
 
+/* --check-config: what a start would refuse in the paths the options name, without making
+ * anything (a start makes the mount root, the log file and the token file when missing). */
+static int paths_check(const struct gateway_options *opt)
+{
+    struct stat st;
+    if (stat(opt->mount_root, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        log_error("mount root %s is not a directory", opt->mount_root);
+        return -ENOTDIR;
+    }
+    if (opt->log_target[0] == '/') {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", opt->log_target);
+        *strrchr(dir, '/') = '\0';
+        if (stat(dir[0] ? dir : "/", &st) != 0 || !S_ISDIR(st.st_mode)) {
+            log_error("cannot open the log %s: %s is not a directory", opt->log_target, dir);
+            return -ENOTDIR;
+        }
+    }
+    if (!opt->admin)
+        return 0;
+    struct admin_config admin = {.token_file = opt->admin_token_file, .db_path = opt->db_path};
+    return admin_check(&admin);
+}
+
 int gateway_check(const struct gateway_options *opt)
 {
     struct gateway_identity identity = {0};
     struct auth_users *users = NULL;
     int rc = gateway_prepare(opt, &identity, &users);
+    if (rc == 0)
+        rc = paths_check(opt);
     auth_users_free(users);
     if (rc != 0)
         return GATEWAY_EXIT_CONFIG;

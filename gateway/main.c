@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     if (rc != 0) {
         log_error("cannot open the log %s: %s", options.log_target, strerror(-rc));
         gateway_options_free(&options);
-        return EXIT_FAILURE;
+        return GATEWAY_EXIT_CONFIG;
     }
     int status = gateway_run(&options);
     gateway_options_free(&options);

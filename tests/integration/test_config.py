@@ -379,6 +379,24 @@ def check_config_reads_the_files_it_names(env):
         status, out, err = check_config("--no-admin", "--config", write_config(env, cfg))
         check_equal(status, 2, "status for %r (stdout %r)" % (cfg, out))
         check(expected in err, "error for %r mentions %r: %r" % (cfg, expected, err))
+    # Paths a start would refuse; --check-config makes none of them.
+    a_file, empty_token = env.path("a-file"), env.path("empty-token")
+    for path in (a_file, empty_token):
+        open(path, "w").close()
+    os.chmod(empty_token, 0o600)
+    cases = [
+        ({"mount-root": a_file, "no-admin": True}, "mount root %s is not a directory" % a_file),
+        ({"log": env.path("no-dir", "x.log"), "no-admin": True},
+         "cannot open the log %s" % env.path("no-dir", "x.log")),
+        ({"admin-token-file": empty_token, "db": env.path("h.db")},
+         "the admin token file %s must hold one token" % empty_token),
+    ]
+    for cfg, expected in cases:
+        status, out, err = check_config("--config", write_config(env, cfg))
+        check_equal(status, 2, "status for %r (stdout %r)" % (cfg, out))
+        check(expected in err, "error for %r mentions %r: %r" % (cfg, expected, err))
+    check(not os.path.exists(env.path("h.db")) and not os.path.exists(env.path("no-dir")),
+          "--check-config made files")
 
 
 @suite.test
