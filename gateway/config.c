@@ -56,6 +56,11 @@ static int apply_key(struct gateway_options *opt, const char *path, const char *
         return json_is_true(value) ? options_set(opt, key, NULL, origin) : 0;
     }
     if (kind == OPTION_ARG_LIST && json_is_array(value)) {
+        if (json_array_size(value) == 0) { /* no list means any name: say it, do not guess */
+            fprintf(stderr, "webfused: %s: an empty list; leave the key out to accept any\n",
+                    origin);
+            return -EINVAL;
+        }
         size_t i;
         json_t *item;
         json_array_foreach(value, i, item)

@@ -257,8 +257,15 @@ static int add_filesystem(const char *origin, const char *arg, struct gateway_op
         return -EINVAL;
     }
     for (size_t i = 0; i < opt->filesystem_count; i++) {
-        if (strcmp(opt->filesystems[i].name, fs->name) == 0) {
+        const struct gateway_filesystem *other = &opt->filesystems[i];
+        if (strcmp(other->name, fs->name) == 0) {
             fprintf(stderr, "webfused: %s: %s is listed twice\n", origin, fs->name);
+            return -EINVAL;
+        }
+        /* The second mount would hide the first. */
+        if (eq && other->mountpoint && strcmp(other->mountpoint, eq + 1) == 0) {
+            fprintf(stderr, "webfused: %s: %s and %s would both mount at %s\n", origin, other->name,
+                    fs->name, eq + 1);
             return -EINVAL;
         }
     }

@@ -157,6 +157,8 @@ def errors_name_the_key_and_the_file(env):
         ({"filesystem": ["fw=relative"]}, ['key "filesystem"', "absolute path"]),
         ({"filesystem": ["fw", "fw=/tmp/x"]}, ['key "filesystem"', "listed twice"]),
         ({"filesystem": [True]}, ['key "filesystem"', "item 0 must be a string"]),
+        ({"filesystem": []}, ['key "filesystem"', "an empty list"]),
+        ({"filesystem": ["a=/tmp/same", "b=/tmp/same"]}, ["a and b would both mount at"]),
         ({"filesystem": {"logs": "/x"}}, ['key "filesystem"', "string or an integer"]),
         ({"port": [8081]}, ['key "port"', "string or an integer"]),
         ("[1, 2]", ["one JSON object"]),
