@@ -151,7 +151,9 @@ struct admin {
     bool closing;
     uint64_t responses[ADMIN_STATUS_SLOTS]; /* by status code, see admin_status_slot */
     uint64_t auth_failures;
-    uint64_t requests_refused; /* queries refused because the registry queue was full */
+    uint64_t refusals_logged_at; /* uv_now of the last logged bad token, 0: none yet */
+    uint64_t refusals_unlogged;  /* bad tokens since then, not logged */
+    uint64_t requests_refused;   /* queries refused because the registry queue was full */
 };
 
 /* One HTTP request on the admin port, from its headers to the end of its response. Owned by its

@@ -9,6 +9,7 @@
 #include "admin_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,11 +210,30 @@ static void copy_args(struct admin_req *req)
     }
 }
 
+/* Anyone who reaches the admin port can send bad tokens as fast as they like: the log of a
+ * device with little flash gets at most one line a second of them, saying how many it left out.
+ * Each one is counted (metrics) and recorded (the history keeps the newest of them apart). */
+static void log_refusal(struct admin *admin, const struct admin_req *req, const char *why)
+{
+    uint64_t now = uv_now(admin->loop);
+    if (admin->refusals_logged_at != 0 && now - admin->refusals_logged_at < 1000) {
+        admin->refusals_unlogged++;
+        return;
+    }
+    if (admin->refusals_unlogged > 0)
+        log_warn("admin: %s from %s for %s (and %" PRIu64 " more refused, not logged)", why,
+                 req->remote, req->path, admin->refusals_unlogged);
+    else
+        log_warn("admin: %s from %s for %s", why, req->remote, req->path);
+    admin->refusals_logged_at = now;
+    admin->refusals_unlogged = 0;
+}
+
 static void refuse_token(struct admin_req *req, bool presented)
 {
     const char *why = presented ? "wrong admin token" : "missing admin token";
     req->admin->auth_failures++;
-    log_warn("admin: %s from %s for %s", why, req->remote, req->path);
+    log_refusal(req->admin, req, why);
     admin_record(req->admin, "admin_auth_failed", req->remote, 0, NULL, why);
     admin_respond_error(req, 401, "%s: send \"Authorization: Bearer <token>\"", why);
 }

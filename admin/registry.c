@@ -27,6 +27,9 @@
 #define REGISTRY_QUEUE_MAX 4096
 /* History kept: older rows are deleted as new ones come. */
 #define REGISTRY_KEEP_EVENTS 100000
+/* Of those, refused admin requests: anyone who reaches the admin port can make them, as fast as
+ * they like, and they must not push the sessions' history out. */
+#define REGISTRY_KEEP_AUTH_FAILURES 1000
 #define REGISTRY_KEEP_ROWS 20000
 /* Records between two prunings. */
 #define REGISTRY_PRUNE_EVERY 1000
@@ -87,6 +90,8 @@ static const char *const migrations[] = {
     "CREATE INDEX sessions_by_state ON sessions (state, row);"
     "CREATE INDEX filesystems_by_session ON filesystems (run, session_id, name);"
     "CREATE INDEX filesystems_by_state ON filesystems (state);",
+    /* 2 -> 3: refused admin requests are kept apart (see prune) */
+    "CREATE INDEX events_by_kind ON events (kind, id);",
 };
 #define REGISTRY_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -570,17 +575,22 @@ static void write_record(struct registry *reg, const struct registry_record *r)
     reg->since_prune++;
 }
 
-/* Keeps the database bounded: drops the oldest events and closed rows past the limits. */
+/* Keeps the database bounded: drops the oldest events and closed rows past the limits. Events
+ * are counted, not numbered: ids of pruned refusals leave gaps. */
 static void prune(struct registry *reg)
 {
-    char sql[768];
+    char sql[1024];
     snprintf(sql, sizeof(sql),
-             "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - %d;"
+             "DELETE FROM events WHERE kind = 'admin_auth_failed' AND id < (SELECT id FROM events"
+             " WHERE kind = 'admin_auth_failed' ORDER BY id DESC LIMIT 1 OFFSET %d);"
+             "DELETE FROM events WHERE id < (SELECT id FROM events ORDER BY id DESC LIMIT 1"
+             " OFFSET %d);"
              "DELETE FROM sessions WHERE state != 'active' AND row <= (SELECT max(row) FROM"
              " sessions) - %d;"
              "DELETE FROM filesystems WHERE state != 'mounted' AND row <= (SELECT max(row) FROM"
              " filesystems) - %d;",
-             REGISTRY_KEEP_EVENTS, REGISTRY_KEEP_ROWS, REGISTRY_KEEP_ROWS);
+             REGISTRY_KEEP_AUTH_FAILURES - 1, REGISTRY_KEEP_EVENTS - 1, REGISTRY_KEEP_ROWS,
+             REGISTRY_KEEP_ROWS);
     if (sqlite3_exec(reg->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         write_failed(reg, "the pruning of old rows");
     reg->since_prune = 0;

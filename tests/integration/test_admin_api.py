@@ -120,6 +120,48 @@ def healthz_needs_no_token_everything_else_does(env):
 
 
 @suite.test
+def a_flood_of_bad_tokens_keeps_the_history_and_the_log(env):
+    """Anyone who reaches the admin port can send bad tokens as fast as they like: every one
+    is counted, but they must not push the sessions' events out of the history (which keeps
+    the newest 1,000 refusals apart) nor fill the log (one line a second at most)."""
+    import sqlite3
+    daemon = env.start_daemon()
+    env.start_webfuse2_provider(daemon, "kept", env.mkdir("src"))
+    count, batch = 2500, 100
+    request = (b"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Bearer wrong\r\n\r\n")
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", daemon.admin_port), timeout=30) as sock:
+        answers = b""
+        for sent in range(batch, count + 1, batch):
+            sock.sendall(request * batch)
+            while answers.count(b"HTTP/1.1 401 ") < sent:
+                chunk = sock.recv(1 << 16)
+                check(chunk, "the admin port closed the connection during the flood")
+                answers += chunk
+    elapsed = time.monotonic() - started
+
+    def written():
+        metrics = harness.parse_metrics(daemon.api("GET", "/metrics").body.decode())
+        queue = metrics.get(("webfuse_registry_queue_length", ()))
+        return metrics if queue == 0 else None
+
+    metrics = harness.wait_until(written, 30, what="the registry to write everything")
+    check_equal(metrics.get(("webfuse_admin_auth_failures_total", ())), count,
+                "every refusal counted")
+    with sqlite3.connect(daemon.db) as conn:
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM events GROUP BY kind"))
+    check(kinds.get("admin_auth_failed", 0) <= 2000, "refusals kept: %r" % kinds)
+    check_equal(kinds.get("attach"), 1, "the attach event before the flood")
+    with open(daemon.log_path) as f:
+        lines = [line for line in f if "wrong admin token" in line]
+    check(1 <= len(lines) <= elapsed + 2, "%d log lines about bad tokens in %.1f s"
+          % (len(lines), elapsed))
+    check("more refused, not logged" in "".join(lines) or len(lines) == 1,
+          "the log says how many it left out: %r" % lines[-3:])
+
+
+@suite.test
 def token_file_is_created_with_mode_0600_and_kept(env):
     token_file = env.path("state", "deeper", "token")
     daemon = env.start_daemon(token_file=token_file)

@@ -24,7 +24,7 @@ suite.needs_provider = True
 suite.needs_ctl = True
 
 MIB = 1024 * 1024
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DATA = {}
 
 
