@@ -66,6 +66,14 @@ struct provider_msg *provider_msg_new(size_t cap)
     return msg;
 }
 
+struct provider_msg *provider_msg_fit(struct provider_msg *msg, size_t cap)
+{
+    if (cap - msg->len < PROVIDER_MSG_SLACK)
+        return msg;
+    struct provider_msg *fit = realloc(msg, sizeof(*msg) + LWS_PRE + msg->len);
+    return fit ? fit : msg;
+}
+
 void provider_mark_serving(struct provider *p)
 {
     p->failed_attempts = 0;

@@ -297,6 +297,12 @@ struct provider {
 
 /* A message with room for `cap` payload bytes; the caller owns it until provider_send. */
 struct provider_msg *provider_msg_new(size_t cap);
+/* Unused room a message made with `cap` may keep; more is given back by provider_msg_fit. */
+#define PROVIDER_MSG_SLACK (64u * 1024)
+/* Gives back what a message of `cap` does not use, when that is more than PROVIDER_MSG_SLACK:
+ * queued messages are counted by their length, so a 13-byte answer must not hold 1 MiB. Returns
+ * the message (moved, perhaps). */
+struct provider_msg *provider_msg_fit(struct provider_msg *msg, size_t cap);
 static inline char *provider_msg_payload(struct provider_msg *msg)
 {
     return (char *)msg->bytes + LWS_PRE;

@@ -338,6 +338,7 @@ static void wf2_read_done(struct provider *p, struct pool_job *job)
     msg->len = codec_wf2_encode_read_head(provider_msg_payload(msg), r->id, result);
     if (result > 0)
         msg->len += (size_t)result;
+    msg = provider_msg_fit(msg, CODEC_WF2_READ_HEAD_SIZE + r->size);
     if (!job->cancelled && r->connection == p->connection)
         provider_send(p, msg);
     else
