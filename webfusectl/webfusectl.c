@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 
 #include "auth.h"
+#include "log.h"
 
 #define PROGRAM "webfusectl"
 #define DEFAULT_URL "http://127.0.0.1:8082"
@@ -109,7 +110,15 @@ struct conn {
     int fd;
     SSL_CTX *ctx;
     SSL *ssl;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC: the whole request has --timeout */
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct response {
     int status;
@@ -357,9 +366,16 @@ static int send_all(struct conn *c, const char *data, size_t len)
     return 0;
 }
 
-/* Up to `len` bytes: their count, 0 at the end, or a negative errno. */
+/* Up to `len` bytes: their count, 0 at the end, or a negative errno. Each read waits only for
+ * what is left of the request's time: a server that sends a byte now and then must not keep
+ * us past --timeout. */
 static ssize_t conn_read(struct conn *c, char *buf, size_t len)
 {
+    int64_t left = c->deadline_ms - now_ms();
+    if (left <= 0)
+        return -ETIMEDOUT;
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (!c->ssl) {
         ssize_t n = recv(c->fd, buf, len, 0);
         return n < 0 ? -(errno == EAGAIN ? ETIMEDOUT : errno) : n;
@@ -484,7 +500,9 @@ static int http_request(const struct options *opt, const struct target *t, const
                         struct response *resp)
 {
     char err[512];
-    struct conn c = {.fd = connect_to(t, opt->timeout_s, err, sizeof(err))};
+    int64_t deadline = now_ms() + (int64_t)opt->timeout_s * 1000;
+    struct conn c = {.fd = connect_to(t, opt->timeout_s, err, sizeof(err)),
+                     .deadline_ms = deadline};
     if (c.fd < 0 || (t->tls && tls_start(&c, t, opt->ca_file, err, sizeof(err)) != 0)) {
         error_message("%s", err);
         conn_close(&c);
@@ -543,6 +561,26 @@ static int http_request(const struct options *opt, const struct target *t, const
 /* ---- output -----------------------------------------------------------------------------------
  */
 
+/* Text from the daemon as it may reach a terminal: control characters (a hostile or
+ * impersonated daemon could send escape sequences) and bytes outside UTF-8 as \xNN. The caller
+ * frees it; NULL when out of memory. */
+static char *escaped(const char *text)
+{
+    size_t len = strlen(text);
+    char *out = malloc(4 * len + 1);
+    if (out)
+        log_escape(out, 4 * len + 1, text, len);
+    return out;
+}
+
+/* printf("%s") of daemon text, escaped. */
+static void print_text(const char *format, const char *text)
+{
+    char *e = escaped(text);
+    printf(format, e ? e : "-");
+    free(e);
+}
+
 /* A table: rows of cells (owned strings), printed with columns as wide as their widest cell. */
 #define MAX_COLUMNS 12
 
@@ -559,7 +597,7 @@ static void table_add(struct table *t, const char *const *cells)
         return;
     t->cells = grown;
     for (size_t c = 0; c < t->columns; c++)
-        t->cells[t->rows * t->columns + c] = strdup(cells[c] ? cells[c] : "-");
+        t->cells[t->rows * t->columns + c] = escaped(cells[c] ? cells[c] : "-");
     t->rows++;
 }
 
@@ -709,11 +747,13 @@ static void print_filesystems(json_t *root)
 static void print_session(json_t *s)
 {
     char b[96];
-    printf("session %s\n", cell(json_object_get(s, "id"), b, sizeof(b)));
+    print_text("session %s\n", cell(json_object_get(s, "id"), b, sizeof(b)));
     static const char *const fields[] = {"state",           "protocol", "remote",   "user",
                                          "connected_since", "requests", "bytes_in", "bytes_out"};
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-        printf("  %-16s %s\n", fields[i], cell(json_object_get(s, fields[i]), b, sizeof(b)));
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        printf("  %-16s ", fields[i]);
+        print_text("%s\n", cell(json_object_get(s, fields[i]), b, sizeof(b)));
+    }
     json_t *filesystems = json_object_get(s, "filesystems");
     if (json_array_size(filesystems) == 0)
         return;
@@ -900,31 +940,55 @@ static int parse_command(int argc, char **argv, struct command *cmd)
     return 0;
 }
 
+/* --json: the daemon's answer written again by jansson, which escapes every control character
+ * (the answer as sent could carry raw ones). */
+static void print_json(json_t *root)
+{
+    json_dumpf(root, stdout, JSON_COMPACT | JSON_ENCODE_ANY);
+    fputc('\n', stdout);
+}
+
 /* An error answer: says what the daemon said and picks the exit status. */
 static int report_error(const struct options *opt, const struct response *resp)
 {
     json_t *root = json_loadb(resp->body, resp->len, 0, NULL);
-    const char *message = json_string_value(json_object_get(root, "error"));
-    if (opt->json && resp->len > 0)
-        fwrite(resp->body, 1, resp->len, stdout);
+    const char *raw = json_string_value(json_object_get(root, "error"));
+    char *message = raw ? escaped(raw) : NULL;
+    if (opt->json && root)
+        print_json(root);
+    int status = EXIT_DAEMON;
     if (resp->status == 401) {
         error_message("the daemon refused the token (%s); check --token-file",
                       message ? message : "401 Unauthorized");
-        json_decref(root);
-        return EXIT_AUTH;
+        status = EXIT_AUTH;
+    } else {
+        error_message("%s (HTTP %d)", message ? message : "the daemon answered with an error",
+                      resp->status);
     }
-    error_message("%s (HTTP %d)", message ? message : "the daemon answered with an error",
-                  resp->status);
+    free(message);
     json_decref(root);
-    return EXIT_DAEMON;
+    return status;
+}
+
+/* Metrics are lines of text: each one escaped. */
+static void print_lines(const char *body, size_t len)
+{
+    while (len > 0) {
+        const char *nl = memchr(body, '\n', len);
+        size_t n = nl ? (size_t)(nl - body) : len;
+        char *line = strndup(body, n);
+        if (line)
+            print_text("%s\n", line);
+        free(line);
+        body += nl ? n + 1 : n;
+        len -= nl ? n + 1 : n;
+    }
 }
 
 static int show(const struct options *opt, const struct command *cmd, const struct response *resp)
 {
-    if (cmd->kind == CMD_METRICS || opt->json) {
-        fwrite(resp->body, 1, resp->len, stdout);
-        if (resp->len > 0 && resp->body[resp->len - 1] != '\n')
-            fputc('\n', stdout);
+    if (cmd->kind == CMD_METRICS) {
+        print_lines(resp->body, resp->len);
         return EXIT_OK;
     }
     json_error_t error;
@@ -932,6 +996,11 @@ static int show(const struct options *opt, const struct command *cmd, const stru
     if (!root) {
         error_message("the daemon's answer is not JSON: %s", error.text);
         return EXIT_UNREACHABLE;
+    }
+    if (opt->json) {
+        print_json(root);
+        json_decref(root);
+        return EXIT_OK;
     }
     char b[96];
     switch (cmd->kind) {
@@ -948,14 +1017,14 @@ static int show(const struct options *opt, const struct command *cmd, const stru
         print_events(root);
         break;
     case CMD_DETACH:
-        printf("detaching %s (session %s)\n", cmd->subject,
-               cell(json_object_get(root, "session"), b, sizeof(b)));
+        printf("detaching %s (session ", cmd->subject);
+        print_text("%s)\n", cell(json_object_get(root, "session"), b, sizeof(b)));
         break;
     case CMD_DISCONNECT:
         printf("disconnecting session %s\n", cmd->subject);
         break;
     case CMD_HEALTH:
-        printf("%s\n", cell(json_object_get(root, "status"), b, sizeof(b)));
+        print_text("%s\n", cell(json_object_get(root, "status"), b, sizeof(b)));
         break;
     case CMD_METRICS:
         break;

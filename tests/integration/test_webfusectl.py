@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -203,9 +204,70 @@ def exit_codes(env):
                            url="http://127.0.0.1:%d" % silent.getsockname()[1])
         check_equal(rc, 3, "silent server: exit status")
         check(time.monotonic() - start < 5, "the timeout did not hold")
+    # One that answers a header line every half second: --timeout is for the whole request.
+    with socket.socket() as dripping:
+        dripping.bind(("127.0.0.1", 0))
+        dripping.listen(1)
+
+        def drip():
+            conn, _ = dripping.accept()
+            with conn:
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                    for i in range(40):
+                        time.sleep(0.5)
+                        conn.sendall(b"X-Slow-%d: y\r\n" % i)
+                except OSError:
+                    pass
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        start = time.monotonic()
+        rc, out, err = ctl(daemon, "--timeout", "2", "sessions",
+                           url="http://127.0.0.1:%d" % dripping.getsockname()[1])
+        check_equal(rc, 3, "dripping server: exit status (%r)" % err)
+        check(time.monotonic() - start < 4, "--timeout 2 held %.1f s against a dripping server"
+              % (time.monotonic() - start))
     # 1: the daemon said no
     rc, out, err = ctl(daemon, "session", "77")
     check_equal(rc, 1, "unknown session: exit status")
+
+
+def serve_once(body, status="200 OK", content_type="application/json"):
+    """A one-request HTTP server answering `body`; returns its URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        with conn, server:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n" % (status.encode(), content_type.encode(),
+                                                           len(body)) + body)
+    threading.Thread(target=answer, daemon=True).start()
+    return "http://127.0.0.1:%d" % server.getsockname()[1]
+
+
+@suite.test
+def text_from_the_daemon_reaches_the_terminal_escaped(env):
+    """A hostile (or impersonated) daemon's strings must not drive the terminal: escape
+    sequences in names, errors and metrics come out as \\x1b, also with --json."""
+    daemon = env.start_daemon()
+    evil = "fs\u001b[2J\u001b]0;pwned\u0007"
+    listing = json.dumps({"filesystems": [{"name": evil, "session": 1, "mountpoint": "/m" + evil,
+                                           "state": "mounted", "protocol": "webfuse2"}]})
+    cases = [(["filesystems"], listing.encode(), "200 OK"),
+             (["--json", "filesystems"], listing.encode(), "200 OK"),
+             (["session", "3"], json.dumps({"error": "no " + evil}).encode(), "404 Not Found"),
+             (["metrics"], b"webfuse_x 1\n# \x1b[2J evil\n", "200 OK")]
+    for args, body, status in cases:
+        rc, out, err = ctl(daemon, *args, url=serve_once(body, status))
+        check("\x1b" not in out + err and "\x07" not in out + err,
+              "webfusectl %s passed an escape sequence on: %r %r" % (" ".join(args), out, err))
+        shown = (out + err).lower()
+        check("\\x1b" in shown or "\\u001b" in shown,
+              "webfusectl %s shows the escape as text: %r %r" % (" ".join(args), out, err))
 
 
 @suite.test
