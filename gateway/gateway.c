@@ -562,6 +562,13 @@ static int prepare_fixed_mountpoints(const struct gateway_options *opt,
     return 0;
 }
 
+/* SCHEME://ADDRESS:PORT/, an IPv6 address in brackets, for the log. */
+static void url_of(char *out, size_t cap, const char *scheme, const char *address, int port)
+{
+    bool v6 = strchr(address, ':') != NULL;
+    snprintf(out, cap, "%s://%s%s%s:%d/", scheme, v6 ? "[" : "", address, v6 ? "]" : "", port);
+}
+
 /* A start that fails leaves the machine as it was: a mount root it made goes again. */
 static void locks_release(struct gateway *gw, bool started)
 {
@@ -694,8 +701,8 @@ int gateway_run(const struct gateway_options *opt)
         goto out;
     if (opt->admin) {
         char listen[300];
-        snprintf(listen, sizeof(listen), "%s://%s:%d/", opt->admin_cert ? "https" : "http",
-                 opt->admin_bind, opt->admin_port);
+        url_of(listen, sizeof(listen), opt->admin_cert ? "https" : "http", opt->admin_bind,
+               opt->admin_port);
         struct admin_config admin_config = {
             .token_file = opt->admin_token_file,
             .db_path = opt->db_path,
@@ -708,11 +715,14 @@ int gateway_run(const struct gateway_options *opt)
         goto out_hub;
 
     gateway_warn_exposure(opt);
-    log_info("listening on %s://%s:%d/, mounting under %s%s", opt->cert ? "wss" : "ws", opt->bind,
-             opt->port, gw.mount_root, gw.users ? ", providers must authenticate" : "");
-    if (opt->docroot)
-        log_info("serving %s at %s://%s:%d/", gw.docroot, opt->cert ? "https" : "http", opt->bind,
-                 opt->port);
+    char url[300];
+    url_of(url, sizeof(url), opt->cert ? "wss" : "ws", opt->bind, opt->port);
+    log_info("listening on %s, mounting under %s%s", url, gw.mount_root,
+             gw.users ? ", providers must authenticate" : "");
+    if (opt->docroot) {
+        url_of(url, sizeof(url), opt->cert ? "https" : "http", opt->bind, opt->port);
+        log_info("serving %s at %s", gw.docroot, url);
+    }
     notify_systemd("READY=1");
     uv_run(&gw.loop, UV_RUN_DEFAULT);
     status = EXIT_SUCCESS;

@@ -105,6 +105,27 @@ def an_ipv4_bind_address_is_the_only_one_listened_on(env):
 
 
 @suite.test
+def ipv6_addresses_are_logged_in_brackets(env):
+    port, admin_port = harness.free_port(), harness.free_port()
+    argv = [harness.binary("WEBFUSED", "webfused"), "--no-config", "--bind", "::1",
+            "--port", str(port), "--admin-bind", "::1", "--admin-port", str(admin_port),
+            "--mount-root", env.path("root"), "--db", env.path("h.db"),
+            "--admin-token-file", env.path("token")]
+    daemon = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    env.add_cleanup(daemon.kill)
+    lines = []
+    while not any("listening on" in line for line in lines):
+        line = daemon.stderr.readline()
+        check(line, "webfused ended before listening: %r" % lines)
+        lines.append(line)
+    daemon.terminate()
+    daemon.wait(10)
+    text = "".join(lines)
+    check("listening on ws://[::1]:%d/" % port in text and
+          "admin API on http://[::1]:%d/" % admin_port in text, "the log: %r" % text)
+
+
+@suite.test
 def a_listen_address_the_machine_lacks_stops_the_start(env):
     """libwebsockets listens nowhere (and says so only at debug level) for an address no
     interface has, and on every address when it cannot list the interfaces. Both stop the
