@@ -228,8 +228,32 @@ static int read_token(const char *path, char *token, size_t cap)
 /* ---- HTTP -------------------------------------------------------------------------------------
  */
 
-/* Connects within timeout_s; returns the socket or -1 with a message in err. */
-static int connect_to(const struct target *t, int timeout_s, char *err, size_t cap)
+/* Milliseconds left until `deadline_ms`, at least 0. */
+static int ms_left(int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - now_ms();
+    return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/* Waits until the socket is ready for `events` or the deadline passes: 0, -ETIMEDOUT or a
+ * negative errno. Every wait of a request takes from one budget, --timeout: a server that sends
+ * a byte now and then (also inside a TLS record) cannot keep us longer. */
+static int wait_ready(int fd, short events, int64_t deadline_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    for (;;) {
+        int n = poll(&pfd, 1, ms_left(deadline_ms));
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Connects before the deadline; returns the socket (non-blocking) or -1 with a message in err. */
+static int connect_to(const struct target *t, int64_t deadline_ms, char *err, size_t cap)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *list;
@@ -249,14 +273,13 @@ static int connect_to(const struct target *t, int timeout_s, char *err, size_t c
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
             break;
         if (errno == EINPROGRESS) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            int n = poll(&pfd, 1, timeout_s * 1000);
+            int rc = wait_ready(fd, POLLOUT, deadline_ms);
             int so_error = 0;
             socklen_t len = sizeof(so_error);
-            if (n == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 &&
+            if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 &&
                 so_error == 0)
                 break;
-            last = n == 0 ? ETIMEDOUT : so_error ? so_error : errno;
+            last = rc != 0 ? -rc : so_error ? so_error : errno;
         } else {
             last = errno;
         }
@@ -271,12 +294,23 @@ static int connect_to(const struct target *t, int timeout_s, char *err, size_t c
                  t->host, t->port, strerror(last));
         return -1;
     }
-    int flags = fcntl(fd, F_GETFL);
-    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    struct timeval tv = {.tv_sec = timeout_s};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     return fd;
+}
+
+/* After an SSL call that returned `rc`: waits for what OpenSSL needs. 0 to call again, or a
+ * negative errno (-EPROTO for a TLS failure). */
+static int tls_wait(struct conn *c, int rc)
+{
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ)
+        return wait_ready(c->fd, POLLIN, c->deadline_ms);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return wait_ready(c->fd, POLLOUT, c->deadline_ms);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return -ENODATA;
+    if (e == SSL_ERROR_SYSCALL && errno != 0)
+        return -errno;
+    return e == SSL_ERROR_SYSCALL ? -ENODATA : -EPROTO;
 }
 
 /* The reason OpenSSL gives for the last failure, for messages. */
@@ -321,9 +355,15 @@ static int tls_start(struct conn *c, const struct target *t, const char *ca_file
         SSL_set_tlsext_host_name(c->ssl, t->host);
         X509_VERIFY_PARAM_set1_host(param, t->host, 0);
     }
-    if (SSL_connect(c->ssl) != 1) {
+    int rc;
+    while ((rc = SSL_connect(c->ssl)) != 1) {
+        int waited = tls_wait(c, rc);
+        if (waited == 0)
+            continue;
         long verify = SSL_get_verify_result(c->ssl);
-        if (verify != X509_V_OK)
+        if (waited == -ETIMEDOUT)
+            snprintf(err, cap, "TLS with %s port %s: no answer within --timeout", t->host, t->port);
+        else if (verify != X509_V_OK)
             snprintf(err, cap, "TLS with %s port %s failed: the certificate is not trusted: %s%s",
                      t->host, t->port, X509_verify_cert_error_string(verify),
                      ca_file ? "" : " (a self-signed one is trusted with --ca FILE)");
@@ -346,22 +386,30 @@ static void conn_close(struct conn *c)
         close(c->fd);
 }
 
+/* 0, or a negative errno. */
 static int send_all(struct conn *c, const char *data, size_t len)
 {
     while (len > 0) {
         ssize_t n;
+        int rc = 0;
         if (c->ssl) {
             int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
             n = SSL_write(c->ssl, data, chunk);
+            if (n <= 0)
+                rc = tls_wait(c, (int)n);
         } else {
             n = send(c->fd, data, len, MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR)
-                continue;
+            if (n < 0)
+                rc = errno == EAGAIN  ? wait_ready(c->fd, POLLOUT, c->deadline_ms)
+                     : errno == EINTR ? 0
+                                      : -errno;
         }
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
+        if (rc != 0)
+            return rc;
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        }
     }
     return 0;
 }
@@ -371,25 +419,27 @@ static int send_all(struct conn *c, const char *data, size_t len)
  * us past --timeout. */
 static ssize_t conn_read(struct conn *c, char *buf, size_t len)
 {
-    int64_t left = c->deadline_ms - now_ms();
-    if (left <= 0)
-        return -ETIMEDOUT;
-    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (!c->ssl) {
-        ssize_t n = recv(c->fd, buf, len, 0);
-        return n < 0 ? -(errno == EAGAIN ? ETIMEDOUT : errno) : n;
+    for (;;) {
+        int rc;
+        if (!c->ssl) {
+            ssize_t n = recv(c->fd, buf, len, 0);
+            if (n >= 0)
+                return n;
+            rc = errno == EAGAIN  ? wait_ready(c->fd, POLLIN, c->deadline_ms)
+                 : errno == EINTR ? 0
+                                  : -errno;
+        } else {
+            int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
+            int n = SSL_read(c->ssl, buf, chunk);
+            if (n > 0)
+                return n;
+            rc = tls_wait(c, n);
+            if (rc == -ENODATA) /* the peer closed (with or without close_notify) */
+                return 0;
+        }
+        if (rc != 0)
+            return rc;
     }
-    int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
-    int n = SSL_read(c->ssl, buf, chunk);
-    if (n > 0)
-        return n;
-    int e = SSL_get_error(c->ssl, n);
-    if (e == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    if (e == SSL_ERROR_SYSCALL && errno != 0)
-        return -(errno == EAGAIN ? ETIMEDOUT : errno);
-    return e == SSL_ERROR_SYSCALL ? 0 : -EPROTO;
 }
 
 /* Reads until the peer closes (we sent "Connection: close"). */
@@ -414,8 +464,6 @@ static int recv_all(struct conn *c, char **out, size_t *out_len)
             buf = bigger;
         }
         ssize_t n = conn_read(c, buf + len, cap - len);
-        if (n == -EINTR)
-            continue;
         if (n < 0) {
             free(buf);
             return (int)n;
@@ -501,8 +549,7 @@ static int http_request(const struct options *opt, const struct target *t, const
 {
     char err[512];
     int64_t deadline = now_ms() + (int64_t)opt->timeout_s * 1000;
-    struct conn c = {.fd = connect_to(t, opt->timeout_s, err, sizeof(err)),
-                     .deadline_ms = deadline};
+    struct conn c = {.fd = connect_to(t, deadline, err, sizeof(err)), .deadline_ms = deadline};
     if (c.fd < 0 || (t->tls && tls_start(&c, t, opt->ca_file, err, sizeof(err)) != 0)) {
         error_message("%s", err);
         conn_close(&c);
@@ -534,8 +581,9 @@ static int http_request(const struct options *opt, const struct target *t, const
     }
     char *raw = NULL;
     size_t raw_len = 0;
-    int rc = send_all(&c, request, (size_t)n) == 0 ? recv_all(&c, &raw, &raw_len)
-                                                   : -(errno ? errno : EPIPE);
+    int rc = send_all(&c, request, (size_t)n);
+    if (rc == 0)
+        rc = recv_all(&c, &raw, &raw_len);
     explicit_bzero(request, (size_t)n);
     free(request);
     conn_close(&c);
@@ -944,7 +992,7 @@ static int parse_command(int argc, char **argv, struct command *cmd)
  * (the answer as sent could carry raw ones). */
 static void print_json(json_t *root)
 {
-    json_dumpf(root, stdout, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_dumpf(root, stdout, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
     fputc('\n', stdout);
 }
 

@@ -180,6 +180,23 @@ def admin_api_speaks_https(env):
 
 
 @suite.test
+def webfusectl_timeout_holds_against_a_dripping_https_server(env):
+    """--timeout bounds the whole request over TLS too: a server that sends a header line (one
+    TLS record) every half second must not keep webfusectl --timeout 2."""
+    cert, key = CERT["device"]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    host, port = harness.dripping_server(context)
+    start = time.monotonic()
+    p = subprocess.run([harness.binary("WEBFUSECTL", "webfusectl"), "--url",
+                        "https://%s:%d" % (host, port), "--ca", cert, "--timeout", "2", "health"],
+                       capture_output=True, text=True, timeout=30)
+    elapsed = time.monotonic() - start
+    check_equal(p.returncode, 3, "exit status against a dripping server (%r)" % p.stderr)
+    check(elapsed < 4, "--timeout 2 held %.1f s" % elapsed)
+
+
+@suite.test
 def separate_admin_certificate_and_unreadable_files(env):
     cert, key = CERT["device"]
     other_cert, other_key = CERT["other"]

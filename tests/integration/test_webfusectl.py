@@ -205,28 +205,12 @@ def exit_codes(env):
         check_equal(rc, 3, "silent server: exit status")
         check(time.monotonic() - start < 5, "the timeout did not hold")
     # One that answers a header line every half second: --timeout is for the whole request.
-    with socket.socket() as dripping:
-        dripping.bind(("127.0.0.1", 0))
-        dripping.listen(1)
-
-        def drip():
-            conn, _ = dripping.accept()
-            with conn:
-                try:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
-                    for i in range(40):
-                        time.sleep(0.5)
-                        conn.sendall(b"X-Slow-%d: y\r\n" % i)
-                except OSError:
-                    pass
-        dripper = threading.Thread(target=drip, daemon=True)
-        dripper.start()
-        start = time.monotonic()
-        rc, out, err = ctl(daemon, "--timeout", "2", "sessions",
-                           url="http://127.0.0.1:%d" % dripping.getsockname()[1])
-        check_equal(rc, 3, "dripping server: exit status (%r)" % err)
-        check(time.monotonic() - start < 4, "--timeout 2 held %.1f s against a dripping server"
-              % (time.monotonic() - start))
+    host, port = harness.dripping_server()
+    start = time.monotonic()
+    rc, out, err = ctl(daemon, "--timeout", "2", "sessions", url="http://%s:%d" % (host, port))
+    check_equal(rc, 3, "dripping server: exit status (%r)" % err)
+    check(time.monotonic() - start < 4, "--timeout 2 held %.1f s against a dripping server"
+          % (time.monotonic() - start))
     # 1: the daemon said no
     rc, out, err = ctl(daemon, "session", "77")
     check_equal(rc, 1, "unknown session: exit status")
