@@ -33,6 +33,7 @@ struct inode_table {
     struct inode_node **ino_buckets; /* provider inode index: st_ino -> nodes with attributes */
     size_t ino_nbuckets;
     size_t ino_count;
+    uint64_t ino_seed; /* random: see ino_bucket_of */
 };
 
 int inode_table_init(struct inode_table *t);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 struct inode_node {
     uint64_t ino;
@@ -110,10 +111,13 @@ static void index_grow(struct inode_table *t)
  * Doubly linked, so that a node leaves in constant time even when a provider gives many files
  * one number. */
 
+/* The provider picks the numbers: with a seed it cannot know, it cannot pick many that share a
+ * bucket (and make every update walk them). */
 static struct inode_node **ino_bucket_of(struct inode_table *t, uint64_t provider_ino)
 {
-    uint64_t h = provider_ino * 0x9e3779b97f4a7c15ull; /* spreads consecutive numbers */
-    return &t->ino_buckets[(h >> 32) & (t->ino_nbuckets - 1)];
+    uint64_t h = (provider_ino ^ t->ino_seed) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+    return &t->ino_buckets[(h * 0xbf58476d1ce4e5b9ull >> 32) & (t->ino_nbuckets - 1)];
 }
 
 static bool ino_indexed(const struct inode_node *node)
@@ -234,6 +238,8 @@ int inode_table_init(struct inode_table *t)
     t->nbuckets = INODE_BUCKETS_MIN;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
     t->ino_nbuckets = INODE_BUCKETS_MIN;
+    if (getrandom(&t->ino_seed, sizeof(t->ino_seed), GRND_NONBLOCK) != sizeof(t->ino_seed))
+        t->ino_seed = (uint64_t)(uintptr_t)t; /* where the heap is: unknown to a provider too */
     t->ino_buckets = calloc(t->ino_nbuckets, sizeof(*t->ino_buckets));
     t->slot_cap = INODE_SLOTS_MIN;
     t->slots = calloc(t->slot_cap, sizeof(*t->slots));
