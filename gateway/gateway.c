@@ -539,9 +539,10 @@ static int prepare_mount_root(const struct gateway_options *opt, struct gateway 
     return 0;
 }
 
-/* --filesystem NAME=DIR: made with its parents while we are still root, and handed to --user,
- * who mounts there through fusermount3 (which wants write access to it). They stay after a
- * detach: they are configuration. */
+/* --filesystem NAME=DIR: made with its parents while we are still root. With --user,
+ * fusermount3 mounts there and wants write access: a DIR made here is handed to the user, one
+ * that existed is checked (never given away: it could be /srv, or a typo for /etc). They stay
+ * after a detach: they are configuration. */
 static int prepare_fixed_mountpoints(const struct gateway_options *opt,
                                      const struct gateway_identity *identity)
 {
@@ -549,13 +550,15 @@ static int prepare_fixed_mountpoints(const struct gateway_options *opt,
         const char *dir = opt->filesystems[i].mountpoint;
         if (!dir)
             continue;
-        int rc = mkdir_parents(dir, NULL);
+        size_t made = 0;
+        int rc = mkdir_parents(dir, &made);
         if (rc != 0) {
             log_error("cannot create %s for --filesystem %s: %s", dir, opt->filesystems[i].name,
                       strerror(-rc));
             return rc;
         }
-        rc = gateway_identity_hand_over(identity, dir);
+        rc = made ? gateway_identity_hand_over(identity, dir)
+                  : gateway_identity_can_write(identity, opt->run_user, dir);
         if (rc != 0)
             return rc;
     }
@@ -572,37 +575,16 @@ static void url_of(char *out, size_t cap, const char *scheme, const char *addres
 /* A start that fails leaves the machine as it was: a mount root it made goes again. */
 static void locks_release(struct gateway *gw, bool started)
 {
+    /* Still locked: a webfused starting now must not take a directory about to go. */
+    if (!started)
+        mkdir_undo(gw->opt->mount_root, gw->made_mount_root);
     for (size_t i = 0; i < sizeof(gw->locks) / sizeof(gw->locks[0]); i++)
         if (gw->locks[i] >= 0)
             close(gw->locks[i]);
-    if (!started)
-        mkdir_undo(gw->opt->mount_root, gw->made_mount_root);
 }
 
-/* Start-up checks and loads that need no loop: TLS files, --user, the users file. */
-static int gateway_prepare(const struct gateway_options *opt, struct gateway_identity *identity,
-                           struct auth_users **users)
-{
-    int rc = gateway_tls_check(opt);
-    if (rc == 0)
-        rc = gateway_listen_check(opt);
-    if (rc == 0)
-        rc = gateway_identity_resolve(opt, identity);
-    if (rc != 0 || !opt->auth_file)
-        return rc;
-    char err[512];
-    rc = auth_users_load(opt->auth_file, users, err, sizeof(err));
-    if (rc != 0) {
-        log_error("--auth-file: %s", err);
-        return rc;
-    }
-    log_info("%zu user(s) may attach filesystems (from %s)", auth_users_count(*users),
-             opt->auth_file);
-    return 0;
-}
-
-/* --check-config: what a start would refuse in the paths the options name, without making
- * anything (a start makes the mount root, the log file and the token file when missing). */
+/* What a start would refuse in the paths the options name, found without making anything (a
+ * start makes the mount root, the log file and the token file when missing). */
 static int paths_check(const struct gateway_options *opt)
 {
     struct stat st;
@@ -625,13 +607,36 @@ static int paths_check(const struct gateway_options *opt)
     return admin_check(&admin);
 }
 
+/* Start-up checks and loads that need no loop: TLS files, listen addresses, --user, paths, the
+ * users file. */
+static int gateway_prepare(const struct gateway_options *opt, struct gateway_identity *identity,
+                           struct auth_users **users)
+{
+    int rc = gateway_tls_check(opt);
+    if (rc == 0)
+        rc = gateway_listen_check(opt);
+    if (rc == 0)
+        rc = gateway_identity_resolve(opt, identity);
+    if (rc == 0)
+        rc = paths_check(opt);
+    if (rc != 0 || !opt->auth_file)
+        return rc;
+    char err[512];
+    rc = auth_users_load(opt->auth_file, users, err, sizeof(err));
+    if (rc != 0) {
+        log_error("--auth-file: %s", err);
+        return rc;
+    }
+    log_info("%zu user(s) may attach filesystems (from %s)", auth_users_count(*users),
+             opt->auth_file);
+    return 0;
+}
+
 int gateway_check(const struct gateway_options *opt)
 {
     struct gateway_identity identity = {0};
     struct auth_users *users = NULL;
     int rc = gateway_prepare(opt, &identity, &users);
-    if (rc == 0)
-        rc = paths_check(opt);
     auth_users_free(users);
     if (rc != 0)
         return GATEWAY_EXIT_CONFIG;
@@ -656,9 +661,11 @@ int gateway_run(const struct gateway_options *opt)
     gw.opt = opt;
     signal(SIGPIPE, SIG_IGN);
     struct gateway_identity identity = {0};
-    if (gateway_prepare(opt, &identity, &gw.users) != 0) {
+    int rc = gateway_prepare(opt, &identity, &gw.users);
+    if (rc != 0) {
         auth_users_free(gw.users);
-        return GATEWAY_EXIT_CONFIG;
+        /* An address may come later (DHCP, a network manager): a restart may find it. */
+        return rc == -EADDRNOTAVAIL ? EXIT_FAILURE : GATEWAY_EXIT_CONFIG;
     }
     if (prepare_mount_root(opt, &gw) != 0 ||
         gateway_identity_hand_over(&identity, gw.mount_root) != 0 ||

@@ -45,6 +45,10 @@ int gateway_identity_resolve(const struct gateway_options *opt, struct gateway_i
 /* Gives `path` (the mount root) to the identity we drop to, so that it can create mount points
  * there. No-op without --user. */
 int gateway_identity_hand_over(const struct gateway_identity *id, const char *path);
+/* Whether the identity we drop to may write to the existing directory `path` (fusermount3 wants
+ * it of a mount point). 0 or -EACCES, logged. No-op without --user. */
+int gateway_identity_can_write(const struct gateway_identity *id, const char *user,
+                               const char *path);
 /* Becomes the identity for good (supplementary groups cleared). No-op without --user. */
 int gateway_identity_drop(const struct gateway_identity *id, const char *user);
 /* Checks that --bind (and --admin-bind) name an address or interface this machine has. 0 or a

@@ -95,17 +95,25 @@ int gateway_tls_check(const struct gateway_options *opt)
     return rc;
 }
 
-/* Read as fusermount3 reads it: '#' starts a comment, blanks around an option do not count. */
+/* Read as fusermount3 reads it: lines of up to 255 bytes that end in a newline (the rest of a
+ * longer line, and a last line without one, are not options); '#' starts a comment; blanks
+ * around an option do not count. */
 static bool fuse_conf_allows_other(void)
 {
     FILE *f = fopen(GATEWAY_FUSE_CONF, "re");
     if (!f)
         return false;
     char line[256];
-    bool allowed = false;
+    bool allowed = false, line_start = true;
     while (!allowed && fgets(line, sizeof(line), f)) {
+        bool whole = line_start && strchr(line, '\n');
+        line_start = strchr(line, '\n') != NULL;
+        if (!whole)
+            continue;
         line[strcspn(line, "#\n")] = '\0';
-        char *start = line + strspn(line, " \t");
+        char *start = line;
+        while (isspace((unsigned char)*start))
+            start++;
         size_t len = strlen(start);
         while (len > 0 && isspace((unsigned char)start[len - 1]))
             len--;
@@ -168,6 +176,26 @@ int gateway_identity_hand_over(const struct gateway_identity *id, const char *pa
         return rc;
     }
     return 0;
+}
+
+int gateway_identity_can_write(const struct gateway_identity *id, const char *user,
+                               const char *path)
+{
+    struct stat st;
+    if (!id->drop)
+        return 0;
+    if (stat(path, &st) != 0) {
+        int rc = -errno;
+        log_error("cannot look at %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    bool writable = (st.st_uid == id->uid && (st.st_mode & S_IWUSR)) ||
+                    (st.st_gid == id->gid && (st.st_mode & S_IWGRP)) || (st.st_mode & S_IWOTH);
+    if (writable)
+        return 0;
+    log_error("--user %s cannot write to %s, where fusermount3 would mount: chown it to %s", user,
+              path, user);
+    return -EACCES;
 }
 
 int gateway_identity_drop(const struct gateway_identity *id, const char *user)

@@ -374,15 +374,47 @@ def check_same_tree(reference, actual, what, content=True, times=False):
 # ---- processes ----------------------------------------------------------------------------------
 
 
+def dripping_server(ssl_context=None):
+    """An HTTP server for one request that answers a status line, then a header line every half
+    second for 20 s (over TLS with `ssl_context`): for client timeouts. Returns (host, port)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def drip():
+        with listener:
+            conn, _ = listener.accept()
+            try:
+                with ssl_context.wrap_socket(conn, server_side=True) if ssl_context else conn as c:
+                    c.recv(65536)
+                    c.sendall(b"HTTP/1.1 200 OK\r\n")
+                    for i in range(40):
+                        time.sleep(0.5)
+                        c.sendall(b"X-Slow-%d: y\r\n" % i)
+            except OSError:
+                pass
+    threading.Thread(target=drip, daemon=True, name="dripping-server").start()
+    return listener.getsockname()
+
+
+# socket()'s system call number and the audit architecture, where the filter below knows them.
+_SECCOMP_ARCH = {"x86_64": (41, 0xc000003e), "aarch64": (198, 0xc00000b7)}
+
+
 def restrict_address_families(allowed):
     """A function for a child before exec: socket() of a family not in `allowed` fails with
     EAFNOSUPPORT, as systemd's RestrictAddressFamilies= does (a seccomp filter, by hand)."""
     import ctypes
-    socket_nr = {"x86_64": 41, "aarch64": 198}[os.uname().machine]
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        fail("no seccomp numbers for %s in harness._SECCOMP_ARCH" % machine)
+    socket_nr, audit_arch = _SECCOMP_ARCH[machine]
     ret_errno, ret_allow = 0x00050000 | errno.EAFNOSUPPORT, 0x7fff0000
     ld_abs, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET
     n = len(allowed)
-    program = [(ld_abs, 0, 0, 0),                   # the system call's number
+    program = [(ld_abs, 0, 0, 4),                   # the architecture
+               (jeq, 0, n + 4, audit_arch),         # another one: allowed
+               (ld_abs, 0, 0, 0),                   # the system call's number
                (jeq, 0, n + 2, socket_nr),          # not socket(): allowed
                (ld_abs, 0, 0, 16)]                  # socket()'s family (the low half)
     program += [(jeq, n - i, 0, family) for i, family in enumerate(allowed)]
@@ -421,8 +453,13 @@ def keep_fuse_conf(env):
 
 
 def write_fuse_conf(content):
-    with open(FUSE_CONF, "w") as f:
+    """Replaces /etc/fuse.conf whole (readers never see half a file). ctest runs the suites
+    that do this one at a time (RESOURCE_LOCK fuse_conf)."""
+    temporary = FUSE_CONF + ".webfuse-test"
+    with open(temporary, "w") as f:
         f.write(content)
+    os.chmod(temporary, 0o644)
+    os.rename(temporary, FUSE_CONF)
 
 
 def free_port():

@@ -218,6 +218,15 @@ def user_mounts_at_a_configured_directory(env):
     harness.wait_mounted(fixed)
     check_equal(read_as(UNPRIVILEGED, os.path.join(fixed, "f")), (0, b"at a fixed place"),
                 "reading as the mount's owner")
+    # A directory that existed is never given away (it could be /srv, or a typo for /etc):
+    # the start is refused until its owner lets the user write there.
+    existing = env.mkdir("existing")
+    refused = env.start_daemon(extra=["--user", UNPRIVILEGED, "--filesystem",
+                                      "fw=" + existing], wait=False)
+    check_equal(refused.wait(10), 1, "status with a directory the user cannot write to")
+    check("--user %s cannot write to %s" % (UNPRIVILEGED, existing) in refused.log_text(),
+          "its log: %s" % refused.log_text())
+    check_equal(os.stat(existing).st_uid, 0, "the existing directory's owner")
 
 
 @suite.test
@@ -231,10 +240,13 @@ def allow_other_with_user_needs_fusermounts_consent(env):
             str(harness.free_port()), "--mount-root", env.path("root"), "--user", UNPRIVILEGED,
             "--allow-other"]
     harness.keep_fuse_conf(env)
-    harness.write_fuse_conf("# user_allow_other\n  #user_allow_other\nmount_max = 1000\n")
+    # Commented out, after a line too long for fusermount3, and without the last newline: none
+    # of them counts for fusermount3, so none may count here.
+    harness.write_fuse_conf("# user_allow_other\n  #user_allow_other\nmount_max = 1000\n" +
+                            "x" * 300 + "user_allow_other\nuser_allow_other")
     user = pwd.getpwnam(UNPRIVILEGED)
     # As root with --user (checked, then started), and started as that user.
-    for argv, status, uid in ((base + ["--check-config"], 2, None), (base, 1, None),
+    for argv, status, uid in ((base + ["--check-config"], 2, None), (base, 2, None),
                               (base[:-3] + ["--allow-other", "--check-config"], 2, user.pw_uid)):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, user=uid)
         check_equal(done.returncode, status, "exit status of %r as uid %s" % (argv[-3:], uid))
