@@ -7,6 +7,7 @@ the growing delay after repeated failures from one address."""
 import os
 import re
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -475,10 +476,12 @@ def log_has_one_line_per_attach_detach_and_failed_login(env):
     """Each attach, detach and failed login is one line of the daemon's log with the session
     id, the filesystem name where it is known (webfuse2 names it in the URL before logging in)
     and the provider's address; the lines match the history event for event."""
-    blocked = env.path("not-a-directory")
-    open(blocked, "w").close()
+    blocked = env.path("blocked")
     daemon = start(env, extra=["--filesystem", "firmware", "--filesystem", "logs",
                                "--filesystem", "broken=%s/below" % blocked])
+    # Made at start; a file in the place of its parent makes the attach fail.
+    shutil.rmtree(blocked)
+    open(blocked, "w").close()
     ws = wf2_connect(daemon, "firmware", {"X-Auth-Token": "alice:pw-alice"})
     harness.wait_mounted(daemon.mount_path("firmware"))
     ws.close()
