@@ -23,6 +23,30 @@ static bool key_forbidden(const char *key)
     return false;
 }
 
+/* Keys that name a file or directory and may be relative. */
+static bool key_is_path(const char *key)
+{
+    static const char *const paths[] = {"db",         "admin-token-file", "cert",      "key",
+                                        "admin-cert", "admin-key",        "auth-file", "docroot"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        if (strcmp(key, paths[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A relative path in the file is relative to the file's directory, not to wherever webfused was
+ * started (/ under systemd). Kept alive in `keep`; NULL when out of memory. */
+static const char *path_in_file(const char *file, const char *text, json_t *keep)
+{
+    const char *slash = strrchr(file, '/');
+    if (text[0] == '/' || text[0] == '\0' || !slash) /* an empty one stays wrong */
+        return text;
+    json_t *joined = json_sprintf("%.*s/%s", (int)(slash - file), file, text);
+    if (!joined || json_array_append_new(keep, joined) != 0)
+        return NULL;
+    return json_string_value(joined);
+}
+
 /* The option's argument as text; numbers are converted and kept alive in `keep`. */
 static const char *value_text(json_t *value, json_t *keep)
 {
@@ -80,6 +104,10 @@ static int apply_key(struct gateway_options *opt, const char *path, const char *
     if (!text) {
         fprintf(stderr, "webfused: %s must be a string or an integer\n", origin);
         return -EINVAL;
+    }
+    if (key_is_path(key) && !(text = path_in_file(path, text, opt->config))) {
+        fprintf(stderr, "webfused: out of memory\n");
+        return -ENOMEM;
     }
     return options_set(opt, key, text, origin);
 }

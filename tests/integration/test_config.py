@@ -32,11 +32,11 @@ def write_config(env, content, name="webfused.conf"):
     return path
 
 
-def check_config(*args, timeout=10):
+def check_config(*args, timeout=10, cwd=None):
     """Runs webfused --check-config with args (after --no-config: the machine's own
     configuration must not count); returns (status, stdout, stderr)."""
     p = subprocess.run([WEBFUSED, "--no-config", "--check-config"] + list(args),
-                       capture_output=True, text=True, timeout=timeout)
+                       capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -399,6 +399,21 @@ def check_config_reads_the_files_it_names(env):
         check(expected in err, "error for %r mentions %r: %r" % (cfg, expected, err))
     check(not os.path.exists(env.path("h.db")) and not os.path.exists(env.path("no-dir")),
           "--check-config made files")
+
+
+@suite.test
+def relative_paths_in_the_file_are_relative_to_it(env):
+    """Under systemd webfused starts in /: a relative path in the configuration file is taken
+    from the file's directory, not from wherever webfused runs."""
+    security_files(env)  # cert.pem, key.pem and users next to the file
+    path = write_config(env, {"cert": "cert.pem", "key": "key.pem", "auth-file": "users",
+                              "no-admin": True})
+    status, out, err = check_config("--config", path, cwd="/")
+    check_equal(status, 0, "relative names next to the file (%r)" % err)
+    path = write_config(env, {"auth-file": "missing-users", "no-admin": True}, "other.conf")
+    status, out, err = check_config("--config", path, cwd="/")
+    check_equal(status, 2, "a relative name that is not there")
+    check(env.path("missing-users") in err, "the error names the file's directory: %r" % err)
 
 
 @suite.test
