@@ -59,8 +59,8 @@ void admin_respond(struct admin_req *req, unsigned status, const char *content_t
         return;
     }
     if (req->method == LWSHUMETH_HEAD) {
-        /* No route answers HEAD (405), and a HEAD answer has no body: close after the headers
-         * rather than leave the connection's framing to chance. */
+        /* Only /healthz answers HEAD (others 405), and a HEAD answer has no body: close after
+         * the headers rather than leave the connection's framing to chance. */
         free(body);
         body = NULL;
         req->close_after = true;

@@ -555,7 +555,8 @@ static void route_api(struct admin_req *req, const char *rest)
 void admin_route(struct admin_req *req)
 {
     if (strcmp(req->path, "/healthz") == 0) {
-        if (method_is(req, LWSHUMETH_GET, "GET"))
+        /* Load balancers and monitors often check with HEAD. */
+        if (req->method == LWSHUMETH_HEAD || method_is(req, LWSHUMETH_GET, "GET, HEAD"))
             get_health(req);
         return;
     }

@@ -85,6 +85,8 @@ def healthz_needs_no_token_everything_else_does(env):
     daemon = env.start_daemon()
     r = daemon.api("GET", "/healthz", token=None)
     check_equal((r.status, r.json), (200, {"status": "ok"}), "GET /healthz without a token")
+    r = daemon.api("HEAD", "/healthz", token=None)
+    check_equal((r.status, r.body), (200, b""), "HEAD /healthz (monitors use it)")
     guarded = [("GET", "/metrics"), ("GET", "/api/v1/sessions"), ("GET", "/api/v1/sessions/1"),
                ("DELETE", "/api/v1/sessions/1"), ("GET", "/api/v1/filesystems"),
                ("GET", "/api/v1/filesystems/x"), ("DELETE", "/api/v1/filesystems/x"),
@@ -311,7 +313,7 @@ def every_error_status(env):
     allowed = [("POST", "/api/v1/sessions", "GET"), ("PUT", "/api/v1/sessions/1", "GET, DELETE"),
                ("PATCH", "/api/v1/filesystems/here", "GET, DELETE"),
                ("POST", "/api/v1/filesystems", "GET"), ("DELETE", "/api/v1/events", "GET"),
-               ("DELETE", "/metrics", "GET"), ("POST", "/healthz", "GET")]
+               ("DELETE", "/metrics", "GET"), ("POST", "/healthz", "GET, HEAD")]
     for method, path, allow in allowed:
         r = daemon.api(method, path, token=None if path == "/healthz" else True,
                        body=b"{}" if method != "DELETE" else None)
