@@ -70,8 +70,16 @@ struct provider_msg *provider_msg_fit(struct provider_msg *msg, size_t cap)
 {
     if (cap - msg->len < PROVIDER_MSG_SLACK)
         return msg;
-    struct provider_msg *fit = realloc(msg, sizeof(*msg) + LWS_PRE + msg->len);
-    return fit ? fit : msg;
+    /* A copy, not realloc: shrinking in place leaves the rest a free chunk too small for the
+     * next large answer, and the heap grows by one large answer per small one queued. Freed
+     * whole, the large block is taken again by the next read. */
+    size_t size = sizeof(*msg) + LWS_PRE + msg->len;
+    struct provider_msg *fit = malloc(size);
+    if (!fit)
+        return msg;
+    memcpy(fit, msg, size);
+    free(msg);
+    return fit;
 }
 
 void provider_mark_serving(struct provider *p)

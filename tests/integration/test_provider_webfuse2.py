@@ -1207,6 +1207,8 @@ def test_queued_short_answers_hold_only_what_they_carry(ctx):
     s = Session(ctx, env=env)
     svc = s.svc
     h = svc.open("/small.bin")
+    # One read first: it starts the read threads, whose stacks count in VmData too.
+    check_eq(len(svc.read("/small.bin", 1 << 20, 0, h)), 60000, "bytes of one read")
     before = vm_data_kib(s.provider.proc.pid)
     for _ in range(400):  # 24 MB of answers: the sockets take some, then the provider's queue
         svc.send(READ, p_read("/small.bin", 1 << 20, 0, h))
@@ -1214,8 +1216,10 @@ def test_queued_short_answers_hold_only_what_they_carry(ctx):
     while time.monotonic() < deadline and "reading paused" not in s.provider.output():
         time.sleep(0.05)
     check("reading paused" in s.provider.output(), "the provider's queue filled")
+    # Allowed: reads in flight (at most 32 of 1 MiB) and 8 MiB of queued answers. When each
+    # queued answer kept its 1 MiB, this grew by 176 MB.
     grown = vm_data_kib(s.provider.proc.pid) - before
-    check(grown < 48 * 1024, "memory grew by %d KiB for 8 MiB of queued answers" % grown)
+    check(grown < 64 * 1024, "memory grew by %d KiB for 8 MiB of queued answers" % grown)
 
 
 def test_handle_limit(ctx):
