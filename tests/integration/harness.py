@@ -462,10 +462,22 @@ def write_fuse_conf(content):
     os.rename(temporary, FUSE_CONF)
 
 
+_given_ports = set()
+_given_ports_lock = threading.Lock()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and that this process has not handed out before: the
+    kernel may give the same free port twice in a row (a daemon got it as --port and
+    --admin-port once)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _given_ports_lock:
+            if port not in _given_ports:
+                _given_ports.add(port)
+                return port
 
 
 def port_open(port, host="127.0.0.1"):
