@@ -492,6 +492,8 @@ def login_fields_answer_a_gateway_that_asks(env):
     page.wait_status(["did not accept the user and password"])
     page.b.call("fill", page="a", selector="#login-password", value="pw-alice")
     page.attach()
+    # The page says "Attached" when the socket opens; the mount comes after the login is checked.
+    harness.wait_mounted(daemon.mount_path("notes"))
     page.wait_status(["Attached"])
     check_equal(listing(daemon.mount_path("notes")), {"notes.txt": files["notes.txt"][1]},
                 "the mount made with the page's login")
