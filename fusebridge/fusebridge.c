@@ -104,24 +104,29 @@ static int session_create(struct fusebridge_mount *mount)
     return 0;
 }
 
-/* Finds the FUSE connection number (the mount's minor device) in /proc/self/mountinfo. */
+struct connection_search {
+    const char *mountpoint;
+    unsigned minor;
+    bool found;
+};
+
+static void connection_visit(const struct fusebridge_mountinfo *entry, void *arg)
+{
+    struct connection_search *search = arg;
+    if (strcmp(entry->path, search->mountpoint) == 0) {
+        search->minor = entry->minor;
+        search->found = true; /* keep going: the last mount on a path is the visible one */
+    }
+}
+
+/* Finds the FUSE connection number (the mount's minor device) in the mount table. */
 static int connection_of(const char *mountpoint, unsigned *minor)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (!f)
-        return -errno;
-    char line[4096];
-    int rc = -ENOENT;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned major, min;
-        char path[PATH_MAX];
-        if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &min, path) == 3 &&
-            strcmp(path, mountpoint) == 0) {
-            *minor = min;
-            rc = 0; /* keep going: the last mount on a path is the visible one */
-        }
-    }
-    fclose(f);
+    struct connection_search search = {.mountpoint = mountpoint};
+    int rc = fusebridge_mountinfo_each(connection_visit, &search);
+    if (rc == 0 && !search.found)
+        rc = -ENOENT;
+    *minor = search.minor;
     return rc;
 }
 

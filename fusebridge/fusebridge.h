@@ -182,4 +182,16 @@ int fusebridge_readdir_add(struct fusebridge_op *op, const char *name, uint64_t 
 void fusebridge_readdir_continue(struct fusebridge_op *op, uint64_t cookie);
 void fusebridge_readdir_done(struct fusebridge_op *op); /* replies and frees the op */
 
+/* One mount of this process's mount namespace, as /proc/self/mountinfo lists it. */
+struct fusebridge_mountinfo {
+    unsigned minor;     /* of the mount's device: a FUSE mount's connection number */
+    const char *path;   /* mount point, unescaped */
+    const char *fstype; /* "fuse.webfuse" for ours */
+};
+
+/* Calls visit for each mount, oldest first; the entry is valid only during the call. Returns 0,
+ * or a negative errno when the table cannot be read. */
+int fusebridge_mountinfo_each(void (*visit)(const struct fusebridge_mountinfo *entry, void *arg),
+                              void *arg);
+
 #endif

@@ -22,6 +22,7 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "fusebridge.h"
 #include "session.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -121,48 +122,30 @@ static bool ours(const struct gateway_options *opt, const char *root, const char
     return false;
 }
 
-/* mountinfo writes a space, tab, newline or backslash in a path as \ooo. */
-static void mountinfo_unescape(char *s)
+struct stale_search {
+    const struct gateway_options *opt;
+    const char *root;
+};
+
+static void stale_visit(const struct fusebridge_mountinfo *entry, void *arg)
 {
-    char *out = s;
-    for (; *s; s++) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-            s[3] >= '0' && s[3] <= '7') {
-            *out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-            s += 3;
-        } else {
-            *out++ = *s;
-        }
+    const struct stale_search *search = arg;
+    if (strcmp(entry->fstype, "fuse.webfuse") != 0 || !ours(search->opt, search->root, entry->path))
+        return;
+    if (umount2(entry->path, MNT_DETACH) == 0) {
+        log_warn("detached stale mount %s", entry->path);
+        rmdir(entry->path);
+    } else {
+        log_warn("cannot detach stale mount %s: %s", entry->path, strerror(errno));
     }
-    *out = '\0';
 }
 
 /* Mounts of ours left by a crashed daemon would block new mounts of the same names and answer
  * every access with ENOTCONN: detach them. */
 static void unmount_stale(const struct gateway_options *opt, const char *root)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (!f)
-        return;
-    char line[4096];
-    while (fgets(line, sizeof(line), f)) {
-        char path[PATH_MAX], fstype[64];
-        /* id parent major:minor root mountpoint options [optional fields] - fstype ... */
-        const char *dash = strstr(line, " - ");
-        if (!dash || sscanf(line, "%*u %*u %*s %*s %4095s", path) != 1 ||
-            sscanf(dash, " - %63s", fstype) != 1)
-            continue;
-        mountinfo_unescape(path);
-        if (strcmp(fstype, "fuse.webfuse") != 0 || !ours(opt, root, path))
-            continue;
-        if (umount2(path, MNT_DETACH) == 0) {
-            log_warn("detached stale mount %s", path);
-            rmdir(path);
-        } else {
-            log_warn("cannot detach stale mount %s: %s", path, strerror(errno));
-        }
-    }
-    fclose(f);
+    struct stale_search search = {.opt = opt, .root = root};
+    fusebridge_mountinfo_each(stale_visit, &search);
 }
 
 static void lws_log_line(int level, const char *line)

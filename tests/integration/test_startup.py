@@ -278,6 +278,28 @@ def a_connection_aborted_on_the_device_leaves_no_dead_mount(env):
 
 
 @suite.test
+def a_mount_root_with_a_space_still_finds_each_mounts_connection(env):
+    """The mount table writes a space in a path as \\040: under a mount root with a space the
+    gateway still finds each mount's FUSE connection, so read-ahead is raised (4 MiB) and a mount
+    aborted on the device is taken away."""
+    daemon = env.start_daemon(mount_root=env.path("mount root"))
+    fake = env.fake(daemon)
+    fake.attach("spaced", {"f": File(b"first\n")})
+    mount = daemon.mount_path("spaced")
+    with open(os.path.join(mount, "f"), "rb") as f:
+        check_equal(f.read(), b"first\n", "contents through the mount")
+    minor = os.minor(os.stat(mount).st_dev)
+    with open("/sys/class/bdi/0:%d/read_ahead_kb" % minor) as f:
+        check_equal(f.read().strip(), "4096", "read-ahead of the mount (KiB)")
+    with open("/sys/fs/fuse/connections/%d/abort" % minor, "w") as f:
+        f.write("1")
+    harness.wait_until(lambda: not harness.is_mounted(mount), 5.0,
+                       what="the aborted mount to be taken away")
+    check_hand_unmount_recorded(daemon, "spaced", closed_session=False,
+                                detail="connection aborted on the device")
+
+
+@suite.test
 def a_low_limit_of_open_files_does_not_cap_the_mounts(env):
     """Each mount holds two descriptors: started with a soft limit of 64 open files (the hard
     limit higher, as usual), the gateway raises its own and still takes 60 filesystems."""
