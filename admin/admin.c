@@ -79,7 +79,7 @@ static void on_session_event(void *user, const struct session_event *event)
         return;
     }
     struct registry_record *r = &job->record;
-    admin_time_now(r->time, sizeof(r->time));
+    admin_time_format(event->time_ms, r->time, sizeof(r->time));
     r->kind = event_kinds[event->kind];
     r->session_id = event->session_id;
     r->remote = copy(event->remote);

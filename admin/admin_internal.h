@@ -55,10 +55,12 @@ bool admin_authorization_valid(const char *expected, const char *value);
 /* mkdir -p with `mode` for the directories it creates. Returns 0 or a negative errno. */
 int admin_mkdir_parents(const char *dir, mode_t mode);
 
-/* The current UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ" (buf of at least 32 bytes). */
+/* A Unix time in milliseconds as UTC "YYYY-MM-DDTHH:MM:SS.mmmZ" (buf of at least 32 bytes), the
+ * one form of every time the API shows. */
+void admin_time_format(int64_t unix_ms, char *buf, size_t cap);
 void admin_time_now(char *buf, size_t cap);
-/* A Unix time as "YYYY-MM-DDTHH:MM:SSZ", or NULL (JSON null) for 0. Returns a new reference. */
-json_t *admin_time_json(int64_t unix_seconds);
+/* admin_time_format as a JSON string, or NULL (JSON null) for 0. Returns a new reference. */
+json_t *admin_time_json(int64_t unix_ms);
 
 /* ---- registry.c: the sqlite database, written and read by its own thread ---------------------*/
 

@@ -115,7 +115,7 @@ static json_t *fs_json(const struct session_fs_info *info)
         "{s:s, s:o, s:I, s:o, s:s, s:o, s:I, s:I, s:I, s:I}", "name", info->name, "mountpoint",
         string_or_null(info->mountpoint), "session", (json_int_t)info->session_id, "protocol",
         string_or_null(info->protocol), "state", info->state ? info->state : "unknown",
-        "mounted_since", admin_time_json(info->mounted_since), "open_files",
+        "mounted_since", admin_time_json(info->mounted_ms), "open_files",
         (json_int_t)info->open_files, "requests", (json_int_t)info->requests, "bytes_read",
         (json_int_t)info->bytes_read, "bytes_written", (json_int_t)info->bytes_written);
 }
@@ -136,7 +136,7 @@ static json_t *session_json(struct admin *admin, const struct session_info *info
                      (json_int_t)info->id, "run", (json_int_t)registry_run(admin->registry),
                      "state", info->state, "remote", string_or_null(info->remote), "protocol",
                      string_or_null(info->protocol), "user", string_or_null(info->user),
-                     "connected_since", admin_time_json(info->connected_since), "requests",
+                     "connected_since", admin_time_json(info->connected_ms), "requests",
                      (json_int_t)info->requests, "bytes_in", (json_int_t)info->bytes_in,
                      "bytes_out", (json_int_t)info->bytes_out, "filesystems", filesystems);
 }

@@ -223,25 +223,28 @@ bool admin_authorization_valid(const char *expected, const char *value)
     return admin_token_equal(expected, given, len);
 }
 
+void admin_time_format(int64_t unix_ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char base[24];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%03dZ", base, (int)(unix_ms % 1000));
+}
+
 void admin_time_now(char *buf, size_t cap)
 {
     struct timespec now;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    char base[24];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, cap, "%s.%03ldZ", base, now.tv_nsec / 1000000);
+    admin_time_format((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, buf, cap);
 }
 
-json_t *admin_time_json(int64_t unix_seconds)
+json_t *admin_time_json(int64_t unix_ms)
 {
-    if (unix_seconds <= 0)
+    if (unix_ms <= 0)
         return json_null();
-    time_t t = (time_t)unix_seconds;
-    struct tm tm;
     char buf[32];
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    admin_time_format(unix_ms, buf, sizeof(buf));
     return json_string(buf);
 }

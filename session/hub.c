@@ -62,7 +62,7 @@ static int hub_on_established(struct session_hub *hub, struct lws *wsi,
     *slot = s;
     log_info("session %llu: %s connected from %s", (unsigned long long)s->id, protocol->name,
              s->remote);
-    session_emit(s, SESSION_EVENT_CONNECT, NULL, NULL, NULL);
+    session_emit_at(s, SESSION_EVENT_CONNECT, s->connected_ms, NULL, NULL, NULL);
     if (!session_limits_admit(s))
         return 0; /* closing with a reason */
     if (webfuse2) {

@@ -55,8 +55,21 @@ void session_hub_observe(struct session_hub *hub,
     hub->observer_user = user;
 }
 
+int64_t session_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 void session_emit(struct session *s, enum session_event_kind kind, const char *fs_name,
                   const char *mountpoint, const char *detail)
+{
+    session_emit_at(s, kind, session_now_ms(), fs_name, mountpoint, detail);
+}
+
+void session_emit_at(struct session *s, enum session_event_kind kind, int64_t time_ms,
+                     const char *fs_name, const char *mountpoint, const char *detail)
 {
     struct session_hub *hub = s->hub;
     if (kind == SESSION_EVENT_ERROR)
@@ -71,6 +84,7 @@ void session_emit(struct session *s, enum session_event_kind kind, const char *f
         .fs_name = fs_name,
         .mountpoint = mountpoint,
         .detail = detail,
+        .time_ms = time_ms,
     };
     hub->observer(hub->observer_user, &event);
 }
@@ -88,7 +102,7 @@ static void session_describe(const struct session *s, struct session_info *info)
         .state = !s->wsi      ? "closed"
                  : s->closing ? "closing"
                               : "active",
-        .connected_since = s->connected_since,
+        .connected_ms = s->connected_ms,
         .requests = s->requests,
         .bytes_in = s->bytes_in,
         .bytes_out = s->bytes_out,
@@ -110,7 +124,7 @@ static void fs_describe(const struct filesystem *fs, struct session_fs_info *inf
         .session_id = fs->session->id,
         .protocol = fs->session->protocol->name,
         .state = fs_state_names[fs->state],
-        .mounted_since = fs->mounted_since,
+        .mounted_ms = fs->mounted_ms,
         .open_files = fs->open_files,
         .requests = fs->requests,
         .bytes_read = fs->bytes_read,

@@ -446,9 +446,9 @@ static void fs_on_mounted(struct fusebridge_mount *mount, int status, void *user
     struct session *s = fs->session;
     if (status == 0) {
         fs->state = FS_MOUNTED;
-        fs->mounted_since = time(NULL);
+        fs->mounted_ms = session_now_ms();
         session_limits_attached(s);
-        session_emit(s, SESSION_EVENT_ATTACH, fs->name, fs->mountpoint, NULL);
+        session_emit_at(s, SESSION_EVENT_ATTACH, fs->mounted_ms, fs->name, fs->mountpoint, NULL);
         log_info("session %llu: attached %s at %s (remote %s)", (unsigned long long)s->id, fs->name,
                  fs->mountpoint, s->remote);
     }
@@ -516,7 +516,7 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
     struct session *s = fs->session;
     if (fs->gone_on_device && fusebridge_mount_aborted_outside(mount))
         fs->detach_reason = "connection aborted on the device";
-    if (fs->mounted_since) {
+    if (fs->mounted_ms) {
         log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
                  s->remote);
         session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, fs->detach_reason);
@@ -641,7 +641,7 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
     s->wsi = wsi;
     s->protocol = protocol;
     s->id = ++hub->next_session_id;
-    s->connected_since = time(NULL);
+    s->connected_ms = session_now_ms();
     /* The encoders always get a buffer, so a first too-small attempt reports the size needed. */
     if (session_tx_reserve(s, 4096) != 0) {
         uv_close((uv_handle_t *)&s->tick, session_free);

@@ -239,10 +239,10 @@ struct session_info {
     /* "active"; "closing" while a close frame is due; "closed" once the connection is gone and
      * only its mounts are still draining */
     const char *state;
-    int64_t connected_since; /* Unix time, seconds */
-    uint64_t requests;       /* requests answered (or failed) */
-    uint64_t bytes_in;       /* message bytes received from the provider */
-    uint64_t bytes_out;      /* message bytes sent to the provider */
+    int64_t connected_ms; /* Unix time, milliseconds */
+    uint64_t requests;    /* requests answered (or failed) */
+    uint64_t bytes_in;    /* message bytes received from the provider */
+    uint64_t bytes_out;   /* message bytes sent to the provider */
     size_t filesystem_count;
 };
 
@@ -252,7 +252,7 @@ struct session_fs_info {
     uint64_t session_id;
     const char *protocol;
     const char *state;      /* "mounting", "mounted" or "detaching" */
-    int64_t mounted_since;  /* Unix time, seconds; 0 while mounting */
+    int64_t mounted_ms;     /* Unix time, milliseconds; 0 while mounting */
     uint64_t open_files;    /* files opened and not yet released */
     uint64_t requests;      /* requests answered (or failed) */
     uint64_t bytes_read;    /* file bytes read through the mount */
@@ -300,6 +300,7 @@ struct session_event {
     const char *fs_name;    /* ATTACH*, DETACH; else NULL */
     const char *mountpoint; /* ATTACH, DETACH; else NULL */
     const char *detail;     /* a human-readable reason, or NULL */
+    int64_t time_ms;        /* when, Unix time in milliseconds: connected_ms, mounted_ms, ... */
 };
 
 /* Called on the loop thread for every event; must not block. One observer; NULL removes it. */

@@ -27,7 +27,7 @@ struct filesystem {
     struct session *session;
     struct fusebridge_mount *mount; /* owned by fusebridge; valid until on_closed */
     enum filesystem_state state;
-    int64_t mounted_since; /* Unix time */
+    int64_t mounted_ms; /* Unix time, milliseconds */
     uint64_t open_files;
     uint64_t requests;
     uint64_t bytes_read;
@@ -39,7 +39,7 @@ struct filesystem {
     int readdirplus;
     /* Why it was detached, for the history, when the event does not say it (static). */
     const char *detach_reason;
-    bool gone_on_device; /* unmounted (or its connection aborted) on the device */
+    bool gone_on_device;    /* unmounted (or its connection aborted) on the device */
     const char *mountpoint; /* in the same allocation, after name */
     char name[];
 };
@@ -120,7 +120,7 @@ struct session {
     struct session *read_queue_next;
     uint64_t id;
     char remote[64];
-    int64_t connected_since; /* Unix time */
+    int64_t connected_ms; /* Unix time, milliseconds */
     uint64_t requests;
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -243,9 +243,15 @@ int session_take_pending(struct session *s, int64_t id, struct fusebridge_op **o
  * bytes it moved (READ, WRITE). Protocols call it for every answer they decode. */
 void session_account(struct session *s, struct filesystem *fs, enum fusebridge_kind kind, int error,
                      size_t bytes);
-/* Tells the hub's observer; fs may be NULL. */
+/* Tells the hub's observer that `kind` happened now; fs_name and mountpoint may be NULL. */
 void session_emit(struct session *s, enum session_event_kind kind, const char *fs_name,
                   const char *mountpoint, const char *detail);
+/* session_emit of an event at a time already shown elsewhere (connected_ms, mounted_ms), so the
+ * history and the live listing agree. */
+void session_emit_at(struct session *s, enum session_event_kind kind, int64_t time_ms,
+                     const char *fs_name, const char *mountpoint, const char *detail);
+/* The wall clock as Unix time in milliseconds. */
+int64_t session_now_ms(void);
 /* Tells a JSON provider that its filesystem `name` is detached (the filesystem_detached
  * notification; old providers ignore it, so it cannot break them). */
 void session_tell_detached(struct session *s, const char *name);

@@ -33,6 +33,7 @@ SESSION_FIELDS = {"id", "run", "state", "remote", "protocol", "user", "connected
 FS_FIELDS = {"name", "mountpoint", "session", "protocol", "state", "mounted_since", "open_files",
              "requests", "bytes_read", "bytes_written"}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
+ISO_UTC_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @suite.setup
@@ -520,6 +521,28 @@ def disconnect_closes_with_the_reason_and_unmounts(env):
         check_equal(s["state"], "closed", "state of a closed session")
         check(ISO_UTC.match(s["disconnected_at"] or "") is not None, "disconnected_at %r"
               % s["disconnected_at"])
+
+
+@suite.test
+def a_closed_session_keeps_the_times_its_live_listing_showed(env):
+    """connected_since and mounted_since are the same text, to the millisecond, while the session
+    is live and in the history once it closed (the history kept milliseconds, the live listing
+    did not)."""
+    daemon = env.start_daemon()
+    fake = env.fake(daemon)
+    fake.attach("t1", {"c": File(b"c")})
+    live = daemon.api_ok("GET", "/api/v1/sessions")["sessions"][0]
+    check(ISO_UTC_MS.match(live["connected_since"]) is not None,
+          "live connected_since with milliseconds: %r" % live["connected_since"])
+    mounted = daemon.api_ok("GET", "/api/v1/filesystems/t1")["mounted_since"]
+    check(ISO_UTC_MS.match(mounted) is not None, "live mounted_since %r" % mounted)
+    fake.close()
+    harness.wait_until(lambda: daemon.api_ok("GET", "/api/v1/sessions?state=closed")["total"]
+                       == 1, 5, what="the session closed in the history")
+    closed = daemon.api_ok("GET", "/api/v1/sessions?state=closed")["sessions"][0]
+    check_equal(closed["connected_since"], live["connected_since"], "connected_since once closed")
+    check_equal([f["mounted_since"] for f in closed["filesystems"]], [mounted],
+                "mounted_since once closed")
 
 
 @suite.test
