@@ -145,7 +145,7 @@ int admin_new(uv_loop_t *loop, struct session_hub *hub, const struct admin_confi
     *out = admin;
     return 0;
 fail:
-    registry_free(admin->registry);
+    registry_free(admin->registry, "webfused could not start");
     explicit_bzero(admin->token, sizeof(admin->token));
     free(admin);
     return rc;
@@ -164,13 +164,13 @@ void admin_close(struct admin *admin)
     registry_close(admin->registry);
 }
 
-void admin_free(struct admin *admin)
+void admin_free(struct admin *admin, const char *stop_detail)
 {
     if (!admin)
         return;
     admin->closing = true;
     session_hub_observe(admin->hub, NULL, NULL);
-    registry_free(admin->registry);
+    registry_free(admin->registry, stop_detail);
     explicit_bzero(admin->token, sizeof(admin->token));
     free(admin);
 }

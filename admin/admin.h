@@ -50,7 +50,8 @@ const struct lws_protocols *admin_protocols(struct admin *admin);
 void admin_close(struct admin *admin);
 
 /* After the loop has stopped (blocking is allowed again): stops observing the hub, lets the
- * registry thread write what is queued, joins it and frees everything. */
-void admin_free(struct admin *admin);
+ * registry thread write what is queued and the run's `stop` event with `stop_detail` (static
+ * text, says how the run ended), joins it and frees everything. */
+void admin_free(struct admin *admin, const char *stop_detail);
 
 #endif

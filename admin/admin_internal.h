@@ -126,9 +126,10 @@ int registry_submit(struct registry *reg, struct registry_job *job);
 /* Loop thread, during shutdown: no more deliveries through `done`; closes the async handle. */
 void registry_close(struct registry *reg);
 
-/* After the loop: the thread writes what is queued and stops; query jobs that were not delivered
- * go through `done` here, on the calling thread. Then the database is closed and `reg` freed. */
-void registry_free(struct registry *reg);
+/* After the loop: the thread writes what is queued and the `stop` event with `stop_detail`
+ * (static text without quotes), and stops; query jobs that were not delivered go through `done`
+ * here, on the calling thread. Then the database is closed and `reg` freed. */
+void registry_free(struct registry *reg, const char *stop_detail);
 
 /* This run's number in the runs table. */
 int64_t registry_run(const struct registry *reg);

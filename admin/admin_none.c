@@ -37,7 +37,8 @@ void admin_close(struct admin *admin)
     (void)admin;
 }
 
-void admin_free(struct admin *admin)
+void admin_free(struct admin *admin, const char *stop_detail)
 {
     (void)admin;
+    (void)stop_detail;
 }

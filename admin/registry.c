@@ -158,6 +158,7 @@ struct registry {
     struct registry_job *tail;
     size_t count;
     bool stop;
+    const char *stop_detail; /* of the run's stop event */
     struct registry_job *done_head;
     struct registry_job *done_tail;
     bool deliver; /* the async handle may be signalled */
@@ -614,7 +615,7 @@ static void commit(struct registry *reg)
 
 /* At a clean stop: what is still active (sessions the shutdown could not close in time) is closed
  * now, so that the next start does not take it for lost. */
-static void finish_run(struct registry *reg)
+static void finish_run(struct registry *reg, const char *stop_detail)
 {
     char now[32];
     char sql[1024];
@@ -626,11 +627,10 @@ static void finish_run(struct registry *reg)
              "UPDATE filesystems SET state = 'detached', detached_at = '%s',"
              " reason = 'gateway stopped' WHERE run = %lld AND state = 'mounted';"
              "UPDATE runs SET stopped_at = '%s' WHERE id = %lld;"
-             "INSERT INTO events (time, run, kind, detail) VALUES ('%s', %lld, 'stop',"
-             " 'webfused stopped');"
+             "INSERT INTO events (time, run, kind, detail) VALUES ('%s', %lld, 'stop', '%s');"
              "COMMIT;",
              now, (long long)reg->run, now, (long long)reg->run, now, (long long)reg->run, now,
-             (long long)reg->run);
+             (long long)reg->run, stop_detail);
     if (sqlite3_exec(reg->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
         write_failed(reg, "the end of this run");
         sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
@@ -784,13 +784,15 @@ static void *registry_main(void *arg)
         reg->head = reg->tail = NULL;
         reg->count = 0;
         bool stop = reg->stop;
+        const char *stop_detail = reg->stop_detail;
         pthread_mutex_unlock(&reg->lock);
         atomic_store(&reg->queued, 0);
-        if (!jobs && stop)
+        if (!jobs && stop) {
+            finish_run(reg, stop_detail);
             break;
+        }
         process(reg, jobs);
     }
-    finish_run(reg);
     return NULL;
 }
 
@@ -870,7 +872,7 @@ void registry_close(struct registry *reg)
         uv_close((uv_handle_t *)&reg->async, NULL);
 }
 
-void registry_free(struct registry *reg)
+void registry_free(struct registry *reg, const char *stop_detail)
 {
     if (!reg)
         return;
@@ -878,6 +880,7 @@ void registry_free(struct registry *reg)
     if (reg->thread_started) {
         pthread_mutex_lock(&reg->lock);
         reg->stop = true;
+        reg->stop_detail = stop_detail;
         reg->deliver = false;
         pthread_cond_signal(&reg->wake);
         pthread_mutex_unlock(&reg->lock);

@@ -321,6 +321,14 @@ static void on_grace_expired(uv_timer_t *timer)
     uv_stop(&gw->loop);
 }
 
+/* How the run ended, for the history's stop event. */
+static const char *run_end(const struct gateway *gw, int status)
+{
+    if (status != EXIT_SUCCESS)
+        return "webfused could not start";
+    return gw->forced ? "webfused stopped before its sessions had closed" : "webfused stopped";
+}
+
 static void on_signal(uv_signal_t *signal, int signum)
 {
     struct gateway *gw = signal->data;
@@ -732,7 +740,7 @@ out_hub:
             uv_run(&gw.loop, UV_RUN_DEFAULT);
     }
     /* The registry thread writes what is left (blocking is fine now: the loop is done). */
-    admin_free(gw.admin);
+    admin_free(gw.admin, run_end(&gw, status));
     session_hub_free(gw.hub);
 out:
     if (uv_loop_close(&gw.loop) != 0)

@@ -68,7 +68,7 @@ static void teardown(void)
     admin_close(fz.admin);
     session_hub_shutdown(fz.hub, hub_empty, NULL);
     uv_run(&fz.loop, UV_RUN_DEFAULT);
-    admin_free(fz.admin);
+    admin_free(fz.admin, "fuzzing done");
     session_hub_free(fz.hub);
     FUZZ_CHECK(uv_loop_close(&fz.loop) == 0);
     remove_files();

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -253,6 +254,32 @@ def schema_is_versioned_and_in_wal_mode(env):
         run = conn.execute("SELECT started_at, stopped_at FROM runs").fetchall()
         check(len(run) == 1 and run[0][0].endswith("Z") and run[0][1].endswith("Z"),
               "the run's UTC times: %r" % run)
+
+
+@suite.test
+def a_start_that_fails_is_recorded_as_one(env):
+    """A start that cannot listen (its port is taken) ends its run with a stop event that says
+    the start failed; a run that served ends with "webfused stopped"."""
+    db = env.path("runs.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = subprocess.run(
+            [harness.binary("WEBFUSED", "webfused"), "--no-config", "--port",
+             str(taken.getsockname()[1]), "--mount-root", env.mkdir("root"), "--db", db,
+             "--admin-port", str(harness.free_port()), "--admin-token-file", env.path("token")],
+            capture_output=True, text=True, timeout=10)
+    check_equal(done.returncode, 1, "exit status with the port taken (%s)" % done.stderr)
+    daemon = env.start_daemon(db=db)
+    daemon.stop()
+    check_equal(daemon.returncode(), 0, "exit status after SIGTERM")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT run, kind, detail FROM events WHERE kind IN ('start', 'stop')"
+                            " ORDER BY id").fetchall()
+    check_equal([(run, kind) for run, kind, _ in rows],
+                [(1, "start"), (1, "stop"), (2, "start"), (2, "stop")], "runs' start and stop")
+    check_equal((rows[1][2], rows[3][2]), ("webfused could not start", "webfused stopped"),
+                "how each run ended")
 
 
 @suite.test
