@@ -342,8 +342,43 @@ static void provider_retry_or_exit(struct provider *p)
                      (lws_usec_t)delay_ms * LWS_US_PER_MS);
 }
 
-static void provider_on_connect_error(struct provider *p, const char *reason)
+/* libwebsockets says why it refused a certificate only in a log line ("SSL error: self-signed
+ * certificate (preverify_ok=0;...)"); its connect error then reads "connect SSL err 1: ...". The
+ * reason of the last refusal, for the error message (loop thread). */
+static char tls_refusal[128];
+
+/* What a user can do about a connect error whose libwebsockets text names no cause. */
+static const char *connect_error_hint(const struct provider *p, const char *reason, char *buf,
+                                      size_t cap)
 {
+    if (tls_refusal[0] && strstr(tls_refusal, " mismatch"))
+        snprintf(buf, cap,
+                 "the gateway's certificate does not name %s (%s); use a name or address the "
+                 "certificate lists",
+                 p->url.host, tls_refusal);
+    else if (tls_refusal[0] && p->options->ca_file)
+        snprintf(buf, cap,
+                 "the gateway's certificate was refused (%s); %s holds neither it nor its CA",
+                 tls_refusal, p->options->ca_file);
+    else if (tls_refusal[0])
+        snprintf(buf, cap,
+                 "the gateway's certificate was refused (%s); if the gateway has a certificate of "
+                 "its own, trust it with --ca FILE",
+                 tls_refusal);
+    else if (!p->url.tls && strcmp(reason, "read failed") == 0)
+        snprintf(buf, cap,
+                 "the gateway closed the connection during the handshake (does it take only "
+                 "wss://?)");
+    else
+        return reason;
+    return buf;
+}
+
+static void provider_on_connect_error(struct provider *p, const char *lws_reason)
+{
+    char hint[320];
+    const char *reason = connect_error_hint(p, lws_reason, hint, sizeof(hint));
+    tls_refusal[0] = '\0';
     if (p->state != PROVIDER_CONN_CONNECTING)
         return;
     p->state = PROVIDER_CONN_IDLE;
@@ -503,13 +538,24 @@ static void provider_stop(struct provider *p)
     }
 }
 
-/* Forwards libwebsockets' own messages (errors only) to our log. */
+/* Forwards libwebsockets' own messages (errors only) to our log; a refused certificate is kept
+ * for the connect error, which says it better. */
 static void provider_lws_log(int level, const char *line)
 {
     (void)level;
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
+    const char *refusal = strstr(line, "SSL error: ");
+    if (refusal) {
+        refusal += strlen("SSL error: ");
+        snprintf(tls_refusal, sizeof(tls_refusal), "%.*s", (int)strcspn(refusal, "(\r\n"), refusal);
+        size_t n = strlen(tls_refusal);
+        while (n > 0 && tls_refusal[n - 1] == ' ')
+            tls_refusal[--n] = '\0';
+        log_debug("libwebsockets: %.*s", (int)len, line);
+        return;
+    }
     log_error("libwebsockets: %.*s", (int)len, line);
 }
 

@@ -80,22 +80,30 @@ def provider_attaches_over_wss_with_ca(env):
 
 @suite.test
 def provider_refuses_an_untrusted_or_misnamed_certificate(env):
-    """No --ca, a --ca of another certificate, and a trusted certificate that names another host:
-    each connection fails and the provider says so."""
+    """No --ca, a --ca of another certificate, a trusted certificate that names another host, and
+    ws:// to the TLS port: each connection fails and the provider says why and what to do."""
     src = env.mkdir("src")
-    cases = (("device", []), ("device", ["--ca", CERT["other"][0]]),
-             ("other", ["--ca", CERT["other"][0]]))
-    for served, extra in cases:
+    cases = (("device", "wss", [], "'s certificate was refused (self-signed certificate); if the "
+              "gateway has a certificate of its own, trust it with --ca FILE"),
+             ("device", "wss", ["--ca", CERT["other"][0]],
+              "'s certificate was refused (self-signed certificate); %s holds neither it nor its CA"
+              % CERT["other"][0]),
+             ("other", "wss", ["--ca", CERT["other"][0]],
+              "'s certificate does not name 127.0.0.1 (IP address mismatch)"),
+             ("device", "ws", [], " closed the connection during the handshake (does it take "
+              "only wss://?)"))
+    for served, scheme, extra, why in cases:
         cert, key = CERT[served]
         daemon = env.start_daemon(extra=["--cert", cert, "--key", key])
         p = env.start_webfuse2_provider(daemon, "secure", src,
-                                        url="wss://127.0.0.1:%d/secure" % daemon.port,
+                                        url="%s://127.0.0.1:%d/secure" % (scheme, daemon.port),
                                         extra=extra, wait=False)
         check_equal(p.wait(15), 1, "provider status (%s certificate, %r)" % (served, extra))
-        check("cannot connect" in p.log_text(), "provider log: %s" % p.log_text())
+        check("cannot connect to %s://127.0.0.1:%d/secure: the gateway%s"
+              % (scheme, daemon.port, why) in p.log_text(), "provider log: %s" % p.log_text())
+        check("SSL err" not in p.log_text(), "libwebsockets' own text: %s" % p.log_text())
         check(not harness.is_mounted(daemon.mount_path("secure")), "mounted anyway")
         daemon.stop()
-    check("mismatch" in p.log_text(), "the misnamed certificate: %s" % p.log_text())
 
 
 @suite.test
