@@ -49,6 +49,7 @@ struct gateway {
     int locks[2];              /* held for the process's life: the mount root, the history */
     size_t made_mount_root;    /* see mkdir_parents */
     char mount_root[PATH_MAX]; /* resolved, as the mount table shows it */
+    size_t made_fixed[GATEWAY_MAX_FILESYSTEMS]; /* of each --filesystem DIR, likewise */
     const struct gateway_options *opt;
     struct auth_users *users; /* from --auth-file; NULL: anyone may attach */
     /* SIGHUP re-reads the users file on the thread pool; one read at a time. */
@@ -534,22 +535,22 @@ static int prepare_mount_root(const struct gateway_options *opt, struct gateway 
  * fusermount3 mounts there and wants write access: a DIR made here is handed to the user, one
  * that existed is checked (never given away: it could be /srv, or a typo for /etc). They stay
  * after a detach: they are configuration. */
-static int prepare_fixed_mountpoints(const struct gateway_options *opt,
+static int prepare_fixed_mountpoints(const struct gateway_options *opt, struct gateway *gw,
                                      const struct gateway_identity *identity)
 {
     for (size_t i = 0; i < opt->filesystem_count; i++) {
         const char *dir = opt->filesystems[i].mountpoint;
         if (!dir)
             continue;
-        size_t made = 0;
-        int rc = mkdir_parents(dir, &made);
+        size_t *made = &gw->made_fixed[i];
+        int rc = mkdir_parents(dir, made);
         if (rc != 0) {
             log_error("cannot create %s for --filesystem %s: %s", dir, opt->filesystems[i].name,
                       strerror(-rc));
             return rc;
         }
-        rc = made ? gateway_identity_hand_over(identity, dir)
-                  : gateway_identity_can_write(identity, opt->run_user, dir);
+        rc = *made ? gateway_identity_hand_over(identity, dir)
+                   : gateway_identity_can_write(identity, opt->run_user, dir);
         if (rc != 0)
             return rc;
     }
@@ -563,12 +564,16 @@ static void url_of(char *out, size_t cap, const char *scheme, const char *addres
     snprintf(out, cap, "%s://%s%s%s:%d/", scheme, v6 ? "[" : "", address, v6 ? "]" : "", port);
 }
 
-/* A start that fails leaves the machine as it was: a mount root it made goes again. */
+/* A start that fails leaves the machine as it was: directories it made go again. */
 static void locks_release(struct gateway *gw, bool started)
 {
     /* Still locked: a webfused starting now must not take a directory about to go. */
-    if (!started)
+    if (!started) {
+        for (size_t i = gw->opt->filesystem_count; i-- > 0;)
+            if (gw->opt->filesystems[i].mountpoint)
+                mkdir_undo(gw->opt->filesystems[i].mountpoint, gw->made_fixed[i]);
         mkdir_undo(gw->opt->mount_root, gw->made_mount_root);
+    }
     for (size_t i = 0; i < sizeof(gw->locks) / sizeof(gw->locks[0]); i++)
         if (gw->locks[i] >= 0)
             close(gw->locks[i]);
@@ -660,7 +665,7 @@ int gateway_run(const struct gateway_options *opt)
     }
     if (prepare_mount_root(opt, &gw) != 0 ||
         gateway_identity_hand_over(&identity, gw.mount_root) != 0 ||
-        prepare_fixed_mountpoints(opt, &identity) != 0 || log_hand_over(opt, &identity) != 0 ||
+        prepare_fixed_mountpoints(opt, &gw, &identity) != 0 || log_hand_over(opt, &identity) != 0 ||
         (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
         locks_release(&gw, false);
         auth_users_free(gw.users);

@@ -63,10 +63,14 @@ def a_port_in_use_is_named_and_the_start_leaves_nothing(env):
         taken.listen()
         port = taken.getsockname()[1]
         root = env.path("made", "root")
-        status, err = webfused("--port", str(port), "--no-admin", "--mount-root", root)
+        fixed = env.path("made-fixed", "fw", "dir")
+        status, err = webfused("--port", str(port), "--no-admin", "--mount-root", root,
+                               "--filesystem", "fw=" + fixed)
     check_equal(status, 1, "exit status with the port in use")
     check("cannot listen on 127.0.0.1:%d (is the port in use" % port in err, "its error: %r" % err)
     check(not os.path.exists(env.path("made")), "the failed start left the mount root it made")
+    check(not os.path.exists(env.path("made-fixed")),
+          "the failed start left the --filesystem directory it made")
 
 
 @suite.test
