@@ -49,7 +49,10 @@ struct gateway {
     int locks[2];              /* held for the process's life: the mount root, the history */
     size_t made_mount_root;    /* see mkdir_parents */
     char mount_root[PATH_MAX]; /* resolved, as the mount table shows it */
-    size_t made_fixed[GATEWAY_MAX_FILESYSTEMS]; /* of each --filesystem DIR, likewise */
+    /* Each --filesystem DIR as the mount table shows it (NULL without one), and what of it the
+     * start made (see mkdir_parents). */
+    char *fixed_dirs[GATEWAY_MAX_FILESYSTEMS];
+    size_t made_fixed[GATEWAY_MAX_FILESYSTEMS];
     const struct gateway_options *opt;
     struct auth_users *users; /* from --auth-file; NULL: anyone may attach */
     /* SIGHUP re-reads the users file on the thread pool; one read at a time. */
@@ -108,34 +111,33 @@ static void mkdir_undo(const char *path, size_t made_from)
     }
 }
 
-/* Whether `path` is where one of our filesystems mounts: a child of the (resolved) mount root,
- * or a --filesystem mount point. Not deeper: a webfused whose mount root lies below ours owns
- * what is mounted there. */
-static bool ours(const struct gateway_options *opt, const char *root, const char *path)
+/* Whether `path` is where a filesystem of ours mounts by its name: a child of the (resolved)
+ * mount root. Not deeper: a webfused whose mount root below ours owns what is mounted there. */
+static bool below_root(const struct gateway *gw, const char *path)
 {
-    size_t root_len = strlen(root);
-    if (strncmp(path, root, root_len) == 0 && path[root_len] == '/' && path[root_len + 1] &&
-        !strchr(path + root_len + 1, '/'))
-        return true;
-    for (size_t i = 0; i < opt->filesystem_count; i++)
-        if (opt->filesystems[i].mountpoint && strcmp(opt->filesystems[i].mountpoint, path) == 0)
+    size_t root_len = strlen(gw->mount_root);
+    return strncmp(path, gw->mount_root, root_len) == 0 && path[root_len] == '/' &&
+           path[root_len + 1] && !strchr(path + root_len + 1, '/');
+}
+
+static bool fixed_dir(const struct gateway *gw, const char *path)
+{
+    for (size_t i = 0; i < gw->opt->filesystem_count; i++)
+        if (gw->fixed_dirs[i] && strcmp(gw->fixed_dirs[i], path) == 0)
             return true;
     return false;
 }
 
-struct stale_search {
-    const struct gateway_options *opt;
-    const char *root;
-};
-
 static void stale_visit(const struct fusebridge_mountinfo *entry, void *arg)
 {
-    const struct stale_search *search = arg;
-    if (strcmp(entry->fstype, "fuse.webfuse") != 0 || !ours(search->opt, search->root, entry->path))
+    const struct gateway *gw = arg;
+    bool fixed = fixed_dir(gw, entry->path);
+    if (strcmp(entry->fstype, "fuse.webfuse") != 0 || !(fixed || below_root(gw, entry->path)))
         return;
     if (umount2(entry->path, MNT_DETACH) == 0) {
         log_warn("detached stale mount %s", entry->path);
-        rmdir(entry->path);
+        if (!fixed) /* a --filesystem DIR is configuration: it stays */
+            rmdir(entry->path);
     } else {
         log_warn("cannot detach stale mount %s: %s", entry->path, strerror(errno));
     }
@@ -143,10 +145,11 @@ static void stale_visit(const struct fusebridge_mountinfo *entry, void *arg)
 
 /* Mounts of ours left by a crashed daemon would block new mounts of the same names and answer
  * every access with ENOTCONN: detach them. */
-static void unmount_stale(const struct gateway_options *opt, const char *root)
+static void unmount_stale(const struct gateway *gw)
 {
-    struct stale_search search = {.opt = opt, .root = root};
-    fusebridge_mountinfo_each(stale_visit, &search);
+    int rc = fusebridge_mountinfo_each(stale_visit, (void *)gw);
+    if (rc != 0)
+        log_warn("cannot look for stale mounts: /proc/self/mountinfo: %s", strerror(-rc));
 }
 
 static void lws_log_line(int level, const char *line)
@@ -508,6 +511,72 @@ static int lock_history(const char *db_path, int *fd_out)
     return lock_exclusive(lock_path, false, "the history database's lock file", fd_out);
 }
 
+/* DIR as the mount table will show it: the parent resolved (no symbolic link), no trailing
+ * slash. The parent exists by now; DIR itself may be a stale mount that cannot be looked at. */
+static int fixed_dir_resolve(const char *dir, char **out)
+{
+    char parent[PATH_MAX];
+    if (snprintf(parent, sizeof(parent), "%s", dir) >= (int)sizeof(parent))
+        return -ENAMETOOLONG;
+    size_t len = strlen(parent);
+    while (len > 1 && parent[len - 1] == '/')
+        parent[--len] = '\0';
+    char *base = strrchr(parent, '/');
+    *base++ = '\0';
+    char resolved[PATH_MAX];
+    if (!realpath(parent[0] ? parent : "/", resolved))
+        return -errno;
+    if (asprintf(out, "%s/%s", strcmp(resolved, "/") == 0 ? "" : resolved, base) < 0) {
+        *out = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* --filesystem NAME=DIR: made with its parents while we are still root, and resolved (two names
+ * at one directory would hide each other). */
+static int fixed_dirs_make(const struct gateway_options *opt, struct gateway *gw)
+{
+    for (size_t i = 0; i < opt->filesystem_count; i++) {
+        const char *dir = opt->filesystems[i].mountpoint;
+        if (!dir)
+            continue;
+        int rc = mkdir_parents(dir, &gw->made_fixed[i]);
+        if (rc == 0)
+            rc = fixed_dir_resolve(dir, &gw->fixed_dirs[i]);
+        if (rc != 0) {
+            log_error("cannot create %s for --filesystem %s: %s", dir, opt->filesystems[i].name,
+                      strerror(-rc));
+            return rc;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (gw->fixed_dirs[j] && strcmp(gw->fixed_dirs[j], gw->fixed_dirs[i]) == 0) {
+                log_error("--filesystem %s and %s would both mount at %s", opt->filesystems[j].name,
+                          opt->filesystems[i].name, gw->fixed_dirs[i]);
+                return -EINVAL;
+            }
+    }
+    return 0;
+}
+
+/* With --user, fusermount3 mounts at a --filesystem DIR and wants write access: a DIR made here
+ * is handed to the user, one that existed is checked (never given away: it could be /srv, or a
+ * typo for /etc). They stay after a detach: they are configuration. */
+static int fixed_dirs_hand_over(const struct gateway_options *opt, const struct gateway *gw,
+                                const struct gateway_identity *identity)
+{
+    for (size_t i = 0; i < opt->filesystem_count; i++) {
+        const char *dir = gw->fixed_dirs[i];
+        if (!dir)
+            continue;
+        int rc = gw->made_fixed[i] ? gateway_identity_hand_over(identity, dir)
+                                   : gateway_identity_can_write(identity, opt->run_user, dir);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int prepare_mount_root(const struct gateway_options *opt, struct gateway *gw)
 {
     const char *mount_root = opt->mount_root;
@@ -525,35 +594,12 @@ static int prepare_mount_root(const struct gateway_options *opt, struct gateway 
         log_error("cannot resolve mount root %s: %s", mount_root, strerror(-rc));
         return rc;
     }
-    unmount_stale(opt, gw->mount_root);
+    rc = fixed_dirs_make(opt, gw);
+    if (rc != 0)
+        return rc;
+    unmount_stale(gw);
     fusectl_mount();
     nofile_raise(opt);
-    return 0;
-}
-
-/* --filesystem NAME=DIR: made with its parents while we are still root. With --user,
- * fusermount3 mounts there and wants write access: a DIR made here is handed to the user, one
- * that existed is checked (never given away: it could be /srv, or a typo for /etc). They stay
- * after a detach: they are configuration. */
-static int prepare_fixed_mountpoints(const struct gateway_options *opt, struct gateway *gw,
-                                     const struct gateway_identity *identity)
-{
-    for (size_t i = 0; i < opt->filesystem_count; i++) {
-        const char *dir = opt->filesystems[i].mountpoint;
-        if (!dir)
-            continue;
-        size_t *made = &gw->made_fixed[i];
-        int rc = mkdir_parents(dir, made);
-        if (rc != 0) {
-            log_error("cannot create %s for --filesystem %s: %s", dir, opt->filesystems[i].name,
-                      strerror(-rc));
-            return rc;
-        }
-        rc = *made ? gateway_identity_hand_over(identity, dir)
-                   : gateway_identity_can_write(identity, opt->run_user, dir);
-        if (rc != 0)
-            return rc;
-    }
     return 0;
 }
 
@@ -564,16 +610,20 @@ static void url_of(char *out, size_t cap, const char *scheme, const char *addres
     snprintf(out, cap, "%s://%s%s%s:%d/", scheme, v6 ? "[" : "", address, v6 ? "]" : "", port);
 }
 
-/* A start that fails leaves the machine as it was: directories it made go again. */
-static void locks_release(struct gateway *gw, bool started)
+/* Releases what the start-up took. A start that fails leaves the machine as it was: the
+ * directories it made go again. */
+static void prepared_release(struct gateway *gw, bool started)
 {
-    /* Still locked: a webfused starting now must not take a directory about to go. */
+    /* The mount root is still locked: a webfused starting now does not take a directory about to
+     * go (a --filesystem DIR is not locked: only a start with the same options would take it). */
     if (!started) {
         for (size_t i = gw->opt->filesystem_count; i-- > 0;)
             if (gw->opt->filesystems[i].mountpoint)
                 mkdir_undo(gw->opt->filesystems[i].mountpoint, gw->made_fixed[i]);
         mkdir_undo(gw->opt->mount_root, gw->made_mount_root);
     }
+    for (size_t i = 0; i < gw->opt->filesystem_count; i++)
+        free(gw->fixed_dirs[i]);
     for (size_t i = 0; i < sizeof(gw->locks) / sizeof(gw->locks[0]); i++)
         if (gw->locks[i] >= 0)
             close(gw->locks[i]);
@@ -663,18 +713,24 @@ int gateway_run(const struct gateway_options *opt)
         /* An address may come later (DHCP, a network manager): a restart may find it. */
         return rc == -EADDRNOTAVAIL ? EXIT_FAILURE : GATEWAY_EXIT_CONFIG;
     }
-    if (prepare_mount_root(opt, &gw) != 0 ||
-        gateway_identity_hand_over(&identity, gw.mount_root) != 0 ||
-        prepare_fixed_mountpoints(opt, &gw, &identity) != 0 || log_hand_over(opt, &identity) != 0 ||
-        (opt->admin && lock_history(opt->db_path, &gw.locks[1]) != 0)) {
-        locks_release(&gw, false);
+    rc = prepare_mount_root(opt, &gw);
+    if (rc == 0)
+        rc = gateway_identity_hand_over(&identity, gw.mount_root);
+    if (rc == 0)
+        rc = fixed_dirs_hand_over(opt, &gw, &identity);
+    if (rc == 0)
+        rc = log_hand_over(opt, &identity);
+    if (rc == 0 && opt->admin)
+        rc = lock_history(opt->db_path, &gw.locks[1]);
+    if (rc != 0) {
+        prepared_release(&gw, false);
         auth_users_free(gw.users);
-        return EXIT_FAILURE;
+        return rc == -EINVAL ? GATEWAY_EXIT_CONFIG : EXIT_FAILURE;
     }
     if (uv_loop_init(&gw.loop) != 0 || uv_timer_init(&gw.loop, &gw.grace) != 0 ||
         signals_start(&gw) != 0) {
         log_error("cannot set up the event loop");
-        locks_release(&gw, false);
+        prepared_release(&gw, false);
         auth_users_free(gw.users);
         return EXIT_FAILURE;
     }
@@ -695,8 +751,7 @@ int gateway_run(const struct gateway_options *opt)
     };
     struct session_fixed_fs fixed[GATEWAY_MAX_FILESYSTEMS];
     for (size_t i = 0; i < opt->filesystem_count; i++)
-        fixed[i] =
-            (struct session_fixed_fs){opt->filesystems[i].name, opt->filesystems[i].mountpoint};
+        fixed[i] = (struct session_fixed_fs){opt->filesystems[i].name, gw.fixed_dirs[i]};
     hub_config.fixed = fixed;
     hub_config.fixed_count = opt->filesystem_count;
     int status = EXIT_FAILURE;
@@ -750,7 +805,7 @@ out_hub:
 out:
     if (uv_loop_close(&gw.loop) != 0)
         log_debug("event loop closed with handles left");
-    locks_release(&gw, status == EXIT_SUCCESS);
+    prepared_release(&gw, status == EXIT_SUCCESS);
     auth_users_free(gw.users);
     log_info("exiting with status %d", status);
     return status;

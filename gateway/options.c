@@ -233,6 +233,25 @@ static const struct option long_options[] = {
 };
 
 /* --filesystem NAME[=DIR]: a name the gateway accepts and, optionally, where it mounts. */
+/* An absolute path with a last component and no "." or ".." ones: what the start makes of it
+ * (mkdir with parents, and removing it again when the start fails) follows the text, which a
+ * ".." would lead astray (/srv/new/../data made /srv/new and removed /srv/data). */
+static bool plain_path(const char *path)
+{
+    if (path[0] != '/')
+        return false;
+    bool named = false;
+    for (const char *p = path; *p;) {
+        p += strspn(p, "/");
+        size_t len = strcspn(p, "/");
+        if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        named = named || len > 0;
+        p += len;
+    }
+    return named;
+}
+
 static int add_filesystem(const char *origin, const char *arg, struct gateway_options *opt)
 {
     const char *eq = strchr(arg, '=');
@@ -250,9 +269,10 @@ static int add_filesystem(const char *origin, const char *arg, struct gateway_op
                 origin, arg);
         return -EINVAL;
     }
-    if (eq && eq[1] != '/') {
+    if (eq && !plain_path(eq + 1)) {
         fprintf(stderr,
-                "webfused: %s: the mount point of %s must be an absolute path, not \"%s\"\n",
+                "webfused: %s: the mount point of %s must be an absolute path below / without . "
+                "or .. components, not \"%s\"\n",
                 origin, fs->name, eq + 1);
         return -EINVAL;
     }
@@ -397,8 +417,11 @@ static int apply_option(int c, const char *origin, const char *arg, struct gatew
         opt->bind = arg;
         return 0;
     case 'm':
-        if (arg[0] != '/') {
-            fprintf(stderr, "webfused: %s must be an absolute path, not \"%s\"\n", origin, arg);
+        if (!plain_path(arg)) {
+            fprintf(stderr,
+                    "webfused: %s must be an absolute path below / without . or .. components, "
+                    "not \"%s\"\n",
+                    origin, arg);
             return -EINVAL;
         }
         opt->mount_root = arg;

@@ -205,6 +205,52 @@ def stale_mounts_under_a_symlinked_root_with_a_slash_go_at_restart(env):
 
 
 @suite.test
+def a_filesystem_dir_through_a_symlink_with_a_slash_is_found_in_the_mount_table(env):
+    """--filesystem NAME=DIR given through a symbolic link and with a trailing slash: the mount
+    gets its 4 MiB read-ahead (its FUSE connection is found), a kill -9 leaves a dead mount that
+    the restart detaches, and DIR, being configuration, stays."""
+    real = env.mkdir("real")
+    os.symlink(real, env.path("link"))
+    given = ["--filesystem", "fw=%s/fw/" % env.path("link")]
+    fixed = os.path.join(real, "fw")
+    daemon = env.start_daemon(admin=False, extra=given)
+    src = env.mkdir("src")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"first\n")
+    env.start_webfuse2_provider(daemon, "fw", src, wait=False)
+    harness.wait_mounted(fixed)
+    with open(os.path.join(fixed, "f"), "rb") as f:  # the first open sets the read-ahead
+        check_equal(f.read(), b"first\n", "contents through the mount")
+    with open("/sys/class/bdi/0:%d/read_ahead_kb" % os.minor(os.stat(fixed).st_dev)) as f:
+        check_equal(f.read().strip(), "4096", "read-ahead of the mount (KiB)")
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(10)
+    again = env.start_daemon(admin=False, extra=given)
+    check_equal(harness.mounts_under(real), [], "mounts after the restart")
+    check("detached stale mount %s" % fixed in again.log_text(),
+          "the restart's log: %s" % again.log_text())
+    check(os.path.isdir(fixed), "the --filesystem directory after the stale mount went")
+    env.start_webfuse2_provider(again, "fw", env.mkdir("src2"), wait=False)
+    harness.wait_mounted(fixed)  # the name attaches again
+
+
+@suite.test
+def dot_dot_in_a_path_the_start_makes_is_refused(env):
+    """The start makes the mount root and each --filesystem DIR with its parents and removes what
+    it made when it fails; a ".." would make one directory and remove another."""
+    existing = env.mkdir("data")
+    for args in (["--mount-root", env.mkdir("root"), "--filesystem",
+                  "fw=%s/new/../data" % env.path("")],
+                 ["--mount-root", env.path("new", "..", "root")],
+                 ["--mount-root", env.mkdir("root2"), "--filesystem", "fw=/"]):
+        status, err = webfused("--no-admin", *args)
+        check_equal(status, 2, "exit status for %r" % args)
+        check("without . or .. components" in err, "its error: %r" % err)
+    check(os.path.isdir(existing) and not os.path.exists(env.path("new")),
+          "the refused starts touched no directory")
+
+
+@suite.test
 def hand_unmount_closes_the_webfuse2_connection_with_a_reason(env):
     daemon = env.start_daemon()
     provider = env.start_webfuse2_provider(daemon, "gone", env.mkdir("src"))
