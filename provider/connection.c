@@ -2,6 +2,7 @@
  * queue, reconnecting with backoff, signals; and the provider object's life. The protocol in use
  * (json.c, webfuse2.c) sees whole messages and queues its answers with provider_send. */
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
@@ -347,6 +348,14 @@ static void provider_retry_or_exit(struct provider *p)
  * reason of the last refusal, for the error message (loop thread). */
 static char tls_refusal[128];
 
+/* OpenSSL's words for a certificate no trusted one vouches for (self-signed, unknown issuer),
+ * the refusals --ca is the answer to; not, say, an expired one. */
+static bool tls_untrusted(const char *refusal)
+{
+    return strstr(refusal, "self-signed") || strstr(refusal, "self signed") ||
+           strstr(refusal, "unable to get") || strstr(refusal, "unable to verify");
+}
+
 /* What a user can do about a connect error whose libwebsockets text names no cause. */
 static const char *connect_error_hint(const struct provider *p, const char *reason, char *buf,
                                       size_t cap)
@@ -356,19 +365,19 @@ static const char *connect_error_hint(const struct provider *p, const char *reas
                  "the gateway's certificate does not name %s (%s); use a name or address the "
                  "certificate lists",
                  p->url.host, tls_refusal);
-    else if (tls_refusal[0] && p->options->ca_file)
+    else if (tls_refusal[0] && tls_untrusted(tls_refusal) && p->options->ca_file)
         snprintf(buf, cap,
                  "the gateway's certificate was refused (%s); %s holds neither it nor its CA",
                  tls_refusal, p->options->ca_file);
-    else if (tls_refusal[0])
+    else if (tls_refusal[0] && tls_untrusted(tls_refusal))
         snprintf(buf, cap,
                  "the gateway's certificate was refused (%s); if the gateway has a certificate of "
                  "its own, trust it with --ca FILE",
                  tls_refusal);
+    else if (tls_refusal[0])
+        snprintf(buf, cap, "the gateway's certificate was refused (%s)", tls_refusal);
     else if (!p->url.tls && strcmp(reason, "read failed") == 0)
-        snprintf(buf, cap,
-                 "the gateway closed the connection during the handshake (does it take only "
-                 "wss://?)");
+        snprintf(buf, cap, "%s (does the gateway take only wss://?)", reason);
     else
         return reason;
     return buf;
@@ -376,7 +385,7 @@ static const char *connect_error_hint(const struct provider *p, const char *reas
 
 static void provider_on_connect_error(struct provider *p, const char *lws_reason)
 {
-    char hint[320];
+    char hint[PATH_MAX + 300]; /* names the --ca file */
     const char *reason = connect_error_hint(p, lws_reason, hint, sizeof(hint));
     tls_refusal[0] = '\0';
     if (p->state != PROVIDER_CONN_CONNECTING)
@@ -486,6 +495,7 @@ static void provider_explain_connect_failure(struct provider *p, char *reason, s
 
 static void provider_connect(struct provider *p)
 {
+    tls_refusal[0] = '\0'; /* a refusal belongs to the attempt it came in */
     struct lws_client_connect_info info;
     memset(&info, 0, sizeof(info));
     info.context = p->context;

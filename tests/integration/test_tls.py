@@ -83,15 +83,14 @@ def provider_refuses_an_untrusted_or_misnamed_certificate(env):
     """No --ca, a --ca of another certificate, a trusted certificate that names another host, and
     ws:// to the TLS port: each connection fails and the provider says why and what to do."""
     src = env.mkdir("src")
-    cases = (("device", "wss", [], "'s certificate was refused (self-signed certificate); if the "
-              "gateway has a certificate of its own, trust it with --ca FILE"),
+    cases = (("device", "wss", [], "the gateway's certificate was refused (self-signed "
+              "certificate); if the gateway has a certificate of its own, trust it with --ca FILE"),
              ("device", "wss", ["--ca", CERT["other"][0]],
-              "'s certificate was refused (self-signed certificate); %s holds neither it nor its CA"
-              % CERT["other"][0]),
+              "the gateway's certificate was refused (self-signed certificate); %s holds neither "
+              "it nor its CA" % CERT["other"][0]),
              ("other", "wss", ["--ca", CERT["other"][0]],
-              "'s certificate does not name 127.0.0.1 (IP address mismatch)"),
-             ("device", "ws", [], " closed the connection during the handshake (does it take "
-              "only wss://?)"))
+              "the gateway's certificate does not name 127.0.0.1 (IP address mismatch)"),
+             ("device", "ws", [], "read failed (does the gateway take only wss://?)"))
     for served, scheme, extra, why in cases:
         cert, key = CERT[served]
         daemon = env.start_daemon(extra=["--cert", cert, "--key", key])
@@ -99,7 +98,7 @@ def provider_refuses_an_untrusted_or_misnamed_certificate(env):
                                         url="%s://127.0.0.1:%d/secure" % (scheme, daemon.port),
                                         extra=extra, wait=False)
         check_equal(p.wait(15), 1, "provider status (%s certificate, %r)" % (served, extra))
-        check("cannot connect to %s://127.0.0.1:%d/secure: the gateway%s"
+        check("cannot connect to %s://127.0.0.1:%d/secure: %s"
               % (scheme, daemon.port, why) in p.log_text(), "provider log: %s" % p.log_text())
         check("SSL err" not in p.log_text(), "libwebsockets' own text: %s" % p.log_text())
         check(not harness.is_mounted(daemon.mount_path("secure")), "mounted anyway")
