@@ -74,7 +74,7 @@ enum registry_job_kind {
 
 /* One event to record. Strings are owned by the job (NULL = none). */
 struct registry_record {
-    char time[32];    /* when it happened, UTC (admin_time_now) */
+    char time[32];    /* when it happened, UTC (admin_time_format) */
     const char *kind; /* static: "connect", "disconnect", "attach", ... */
     uint64_t session_id;
     char *remote;
@@ -127,7 +127,7 @@ int registry_submit(struct registry *reg, struct registry_job *job);
 void registry_close(struct registry *reg);
 
 /* After the loop: the thread writes what is queued and the `stop` event with `stop_detail`
- * (static text without quotes), and stops; query jobs that were not delivered go through `done`
+ * (static text), and stops; query jobs that were not delivered go through `done`
  * here, on the calling thread. Then the database is closed and `reg` freed. */
 void registry_free(struct registry *reg, const char *stop_detail);
 

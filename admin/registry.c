@@ -613,24 +613,24 @@ static void commit(struct registry *reg)
     sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* At a clean stop: what is still active (sessions the shutdown could not close in time) is closed
- * now, so that the next start does not take it for lost. */
+/* At the end of a run that was not killed: what is still active (sessions the shutdown could not
+ * close in time) is closed now, so that the next start does not take it for lost. */
 static void finish_run(struct registry *reg, const char *stop_detail)
 {
     char now[32];
     char sql[1024];
     admin_time_now(now, sizeof(now));
-    snprintf(sql, sizeof(sql),
-             "BEGIN;"
-             "UPDATE sessions SET state = 'closed', disconnected_at = '%s',"
-             " reason = 'gateway stopped' WHERE run = %lld AND state = 'active';"
-             "UPDATE filesystems SET state = 'detached', detached_at = '%s',"
-             " reason = 'gateway stopped' WHERE run = %lld AND state = 'mounted';"
-             "UPDATE runs SET stopped_at = '%s' WHERE id = %lld;"
-             "INSERT INTO events (time, run, kind, detail) VALUES ('%s', %lld, 'stop', '%s');"
-             "COMMIT;",
-             now, (long long)reg->run, now, (long long)reg->run, now, (long long)reg->run, now,
-             (long long)reg->run, stop_detail);
+    sqlite3_snprintf(sizeof(sql), sql,
+                     "BEGIN;"
+                     "UPDATE sessions SET state = 'closed', disconnected_at = '%s',"
+                     " reason = 'gateway stopped' WHERE run = %lld AND state = 'active';"
+                     "UPDATE filesystems SET state = 'detached', detached_at = '%s',"
+                     " reason = 'gateway stopped' WHERE run = %lld AND state = 'mounted';"
+                     "UPDATE runs SET stopped_at = '%s' WHERE id = %lld;"
+                     "INSERT INTO events (time, run, kind, detail) VALUES ('%s', %lld, 'stop', %Q);"
+                     "COMMIT;",
+                     now, (long long)reg->run, now, (long long)reg->run, now, (long long)reg->run,
+                     now, (long long)reg->run, stop_detail);
     if (sqlite3_exec(reg->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
         write_failed(reg, "the end of this run");
         sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
