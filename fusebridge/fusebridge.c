@@ -113,7 +113,8 @@ struct connection_search {
 static void connection_visit(const struct fusebridge_mountinfo *entry, void *arg)
 {
     struct connection_search *search = arg;
-    if (strcmp(entry->path, search->mountpoint) == 0) {
+    /* Another filesystem mounted over ours has its own minor. */
+    if (strcmp(entry->path, search->mountpoint) == 0 && strncmp(entry->fstype, "fuse", 4) == 0) {
         search->minor = entry->minor;
         search->found = true; /* keep going: the last mount on a path is the visible one */
     }

@@ -156,4 +156,8 @@ void listings_free_all(struct fusebridge_mount *mount);
 /* The queue link of an op. */
 struct fusebridge_op **op_next(struct fusebridge_op *op);
 
+/* One line of /proc/self/mountinfo, changed in place (entry points into it). Returns 0, or
+ * -EINVAL for a line that is not one. */
+int mountinfo_parse(char *line, struct fusebridge_mountinfo *entry);
+
 #endif

@@ -1,5 +1,5 @@
 /* fusebridge: the mount table of this process's mount namespace (/proc/self/mountinfo). */
-#include "fusebridge.h"
+#include "fusebridge_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,7 +23,7 @@ static void unescape(char *s)
 }
 
 /* id parent major:minor root mountpoint options [optional fields...] - fstype source options */
-static int parse(char *line, struct fusebridge_mountinfo *entry)
+int mountinfo_parse(char *line, struct fusebridge_mountinfo *entry)
 {
     line[strcspn(line, "\n")] = '\0';
     char *rest = line;
@@ -54,9 +54,10 @@ int fusebridge_mountinfo_each(void (*visit)(const struct fusebridge_mountinfo *e
     size_t cap = 0;
     struct fusebridge_mountinfo entry;
     while (getline(&line, &cap, f) > 0)
-        if (parse(line, &entry) == 0)
+        if (mountinfo_parse(line, &entry) == 0)
             visit(&entry, arg);
+    int rc = ferror(f) ? -EIO : 0;
     free(line);
     fclose(f);
-    return 0;
+    return rc;
 }
