@@ -98,12 +98,13 @@ static int mkdir_parents(const char *path, size_t *made_from)
     return mkdir_one(buf, strlen(buf), made_from);
 }
 
-/* Removes the directories mkdir_parents made for path, deepest first (only while empty). */
+/* Removes the directories mkdir_parents made for path, deepest first (only while empty; the
+ * deepest may be missing when making them stopped half-way). */
 static void mkdir_undo(const char *path, size_t made_from)
 {
     char buf[PATH_MAX];
     snprintf(buf, sizeof(buf), "%s", path);
-    while (made_from > 0 && strlen(buf) >= made_from && rmdir(buf) == 0) {
+    while (made_from > 0 && strlen(buf) >= made_from && (rmdir(buf) == 0 || errno == ENOENT)) {
         char *slash = strrchr(buf, '/');
         if (!slash)
             break;
