@@ -85,6 +85,10 @@ export class Coverage {
 
 const ROOT = Object.freeze({ directory: true });
 const DEFAULT_MAX_OPEN_FILES = 1024;
+// The gateway's kernel asks for at most 1 MiB a read; a larger size (up to 4 GiB fits the
+// field) would have the tab hold that much of the file at once. Answered short, as a file
+// system may.
+const MAX_READ = 1024 * 1024;
 const STATFS_BLOCK = 4096;
 const REQUESTS_THAT_WRITE = new Set([Type.SYMLINK, Type.LINK, Type.RENAME, Type.CHMOD,
   Type.CHOWN, Type.TRUNCATE, Type.MKNOD, Type.CREATE, Type.UNLINK, Type.WRITE, Type.MKDIR,
@@ -378,7 +382,7 @@ export class WebfuseProvider {
     if (node === ROOT) return { result: -Errno.EISDIR };
     if (request.offset >= BigInt(node.size)) return { result: 0 };
     const offset = Number(request.offset);
-    const length = Math.min(request.size, node.size - offset);
+    const length = Math.min(request.size, MAX_READ, node.size - offset);
     if (length === 0) return { result: 0 };
     let bytes = asBytes(await node.read(offset, length));
     if (bytes.length > length) bytes = bytes.subarray(0, length);

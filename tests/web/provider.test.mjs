@@ -311,6 +311,19 @@ test('a failing read answers EIO, a too long one is cut to the request', async (
   assert.equal(b.data.length, 4);
 });
 
+test('a read asking more than 1 MiB gets 1 MiB: the tab never holds more for one request', async () => {
+  let asked = 0;
+  const files = [{ name: 'big', size: 8 * 1024 * 1024,
+    read: async (offset, length) => { asked = length; return new ArrayBuffer(length); } }];
+  const { socket } = connected(files);
+  const handle = await openFile(socket, '/big');
+  const a = await socket.ask({ id: id(), type: Type.READ, path: '/big', size: 0xffffffff, offset: 0n,
+    handle });
+  assert.equal(asked, 1024 * 1024);
+  assert.equal(a.result, 1024 * 1024);
+  assert.equal(a.data.length, 1024 * 1024);
+});
+
 test('read events count bytes served and bytes covered per file', async () => {
   const { provider, socket } = connected([memoryFile('a', 'x'.repeat(100)), memoryFile('b', 'y')]);
   const events = [];
