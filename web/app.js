@@ -28,6 +28,7 @@ let chosen = []; // File objects, in the order they were picked
 let provider = null;
 let rows = []; // the list items, one per chosen file
 let progressTimer = null;
+let unreadable = new Set(); // indexes of chosen files the browser could not read any more
 
 function formatBytes(n) {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -41,7 +42,8 @@ function formatBytes(n) {
 }
 
 function attached() {
-  return provider !== null && (provider.state === 'connecting' || provider.state === 'open');
+  return provider !== null &&
+    ['connecting', 'open', 'closing'].includes(provider.state);
 }
 
 function setStatus(text) {
@@ -52,7 +54,10 @@ const BADGES = {
   idle: 'Not attached',
   connecting: 'Connecting…',
   open: 'Attached',
+  closing: 'Detaching…',
   closed: 'Not attached',
+  failed: 'Not reached',
+  refused: 'Refused',
   lost: 'Connection lost',
 };
 
@@ -86,7 +91,12 @@ function fileRow(name, size, index) {
     remove.className = 'remove';
     remove.textContent = 'Remove';
     remove.setAttribute('aria-label', `Remove ${name}`);
-    remove.addEventListener('click', () => changeFiles(() => chosen.splice(index, 1)));
+    remove.addEventListener('click', () => {
+      changeFiles(() => chosen.splice(index, 1));
+      // Keyboard users stay in the list: the next row's Remove, else the file picker.
+      const buttons = ui.fileList.querySelectorAll('button.remove');
+      (buttons[Math.min(index, buttons.length - 1)] || ui.fileInput).focus();
+    });
     head.append(remove);
   }
 
@@ -97,6 +107,12 @@ function fileRow(name, size, index) {
   const meta = document.createElement('p');
   meta.className = 'file-meta';
   li.append(head, bar, meta);
+  if (unreadable.has(index)) {
+    const error = document.createElement('p');
+    error.className = 'error';
+    error.textContent = 'The browser cannot read it any more: the device gets an I/O error.';
+    li.append(error);
+  }
   showProgress(li, 0, 0);
   return li;
 }
@@ -125,6 +141,7 @@ function renderFiles() {
 function changeFiles(change) {
   if (attached()) return;
   provider = null;
+  unreadable = new Set();
   ui.total.textContent = '';
   change();
   renderFiles();
@@ -151,6 +168,15 @@ function flushProgress() {
 // Reads come in by the thousand: the page redraws at most every PROGRESS_INTERVAL_MS.
 function scheduleProgress() {
   if (progressTimer === null) progressTimer = setTimeout(flushProgress, PROGRESS_INTERVAL_MS);
+}
+
+// A chosen file changed, moved or was deleted since it was picked: the browser refuses to read it.
+function showReadError({ index, name }) {
+  if (unreadable.has(index)) return;
+  unreadable.add(index);
+  renderFiles();
+  setStatus(`The browser can no longer read "${name}" (changed, moved or deleted since it was ` +
+    'chosen): the device gets an I/O error for it. Detach, choose it again and attach.');
 }
 
 // ---- attaching ---------------------------------------------------------------------------------
@@ -213,8 +239,20 @@ function setAttachedUi(busy) {
   renderFiles();
 }
 
+function closeBadge(event) {
+  if (event.byUser || event.code === 1000) return 'closed';
+  if (!event.wasOpen) return 'failed';
+  if (event.code === 1008 && !event.localReason) return 'refused';
+  return 'lost';
+}
+
 function closeMessage(event, name) {
+  if (event.byUser && !event.wasOpen) return `Cancelled. The device never saw "${name}".`;
   if (event.byUser) return `Detached. The device no longer sees "${name}".`;
+  if (event.localReason) {
+    return `The page closed the connection: the device asked for more than it read ` +
+      `(${event.localReason}). Attach again to go on.`;
+  }
   if (!event.wasOpen) {
     return `Could not reach the device at ${provider.url}. Is webfused running there, and is ` +
       'the address right?';
@@ -225,6 +263,10 @@ function closeMessage(event, name) {
     case 1001:
       return `The device detached "${name}"${reason}. It can no longer read the files.`;
     case 1008:
+      if (event.reason.startsWith('too many login attempts')) {
+        return 'The device turns logins from this address away for now (too many attempts). ' +
+          'Wait a minute, then attach again.';
+      }
       if (event.reason === 'authentication failed') {
         return ui.user.value.trim()
           ? 'The device did not accept the user and password under "Log in".'
@@ -249,6 +291,11 @@ function loginToken() {
 
 function attach() {
   if (attached()) return;
+  if (ui.user.value.includes(':')) {
+    ui.user.focus();
+    setStatus('The user name cannot contain ":" (the device reads the login as USER:PASSWORD).');
+    return;
+  }
   if (!checkName()) {
     ui.name.focus();
     setStatus('The filesystem name needs fixing.');
@@ -273,6 +320,7 @@ function attach() {
     mtime: file.lastModified,
     read: (offset, length) => file.slice(offset, offset + length).arrayBuffer(),
   }));
+  unreadable = new Set();
   try {
     provider = new WebfuseProvider({ url, files, token: loginToken() });
   } catch (error) {
@@ -280,6 +328,13 @@ function attach() {
     return;
   }
   provider.on('read', scheduleProgress);
+  provider.on('readerror', showReadError);
+  provider.on('state', ({ state }) => {
+    if (state !== 'closing') return;
+    setBadge('closing');
+    setStatus(`Detaching "${name}"…`);
+    ui.detach.disabled = true;
+  });
   provider.on('open', () => {
     setBadge('open');
     setStatus(`Attached as "${name}". The device can read ${files.length} ` +
@@ -287,8 +342,7 @@ function attach() {
   });
   provider.on('close', (event) => {
     flushProgress();
-    const lost = !event.byUser && event.code !== 1000;
-    setBadge(lost ? 'lost' : 'closed');
+    setBadge(closeBadge(event));
     setStatus(closeMessage(event, name));
     setAttachedUi(false);
   });
@@ -321,7 +375,14 @@ ui.dropzone.addEventListener('dragleave', () => ui.dropzone.classList.remove('ov
 ui.dropzone.addEventListener('drop', (event) => {
   event.preventDefault();
   ui.dropzone.classList.remove('over');
-  addFiles([...event.dataTransfer.files]);
+  // A dropped folder comes as a File that cannot be read: only files are lent.
+  const items = [...event.dataTransfer.items].filter((item) => item.kind === 'file');
+  const folder = (item) => item.webkitGetAsEntry && item.webkitGetAsEntry()?.isDirectory;
+  const files = items.filter((item) => !folder(item)).map((item) => item.getAsFile());
+  addFiles(files);
+  if (files.length < items.length) {
+    setStatus('Folders cannot be lent, only files: drop the files inside them.');
+  }
 });
 // A file dropped next to the zone must not make the browser leave the page.
 window.addEventListener('dragover', (event) => event.preventDefault());

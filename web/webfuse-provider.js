@@ -34,23 +34,45 @@ export function validEntryName(name) {
     !name.includes('/') && !name.includes('\0') && utf8.encode(name).length <= NAME_MAX;
 }
 
-// Names for a list of files that may repeat ("a.bin" twice becomes "a.bin", "a (2).bin").
+// The longest start of `text`, in whole characters, that fits `bytes` bytes of UTF-8.
+function utf8Prefix(text, bytes) {
+  let out = '';
+  for (const ch of text) {
+    if (utf8.encode(out + ch).length > bytes) break;
+    out += ch;
+  }
+  return out;
+}
+
+// stem + suffix + ext cut to NAME_MAX bytes, from the end of the stem (the extension stays).
+function fitName(stem, suffix, ext) {
+  const room = NAME_MAX - utf8.encode(suffix + ext).length;
+  return utf8Prefix(stem, room) + suffix + ext;
+}
+
+// Names for a list of files that may repeat ("a.bin" twice becomes "a.bin", "a (2).bin") or be
+// longer than a name may be (other systems count characters, not bytes).
 export function uniqueNames(names) {
   const taken = new Set();
   return names.map((name) => {
-    let candidate = name;
     const dot = name.lastIndexOf('.');
-    const stem = dot > 0 ? name.slice(0, dot) : name;
-    const ext = dot > 0 ? name.slice(dot) : '';
-    for (let n = 2; taken.has(candidate); n++) candidate = `${stem} (${n})${ext}`;
+    const hasExt = dot > 0 && utf8.encode(name.slice(dot)).length <= 32;
+    const stem = hasExt ? name.slice(0, dot) : name;
+    const ext = hasExt ? name.slice(dot) : '';
+    let candidate = fitName(stem, '', ext);
+    for (let n = 2; taken.has(candidate); n++) candidate = fitName(stem, ` (${n})`, ext);
     taken.add(candidate);
     return candidate;
   });
 }
 
 // Which bytes of a file were read at least once, as merged ranges: a progress measure that
-// re-reads (a loop-mounted image reads some blocks many times) do not inflate.
+// re-reads (a loop-mounted image reads some blocks many times) do not inflate. Scattered reads
+// (random 4 KiB reads of a large image, or a gateway aiming at it) would make the list, and each
+// insertion into it, grow without end: beyond MAX_RANGES the two ranges with the smallest gap
+// merge, and the total counts the gap as read (a progress bar may run a little ahead then).
 export class Coverage {
+  static MAX_RANGES = 4096;
   #ranges = []; // sorted, disjoint, not touching: [start, end)
   total = 0;
 
@@ -75,7 +97,18 @@ export class Coverage {
     }
     ranges.splice(lo, i - lo, [from, to]);
     this.total += to - from;
+    if (ranges.length > Coverage.MAX_RANGES) this.#mergeClosest();
     return this.total;
+  }
+
+  #mergeClosest() {
+    const ranges = this.#ranges;
+    let best = 0;
+    for (let i = 1; i + 1 < ranges.length; i++) {
+      if (ranges[i + 1][0] - ranges[i][1] < ranges[best + 1][0] - ranges[best][1]) best = i;
+    }
+    this.total += ranges[best + 1][0] - ranges[best][1];
+    ranges.splice(best, 2, [ranges[best][0], ranges[best + 1][1]]);
   }
 
   get rangeCount() {
@@ -94,6 +127,19 @@ const REQUESTS_THAT_WRITE = new Set([Type.SYMLINK, Type.LINK, Type.RENAME, Type.
   Type.CHOWN, Type.TRUNCATE, Type.MKNOD, Type.CREATE, Type.UNLINK, Type.WRITE, Type.MKDIR,
   Type.RMDIR, Type.UTIMENS]);
 const CLOSE_NORMAL = 1000;
+const CLOSE_POLICY = 1008;
+// A gateway sends requests as fast as it likes and may stop reading the answers. At most
+// READS_IN_FLIGHT file reads run at once and the rest wait, at most READS_WAITING of them; none
+// starts while more than SEND_HIGH_WATER bytes of answers wait to be sent (looked at again every
+// SEND_POLL_MS). A gateway past those bounds, or with SEND_LIMIT bytes unread, is not reading:
+// the page closes the connection, as the native provider does, before the tab runs out of memory.
+const READS_IN_FLIGHT = 32;
+const READS_WAITING = 4096;
+const SEND_HIGH_WATER = 8 * 1024 * 1024;
+const SEND_LIMIT = 64 * 1024 * 1024;
+const SEND_POLL_MS = 20;
+// A gateway that does not answer the close frame: the page stops waiting for it.
+const CLOSE_WAIT_MS = 3000;
 
 function timestamp(ms) {
   const t = Math.max(0, Math.floor(ms));
@@ -132,9 +178,14 @@ export class WebfuseProvider {
   #started;
   #listeners = new Map();
   #socket = null;
-  #state = 'idle'; // idle, connecting, open, closed
+  #state = 'idle'; // idle, connecting, open, closing, closed
   #wasOpen = false;
   #byUser = false;
+  #localReason = ''; // why the page itself closed the connection, if it did
+  #closeTimer = null;
+  #reading = 0; // file reads running
+  #readsWaiting = [];
+  #pollTimer = null;
   #handles = new Map(); // BigInt handle -> entry
   #nextHandle = 1n;
 
@@ -187,7 +238,9 @@ export class WebfuseProvider {
   }
 
   // Events: 'state' {state}, 'open' {}, 'read' {index, name, offset, length, served, covered,
-  // size}, 'close' {code, reason, wasClean, wasOpen, byUser}, 'error' {message}.
+  // size}, 'readerror' {index, name, message} (the browser could not read a chosen file; the
+  // device got EIO), 'close' {code, reason, wasClean, wasOpen, byUser, localReason}, 'error'
+  // {message}.
   // Returns a function that removes the listener.
   on(type, listener) {
     if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
@@ -205,11 +258,12 @@ export class WebfuseProvider {
   }
 
   connect() {
-    if (this.#state === 'connecting' || this.#state === 'open') {
+    if (this.#state === 'connecting' || this.#state === 'open' || this.#state === 'closing') {
       throw new Error('already connected');
     }
     this.#wasOpen = false;
     this.#byUser = false;
+    this.#localReason = '';
     const socket = this.#createSocket(this.#url, SUBPROTOCOL);
     socket.binaryType = 'arraybuffer';
     this.#socket = socket;
@@ -233,19 +287,39 @@ export class WebfuseProvider {
 
   // Detaches: the gateway unmounts the filesystem.
   close(reason = 'detached by the user') {
-    if (!this.#socket || this.#state === 'closed') return;
+    if (!this.#socket || this.#state === 'closing' || this.#state === 'closed') return;
     this.#byUser = true;
-    this.#socket.close(CLOSE_NORMAL, reason);
+    this.#beginClose(CLOSE_NORMAL, reason);
+  }
+
+  #beginClose(code, reason) {
+    const socket = this.#socket;
+    this.#localReason = reason;
+    this.#setState('closing');
+    socket.close(code, reason);
+    this.#closeTimer = setTimeout(() => {
+      if (this.#socket === socket) this.#closed({ code: 1006, reason: '', wasClean: false });
+    }, CLOSE_WAIT_MS);
   }
 
   #closed(event) {
+    clearTimeout(this.#closeTimer);
+    clearTimeout(this.#pollTimer);
+    this.#closeTimer = this.#pollTimer = null;
     this.#socket = null;
     this.#handles.clear();
+    this.#readsWaiting = [];
     this.#setState('closed');
     this.#emit('close', {
       code: event.code, reason: event.reason || '', wasClean: Boolean(event.wasClean),
-      wasOpen: this.#wasOpen, byUser: this.#byUser,
+      wasOpen: this.#wasOpen, byUser: this.#byUser, localReason: this.#localReason,
     });
+  }
+
+  // The gateway asks for more than it reads: see READS_IN_FLIGHT.
+  #overloaded(reason) {
+    this.#emit('error', { message: `closing the connection: ${reason}` });
+    this.#beginClose(CLOSE_POLICY, reason);
   }
 
   #send(socket, bytes) {
@@ -261,7 +335,7 @@ export class WebfuseProvider {
     if (data && typeof data.arrayBuffer === 'function' && !(data instanceof ArrayBuffer)) {
       data.arrayBuffer().then((buffer) => {
         if (this.#socket === socket) this.#receive(socket, buffer);
-      });
+      }, (error) => this.#emit('error', { message: `unreadable message: ${error.message}` }));
       return;
     }
     let request;
@@ -275,13 +349,46 @@ export class WebfuseProvider {
       this.#send(socket, encodeResponse(request.type, { id: request.id }));
       return;
     }
-    Promise.resolve()
+    if (this.#state !== 'open') return; // closing: no new work
+    if ((socket.bufferedAmount || 0) > SEND_LIMIT) {
+      this.#overloaded('the gateway does not read the answers');
+    } else if (request.type !== Type.READ) {
+      this.#run(socket, request);
+    } else if (this.#readsWaiting.length >= READS_WAITING) {
+      this.#overloaded('too many reads waiting');
+    } else {
+      this.#readsWaiting.push(request);
+      this.#startReads(socket);
+    }
+  }
+
+  #run(socket, request) {
+    return Promise.resolve()
       .then(() => this.#dispatch(request))
       .catch((error) => {
         this.#emit('error', { message: `request ${request.id} failed: ${error.message}` });
         return { result: -Errno.EIO };
       })
       .then((answer) => this.#answer(socket, request, answer));
+  }
+
+  #startReads(socket) {
+    while (this.#socket === socket && this.#readsWaiting.length > 0 &&
+      this.#reading < READS_IN_FLIGHT && (socket.bufferedAmount || 0) <= SEND_HIGH_WATER) {
+      this.#reading++;
+      this.#run(socket, this.#readsWaiting.shift()).finally(() => {
+        this.#reading--;
+        this.#startReads(socket);
+      });
+    }
+    const held = this.#readsWaiting.length > 0 && this.#reading < READS_IN_FLIGHT;
+    if (this.#socket === socket && held && this.#pollTimer === null) {
+      // Held back by answers not yet sent: the socket says nothing when they leave.
+      this.#pollTimer = setTimeout(() => {
+        this.#pollTimer = null;
+        this.#startReads(socket);
+      }, SEND_POLL_MS);
+    }
   }
 
   #answer(socket, request, answer) {
@@ -384,7 +491,14 @@ export class WebfuseProvider {
     const offset = Number(request.offset);
     const length = Math.min(request.size, MAX_READ, node.size - offset);
     if (length === 0) return { result: 0 };
-    let bytes = asBytes(await node.read(offset, length));
+    let data;
+    try {
+      data = await node.read(offset, length);
+    } catch (error) {
+      this.#emit('readerror', { index: node.index, name: node.name, message: error.message });
+      return { result: -Errno.EIO };
+    }
+    let bytes = asBytes(data);
     if (bytes.length > length) bytes = bytes.subarray(0, length);
     this.#account(node, offset, bytes.length);
     return bytes.length > 0 ? { result: bytes.length, data: bytes } : { result: 0 };

@@ -379,7 +379,7 @@ def names_detach_and_refusals_are_shown(env):
     b.choose("odd size.bin")
     b.attach("firmware")
     b.wait_status(["refused", "firmware", "taken"])
-    check_equal(b.state(), "lost", "badge after a refusal")
+    check_equal(b.state(), "refused", "badge after a refusal")
     check_equal(listing(mp), {"notes.txt": files["notes.txt"][1]}, "the first mount is untouched")
 
     # Detach from the page.
@@ -471,6 +471,37 @@ def killed_gateway_shows_connection_lost(env):
 
 
 @suite.test(budget=120)
+def a_file_changed_after_it_was_chosen_reads_as_eio_and_the_page_says_so(env):
+    """The browser refuses to read a chosen file that changed on disk since it was picked: the
+    device gets EIO for it, and the page names the file instead of still saying all is well."""
+    path = env.path("changing.txt")
+    with open(path, "wb") as f:
+        f.write(b"before\n" * 100)
+    daemon, browser = start(env)
+    a = Page(browser, "a", daemon)
+    a.b.call("setFiles", page="a", selector="#file-input", paths=[path])
+    a.attach("changing")
+    mp = daemon.mount_path("changing")
+    harness.wait_mounted(mp)
+    a.wait_status(["Attached"])
+    with open(path, "ab") as f:
+        f.write(b"after\n")
+    later = time.time() + 10
+    os.utime(path, (later, later))
+    try:
+        with open(os.path.join(mp, "changing.txt"), "rb") as f:
+            data = f.read()
+        fail("read %d bytes of a file the browser can no longer read" % len(data))
+    except OSError as e:
+        check_equal(e.errno, errno.EIO, "errno of the read")
+    text = a.wait_status(["can no longer read", "changing.txt"])
+    print("  page after the file changed: %r" % text)
+    row = a.b.call("text", page="a", selector="#file-list .error")
+    check("cannot read it any more" in row, "the file's row: %r" % row)
+    check_equal(a.errors(), [], "script errors")
+
+
+@suite.test(budget=120)
 def login_fields_answer_a_gateway_that_asks(env):
     """With --auth-file the gateway asks the page for a login: without one the page says so,
     with a wrong password it says that, and with the right one the files are attached."""
@@ -534,6 +565,7 @@ def typed_gateway_address_is_used_and_other_schemes_are_refused(env):
     a.attach("secure")
     text = a.wait_status(["Could not reach", "wss://127.0.0.1:%d/secure" % port])
     print("  https:// typed: %r" % text)
+    check_equal(a.state(), "failed", "badge when the device could not be reached")
 
     # Other schemes and things that are no address are refused before anything is sent.
     for typed, words in (("ftp://127.0.0.1:%d" % port, ["must start with ws:// or wss://"]),

@@ -341,6 +341,13 @@ test('read events count bytes served and bytes covered per file', async () => {
   ]);
 });
 
+test('scattered reads keep at most 4096 ranges; the total then counts the smallest gaps', () => {
+  const c = new Coverage();
+  for (let i = 0; i < 5000; i++) c.add(i * 10, i * 10 + 1);
+  assert.equal(c.rangeCount, Coverage.MAX_RANGES);
+  assert.equal(c.total, 5000 + (5000 - Coverage.MAX_RANGES) * 9);
+});
+
 test('too many open files: EMFILE', async () => {
   const { socket } = connected([memoryFile('f', 'x')], { maxOpenFiles: 2 });
   await openFile(socket, '/f');
@@ -370,12 +377,105 @@ test('detaching closes with 1000 and the reason; answers after the close are not
   assert.equal(socket.answers.some((a) => a.id === 999), false);
 });
 
+// A file whose reads finish only when the test says so.
+function heldFile(name, size) {
+  const pending = [];
+  return {
+    pending,
+    file: { name, size, read: (offset, length) => new Promise((resolve) => pending.push(() => resolve(new Uint8Array(length)))) },
+  };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+test('at most 32 reads run at once; the others wait their turn and are all answered', async () => {
+  const held = heldFile('f', 1 << 20);
+  const { socket } = connected([held.file]);
+  const handle = await openFile(socket, '/f');
+  const ids = [];
+  for (let i = 0; i < 100; i++) {
+    ids.push(id());
+    socket.request({ id: ids[i], type: Type.READ, path: '/f', size: 16, offset: BigInt(i * 16), handle });
+  }
+  await tick();
+  assert.equal(held.pending.length, 32);
+  while (held.pending.length > 0) {
+    held.pending.splice(0).forEach((release) => release());
+    await tick();
+  }
+  for (const i of ids) assert.equal((await socket.answer(i)).result, 16);
+});
+
+test('no read starts while 8 MiB of answers wait to be sent; it starts once they left', async () => {
+  const held = heldFile('f', 64);
+  const { socket } = connected([held.file]);
+  const handle = await openFile(socket, '/f');
+  socket.bufferedAmount = 9 * 1024 * 1024;
+  socket.request({ id: id(), type: Type.READ, path: '/f', size: 8, offset: 0n, handle });
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(held.pending.length, 0, 'a read started with the send buffer full');
+  socket.bufferedAmount = 0;
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(held.pending.length, 1);
+});
+
+test('a gateway that asks for more than it reads is closed with 1008, and the page says why', async () => {
+  const held = heldFile('f', 1 << 20);
+  const { provider, socket } = connected([held.file]);
+  const closes = [];
+  provider.on('close', (e) => closes.push(e));
+  const handle = await openFile(socket, '/f');
+  for (let i = 0; i < 32 + 4096; i++) {
+    socket.request({ id: id(), type: Type.READ, path: '/f', size: 1, offset: 0n, handle });
+  }
+  assert.equal(socket.closedWith, null, 'closed before the bound');
+  socket.request({ id: id(), type: Type.READ, path: '/f', size: 1, offset: 0n, handle });
+  assert.deepEqual(socket.closedWith, { code: 1008, reason: 'too many reads waiting' });
+  await tick();
+  assert.equal(closes[0].localReason, 'too many reads waiting');
+  assert.equal(closes[0].byUser, false);
+  // Unread answers past 64 MiB: the same, for any request.
+  const again = connected([memoryFile('g', 'x')]);
+  again.socket.bufferedAmount = 65 * 1024 * 1024;
+  again.socket.request({ id: id(), type: Type.GETATTR, path: '/g' });
+  assert.deepEqual(again.socket.closedWith, { code: 1008, reason: 'the gateway does not read the answers' });
+});
+
+test('detaching says closing until the gateway answers; one that never does is given up', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { provider, socket } = connected([memoryFile('f', 'x')]);
+  socket.close = (code, reason) => { socket.closedWith = { code, reason }; }; // never answers
+  const closes = [];
+  provider.on('close', (e) => closes.push(e));
+  provider.close();
+  assert.equal(provider.state, 'closing');
+  provider.close(); // a second click does nothing
+  t.mock.timers.tick(2999);
+  assert.equal(closes.length, 0);
+  t.mock.timers.tick(1);
+  assert.equal(provider.state, 'closed');
+  assert.equal(closes.length, 1);
+  assert.equal(closes[0].byUser, true);
+});
+
+test('a chosen file the browser can no longer read: EIO to the device, readerror to the page', async () => {
+  const files = [{ name: 'moved', size: 10, read: async () => { throw new Error('NotReadableError'); } }];
+  const { provider, socket } = connected(files);
+  const errors = [];
+  provider.on('readerror', (e) => errors.push(e));
+  const handle = await openFile(socket, '/moved');
+  const a = await socket.ask({ id: id(), type: Type.READ, path: '/moved', size: 4, offset: 0n, handle });
+  assert.equal(a.result, -Errno.EIO);
+  assert.deepEqual(errors, [{ index: 0, name: 'moved', message: 'NotReadableError' }]);
+});
+
 test('a close by the gateway reports its code and reason', () => {
   const { provider, socket } = connected([memoryFile('f', 'x')]);
   const closes = [];
   provider.on('close', (e) => closes.push(e));
   socket.drop(1000, 'update done');
-  assert.deepEqual(closes, [{ code: 1000, reason: 'update done', wasClean: true, wasOpen: true, byUser: false }]);
+  assert.deepEqual(closes, [{ code: 1000, reason: 'update done', wasClean: true, wasOpen: true, byUser: false,
+    localReason: '' }]);
 });
 
 test('a connection that never opens reports wasOpen false; connect works again after a close', () => {
@@ -422,6 +522,16 @@ test('entry names and duplicates', () => {
   assert.equal(validEntryName('ä'.repeat(128)), false);
   assert.deepEqual(uniqueNames(['a.bin', 'a.bin', 'b', 'b', 'a.bin']),
     ['a.bin', 'a (2).bin', 'b', 'b (2)', 'a (3).bin']);
+});
+
+test('names longer than 255 bytes are cut, keeping the extension and telling twins apart', () => {
+  const long = `${'ü'.repeat(200)}.squashfs`; // 400 bytes of stem: fine elsewhere, too long here
+  const names = uniqueNames([long, long, 'x'.repeat(300)]);
+  for (const n of names) assert.equal(validEntryName(n), true, n);
+  assert.ok(names[0].endsWith('ü.squashfs'));
+  assert.ok(names[1].endsWith('ü (2).squashfs'));
+  assert.notEqual(names[0], names[1]);
+  assert.equal(names[2], 'x'.repeat(255));
 });
 
 test('coverage merges overlapping and touching ranges', () => {
