@@ -512,10 +512,13 @@ static int lock_history(const char *db_path, int *fd_out)
     return lock_exclusive(lock_path, false, "the history database's lock file", fd_out);
 }
 
-/* DIR as the mount table will show it: the parent resolved (no symbolic link), no trailing
- * slash. The parent exists by now; DIR itself may be a stale mount that cannot be looked at. */
+/* DIR as the mount table will show it: no symbolic link, no trailing slash. DIR exists by now,
+ * but may be a stale mount that cannot be looked at (ENOTCONN): then its parent is resolved. */
 static int fixed_dir_resolve(const char *dir, char **out)
 {
+    *out = realpath(dir, NULL);
+    if (*out)
+        return 0;
     char parent[PATH_MAX];
     if (snprintf(parent, sizeof(parent), "%s", dir) >= (int)sizeof(parent))
         return -ENAMETOOLONG;
