@@ -248,10 +248,13 @@ function closeBadge(event) {
 
 function closeMessage(event, name) {
   if (event.byUser && !event.wasOpen) return `Cancelled. The device never saw "${name}".`;
+  if (event.byUser && !event.wasClean) {
+    return `Stopped lending "${name}" here; the device did not confirm the detach.`;
+  }
   if (event.byUser) return `Detached. The device no longer sees "${name}".`;
   if (event.localReason) {
-    return `The page closed the connection: the device asked for more than it read ` +
-      `(${event.localReason}). Attach again to go on.`;
+    return `The page closed the connection: the device asked for more than the page could ` +
+      `answer (${event.localReason}). Attach again to go on.`;
   }
   if (!event.wasOpen) {
     return `Could not reach the device at ${provider.url}. Is webfused running there, and is ` +
@@ -327,20 +330,25 @@ function attach() {
     setStatus(`Cannot lend these files: ${error.message}`);
     return;
   }
-  provider.on('read', scheduleProgress);
-  provider.on('readerror', showReadError);
-  provider.on('state', ({ state }) => {
+  const lent = provider;
+  let opened = false;
+  // Only the provider of the current attach speaks to the page.
+  const on = (type, listener) => lent.on(type, (e) => lent === provider && listener(e));
+  on('read', scheduleProgress);
+  on('readerror', showReadError);
+  on('state', ({ state }) => {
     if (state !== 'closing') return;
     setBadge('closing');
-    setStatus(`Detaching "${name}"…`);
+    setStatus(opened ? `Detaching "${name}"…` : 'Cancelling…');
     ui.detach.disabled = true;
   });
-  provider.on('open', () => {
+  on('open', () => {
+    opened = true;
     setBadge('open');
     setStatus(`Attached as "${name}". The device can read ${files.length} ` +
       `file${files.length === 1 ? '' : 's'} now; keep this page open.`);
   });
-  provider.on('close', (event) => {
+  on('close', (event) => {
     flushProgress();
     setBadge(closeBadge(event));
     setStatus(closeMessage(event, name));
@@ -375,12 +383,19 @@ ui.dropzone.addEventListener('dragleave', () => ui.dropzone.classList.remove('ov
 ui.dropzone.addEventListener('drop', (event) => {
   event.preventDefault();
   ui.dropzone.classList.remove('over');
+  if (attached()) return;
+  const { items, files } = event.dataTransfer;
+  if (!items) {
+    addFiles([...files]);
+    return;
+  }
   // A dropped folder comes as a File that cannot be read: only files are lent.
-  const items = [...event.dataTransfer.items].filter((item) => item.kind === 'file');
+  const dropped = [...items].filter((item) => item.kind === 'file');
   const folder = (item) => item.webkitGetAsEntry && item.webkitGetAsEntry()?.isDirectory;
-  const files = items.filter((item) => !folder(item)).map((item) => item.getAsFile());
-  addFiles(files);
-  if (files.length < items.length) {
+  const chosenNow = dropped.filter((item) => !folder(item)).map((item) => item.getAsFile())
+    .filter(Boolean);
+  addFiles(chosenNow);
+  if (chosenNow.length < dropped.length) {
     setStatus('Folders cannot be lent, only files: drop the files inside them.');
   }
 });

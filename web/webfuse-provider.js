@@ -34,18 +34,23 @@ export function validEntryName(name) {
     !name.includes('/') && !name.includes('\0') && utf8.encode(name).length <= NAME_MAX;
 }
 
-// The longest start of `text`, in whole characters, that fits `bytes` bytes of UTF-8.
+// The longest start of `text`, in whole code points, that fits `bytes` bytes of UTF-8.
 function utf8Prefix(text, bytes) {
-  let out = '';
+  let used = 0;
+  let end = 0;
   for (const ch of text) {
-    if (utf8.encode(out + ch).length > bytes) break;
-    out += ch;
+    const cp = ch.codePointAt(0);
+    used += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (used > bytes) break;
+    end += ch.length;
   }
-  return out;
+  return text.slice(0, end);
 }
 
 // stem + suffix + ext cut to NAME_MAX bytes, from the end of the stem (the extension stays).
 function fitName(stem, suffix, ext) {
+  const name = stem + suffix + ext;
+  if (utf8.encode(name).length <= NAME_MAX) return name;
   const room = NAME_MAX - utf8.encode(suffix + ext).length;
   return utf8Prefix(stem, room) + suffix + ext;
 }
@@ -70,7 +75,8 @@ export function uniqueNames(names) {
 // re-reads (a loop-mounted image reads some blocks many times) do not inflate. Scattered reads
 // (random 4 KiB reads of a large image, or a gateway aiming at it) would make the list, and each
 // insertion into it, grow without end: beyond MAX_RANGES the two ranges with the smallest gap
-// merge, and the total counts the gap as read (a progress bar may run a little ahead then).
+// merge. The gap is not counted, then or when it is read later: the total stays a lower bound
+// (a progress bar may lag behind, never run ahead).
 export class Coverage {
   static MAX_RANGES = 4096;
   #ranges = []; // sorted, disjoint, not touching: [start, end)
@@ -107,7 +113,6 @@ export class Coverage {
     for (let i = 1; i + 1 < ranges.length; i++) {
       if (ranges[i + 1][0] - ranges[i][1] < ranges[best + 1][0] - ranges[best][1]) best = i;
     }
-    this.total += ranges[best + 1][0] - ranges[best][1];
     ranges.splice(best, 2, [ranges[best][0], ranges[best + 1][1]]);
   }
 
@@ -295,6 +300,7 @@ export class WebfuseProvider {
   #beginClose(code, reason) {
     const socket = this.#socket;
     this.#localReason = reason;
+    this.#readsWaiting = []; // their answers could not be sent any more
     this.#setState('closing');
     socket.close(code, reason);
     this.#closeTimer = setTimeout(() => {
@@ -309,6 +315,7 @@ export class WebfuseProvider {
     this.#socket = null;
     this.#handles.clear();
     this.#readsWaiting = [];
+    this.#reading = 0; // reads still running belong to the connection that ended
     this.#setState('closed');
     this.#emit('close', {
       code: event.code, reason: event.reason || '', wasClean: Boolean(event.wasClean),
@@ -364,7 +371,7 @@ export class WebfuseProvider {
 
   #run(socket, request) {
     return Promise.resolve()
-      .then(() => this.#dispatch(request))
+      .then(() => this.#dispatch(socket, request))
       .catch((error) => {
         this.#emit('error', { message: `request ${request.id} failed: ${error.message}` });
         return { result: -Errno.EIO };
@@ -373,10 +380,11 @@ export class WebfuseProvider {
   }
 
   #startReads(socket) {
-    while (this.#socket === socket && this.#readsWaiting.length > 0 &&
+    while (this.#socket === socket && this.#state === 'open' && this.#readsWaiting.length > 0 &&
       this.#reading < READS_IN_FLIGHT && (socket.bufferedAmount || 0) <= SEND_HIGH_WATER) {
       this.#reading++;
       this.#run(socket, this.#readsWaiting.shift()).finally(() => {
+        if (this.#socket !== socket) return; // counted in a connection that ended
         this.#reading--;
         this.#startReads(socket);
       });
@@ -414,7 +422,7 @@ export class WebfuseProvider {
     this.#send(socket, encodeResponse(header.type, { id: header.id, result: -Errno.EINVAL }));
   }
 
-  #dispatch(request) {
+  #dispatch(socket, request) {
     if (REQUESTS_THAT_WRITE.has(request.type)) return { result: -Errno.EROFS };
     switch (request.type) {
       case Type.ACCESS: return this.#access(request);
@@ -422,7 +430,7 @@ export class WebfuseProvider {
       case Type.READLINK: return { result: this.#find(request.path) ? -Errno.EINVAL : -Errno.ENOENT };
       case Type.OPEN: return this.#open(request);
       case Type.RELEASE: return this.#release(request);
-      case Type.READ: return this.#read(request);
+      case Type.READ: return this.#read(socket, request);
       case Type.READDIR: return this.#readdir(request);
       case Type.READDIRPLUS: return this.#readdirplus(request);
       case Type.STATFS: return this.#statfs(request);
@@ -481,7 +489,7 @@ export class WebfuseProvider {
     return { result: this.#handles.delete(request.handle) ? 0 : -Errno.EBADF };
   }
 
-  async #read(request) {
+  async #read(socket, request) {
     let node;
     if (request.handle === NO_HANDLE) node = this.#find(request.path);
     else node = this.#handles.get(request.handle);
@@ -495,9 +503,12 @@ export class WebfuseProvider {
     try {
       data = await node.read(offset, length);
     } catch (error) {
-      this.#emit('readerror', { index: node.index, name: node.name, message: error.message });
+      if (this.#socket === socket) { // else nobody waits for it: the connection ended
+        this.#emit('readerror', { index: node.index, name: node.name, message: error.message });
+      }
       return { result: -Errno.EIO };
     }
+    if (this.#socket !== socket || this.#state !== 'open') return { result: -Errno.EIO };
     let bytes = asBytes(data);
     if (bytes.length > length) bytes = bytes.subarray(0, length);
     this.#account(node, offset, bytes.length);

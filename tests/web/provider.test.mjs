@@ -341,11 +341,15 @@ test('read events count bytes served and bytes covered per file', async () => {
   ]);
 });
 
-test('scattered reads keep at most 4096 ranges; the total then counts the smallest gaps', () => {
+test('scattered reads keep at most 4096 ranges: the closest two merge, the gap counts as unread', () => {
   const c = new Coverage();
-  for (let i = 0; i < 5000; i++) c.add(i * 10, i * 10 + 1);
+  for (let i = 0; i < Coverage.MAX_RANGES; i++) c.add(i * 10, i * 10 + 1); // gaps of 9
+  const last = (Coverage.MAX_RANGES - 1) * 10;
+  c.add(last + 3, last + 4); // a gap of 2 after the last range: the closest pair
   assert.equal(c.rangeCount, Coverage.MAX_RANGES);
-  assert.equal(c.total, 5000 + (5000 - Coverage.MAX_RANGES) * 9);
+  assert.equal(c.total, Coverage.MAX_RANGES + 1);
+  assert.equal(c.add(last + 1, last + 3), Coverage.MAX_RANGES + 1, 'the merged gap counts no more');
+  assert.equal(c.add(5, 6), Coverage.MAX_RANGES + 2, 'another gap was kept apart');
 });
 
 test('too many open files: EMFILE', async () => {
@@ -456,6 +460,65 @@ test('detaching says closing until the gateway answers; one that never does is g
   assert.equal(provider.state, 'closed');
   assert.equal(closes.length, 1);
   assert.equal(closes[0].byUser, true);
+  assert.equal(closes[0].code, 1006);
+  assert.equal(closes[0].wasClean, false);
+});
+
+test('reads still running when a connection ends do not hold back the next one', async () => {
+  const held = heldFile('f', 1 << 20);
+  const sockets = [];
+  const provider = new WebfuseProvider({
+    url: 'ws://device/x', files: [held.file],
+    createSocket: (u, p) => { const s = new FakeSocket(u, p); sockets.push(s); return s; },
+  });
+  provider.connect();
+  sockets[0].open();
+  const old = await openFile(sockets[0], '/f');
+  for (let i = 0; i < 40; i++) {
+    sockets[0].request({ id: id(), type: Type.READ, path: '/f', size: 1, offset: 0n, handle: old });
+  }
+  await tick();
+  assert.equal(held.pending.length, 32);
+  sockets[0].drop(1006, '');
+  provider.connect();
+  sockets[1].open();
+  const handle = await openFile(sockets[1], '/f');
+  const fresh = id();
+  sockets[1].request({ id: fresh, type: Type.READ, path: '/f', size: 1, offset: 0n, handle });
+  await tick();
+  held.pending.splice(0).forEach((release) => release()); // the old ones end, and the new one
+  await tick();
+  held.pending.splice(0).forEach((release) => release());
+  assert.equal((await sockets[1].answer(fresh)).result, 1);
+  assert.equal(sockets[1].answers.filter((a) => a.type === (Type.READ | RESPONSE)).length, 1);
+  assert.equal(sockets[0].answers.filter((a) => a.type === (Type.READ | RESPONSE)).length, 0);
+});
+
+test('after Detach no waiting read starts; a close that comes stops the give-up timer', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const held = heldFile('f', 1 << 20);
+  const { provider, socket } = connected([held.file]);
+  socket.close = (code, reason) => { socket.closedWith = { code, reason }; };
+  const closes = [];
+  provider.on('close', (e) => closes.push(e));
+  socket.request({ id: id(), type: Type.OPEN, path: '/f', flags: O_RDONLY_LARGEFILE });
+  for (let i = 0; i < 3; i++) await Promise.resolve();
+  const handle = socket.answers[0].handle;
+  for (let i = 0; i < 40; i++) {
+    socket.request({ id: id(), type: Type.READ, path: '/f', size: 1, offset: 0n, handle });
+  }
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  assert.equal(held.pending.length, 32);
+  provider.close();
+  held.pending.splice(0).forEach((release) => release());
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  assert.equal(held.pending.length, 0, 'a waiting read started while detaching');
+  socket.drop(1000, 'detached by the user'); // the gateway answers the close
+  assert.equal(closes.length, 1);
+  t.mock.timers.tick(5000);
+  assert.equal(closes.length, 1, 'the give-up timer fired after the close');
+  assert.equal(socket.answers.filter((a) => a.type === (Type.READ | RESPONSE)).length, 0);
+  assert.equal(provider.files[0].served, 0, 'reads that ended after Detach were counted');
 });
 
 test('a chosen file the browser can no longer read: EIO to the device, readerror to the page', async () => {
