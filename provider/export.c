@@ -145,7 +145,7 @@ static bool inode_table_is_below(struct inode_table *t, uint64_t pino, uint64_t 
             return false;
         pino = e->parent;
     }
-    return true; /* deeper than any walk will go: treat as a loop */
+    return pino != 0; /* above the root: not below; deeper than any walk goes: a loop */
 }
 
 /* Records that (parent, name) was found to be the directory or regular file `st`. */

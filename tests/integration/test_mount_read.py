@@ -241,6 +241,34 @@ def missing_file_is_enoent(env):
 
 
 @suite.test
+def files_renamed_or_linked_on_the_provider_side_are_served_by_their_names(env):
+    """Firmware is often written as fw.tmp and renamed to fw.bin: after the rename the mount
+    lists and reads the new name; both names of a hard-linked file read alike (each once
+    failed with EIO: the provider took every move for a directory loop)."""
+    src = env.mkdir("src")
+    with open(os.path.join(src, "fw.tmp"), "wb") as f:
+        f.write(b"image\n")
+    os.mkdir(os.path.join(src, "d"))
+    with open(os.path.join(src, "d", "a"), "wb") as f:
+        f.write(b"linked\n")
+    os.link(os.path.join(src, "d", "a"), os.path.join(src, "d", "b"))
+    daemon, provider = serve(env, [("main", src)])
+    mp = daemon.mount_path("main")
+    with open(os.path.join(mp, "fw.tmp"), "rb") as f:
+        check_equal(f.read(), b"image\n", "fw.tmp before the rename")
+    os.rename(os.path.join(src, "fw.tmp"), os.path.join(src, "fw.bin"))
+    harness.wait_until(lambda: sorted(os.listdir(mp)) == ["d", "fw.bin"], 10,
+                       what="the mount to list the new name")
+    with open(os.path.join(mp, "fw.bin"), "rb") as f:
+        check_equal(f.read(), b"image\n", "fw.bin after the rename")
+    check_equal(sorted(os.listdir(os.path.join(mp, "d"))), ["a", "b"], "both names of a link")
+    for name in ("a", "b"):
+        with open(os.path.join(mp, "d", name), "rb") as f:
+            check_equal(f.read(), b"linked\n", "d/%s" % name)
+    check(provider.alive(), "provider died")
+
+
+@suite.test
 def mount_is_read_only(env):
     daemon, _ = serve(env, [("main", DATA["main"])])
     mp = daemon.mount_path("main")
