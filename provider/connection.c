@@ -408,6 +408,7 @@ static void provider_on_established(struct provider *p, struct lws *wsi)
     p->wsi = wsi;
     p->state = PROVIDER_CONN_OPEN;
     p->connection++;
+    p->peer_close_code = 0;
     p->served = false;
     provider_rx_reset(p);
     log_info("connected to %s", p->options->url);
@@ -415,9 +416,10 @@ static void provider_on_established(struct provider *p, struct lws *wsi)
 }
 
 /* Logs the close code and reason the gateway sent. */
-static void provider_on_peer_close(const unsigned char *in, size_t len)
+static void provider_on_peer_close(struct provider *p, const unsigned char *in, size_t len)
 {
     int code = len >= 2 ? (in[0] << 8) | in[1] : 0;
+    p->peer_close_code = code;
     int reason_len = len > 2 ? (int)(len - 2) : 0;
     if (reason_len > 123)
         reason_len = 123; /* a control frame payload is at most 125 bytes */
@@ -436,6 +438,14 @@ static void provider_on_closed(struct provider *p)
     p->protocol->on_disconnected(p);
     if (p->stopping) {
         log_info("disconnected from %s", p->options->url);
+        p->done = true;
+        return;
+    }
+    /* 1000 from the gateway is an end on purpose (an operator's detach or disconnect): coming
+     * back would undo it. Lost connections, a gateway going away (1001) and refusals are not. */
+    if (p->peer_close_code == 1000) {
+        log_info("the gateway ended the connection on purpose%s",
+                 p->options->reconnect ? ": not reconnecting" : "");
         p->done = true;
         return;
     }
@@ -463,7 +473,7 @@ static int provider_callback(struct lws *wsi, enum lws_callback_reasons reason, 
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         return provider_on_writeable(p, wsi);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        provider_on_peer_close(in, len);
+        provider_on_peer_close(p, in, len);
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
         provider_on_closed(p);

@@ -69,6 +69,8 @@ static const char usage_text[] =
     "                         filesystem attached; webfuse2: a request answered), and attach\n"
     "                         again. Without it the provider exits when the connection fails\n"
     "                         or ends. Files the gateway had open are closed on every drop.\n"
+    "                         A close with status 1000 (an operator detached or disconnected\n"
+    "                         the provider on the device) is not retried: the provider exits 0.\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go to stderr.\n"
     "  -h, --help             show this help and exit.\n"
     "  -V, --version          show the version and exit.\n"
@@ -78,8 +80,9 @@ static const char usage_text[] =
     "logged and the others are still served. webfuse2: a gateway that refuses the filesystem\n"
     "(name in use, bad name) closes the connection with the reason, which is logged.\n"
     "\n"
-    "Exit status: 0 after a clean stop; 1 when the connection could not be made or ended (without\n"
-    "--reconnect), or when the gateway refused a filesystem (json); 2 for bad arguments.\n";
+    "Exit status: 0 after a clean stop, or when the gateway ended the connection with status 1000;\n"
+    "1 when the connection could not be made or ended otherwise (without --reconnect), or when\n"
+    "the gateway refused a filesystem (json); 2 for bad arguments.\n";
 
 struct cli {
     const char *url;

@@ -274,6 +274,7 @@ struct provider {
     bool done;     /* leave the service loop */
     int exit_status;
     unsigned failed_attempts; /* since the last connection that served */
+    int peer_close_code;      /* of the gateway's close frame on this connection; 0: none */
     lws_sorted_usec_list_t retry_timer;
     lws_sorted_usec_list_t close_timer;
 

@@ -561,6 +561,26 @@ def webfuse2_detach_closes_the_connection_with_the_reason(env):
         ws.abort()
 
 
+@suite.test
+def an_operators_detach_or_disconnect_is_not_undone_by_reconnecting_providers(env):
+    """A detach (webfuse2) or disconnect (json) closes with 1000: a provider started with
+    --reconnect takes it as meant, logs it and exits 0 instead of attaching again at once."""
+    daemon = env.start_daemon()
+    src = env.mkdir("src")
+    wf2 = env.start_webfuse2_provider(daemon, "kept", src, extra=["--reconnect"])
+    json_provider = env.start_provider(daemon, [("old", src)], extra=["--reconnect"])
+    check_equal(daemon.api("DELETE", "/api/v1/filesystems/kept", body={"reason": "done"}).status,
+                202, "DELETE of the webfuse2 filesystem")
+    json_id = daemon.api_ok("GET", "/api/v1/filesystems/old")["session"]
+    check_equal(daemon.api("DELETE", "/api/v1/sessions/%d" % json_id).status, 202,
+                "DELETE of the json session")
+    for p in (wf2, json_provider):
+        check_equal(p.wait(10), 0, "exit status of a provider the operator sent away")
+        check("the gateway ended the connection on purpose: not reconnecting" in p.log_text(),
+              "its log: %s" % p.log_text())
+    check_equal(daemon.api_ok("GET", "/api/v1/filesystems")["total"], 0, "filesystems left")
+
+
 # ---- history through the API --------------------------------------------------------------------
 
 
