@@ -425,6 +425,13 @@ static void provider_on_peer_close(struct provider *p, const unsigned char *in, 
         reason_len = 123; /* a control frame payload is at most 125 bytes */
     log_info("the gateway closes the connection: code %d%s%.*s", code, reason_len ? ", " : "",
              reason_len, len > 2 ? (const char *)in + 2 : "");
+    static const char refused[] = "authentication failed";
+    if (code == 1008 && reason_len == sizeof(refused) - 1 &&
+        memcmp(in + 2, refused, sizeof(refused) - 1) == 0)
+        log_error("the gateway did not accept the login%s",
+                  p->options->token && p->options->token[0]
+                      ? ": check the user (--user) and its password"
+                      : ": it wants one (--user NAME)");
 }
 
 static void provider_on_closed(struct provider *p)

@@ -279,6 +279,20 @@ static int wf2_utimens(struct provider *p, struct wf2_call *c)
     return tree_utimens(p->tree, wf2_path(c->req.path), times, c->req.handle);
 }
 
+/* A gateway with an --auth-file asks before it mounts anything: not attached yet. */
+static void wf2_log_login(const struct provider *p)
+{
+    const char *token = p->options->token ? p->options->token : "";
+    const char *colon = strchr(token, ':');
+    if (!token[0])
+        log_warn("%s: the gateway asks for a login and none was given (--user NAME)", p->fs_name);
+    else if (colon)
+        log_info("%s: the gateway asks for a login: logging in as %.*s", p->fs_name,
+                 (int)(colon - token), token);
+    else
+        log_info("%s: the gateway asks for a login: sending the --token", p->fs_name);
+}
+
 static int wf2_getcreds(struct provider *p, struct wf2_call *c)
 {
     const char *token = p->options->token ? p->options->token : "";
@@ -483,7 +497,9 @@ static void wf2_on_message(struct provider *p, const void *data, size_t len)
             wf2_serve(p, c, rc);
             wf2_answer(p, &c->resp);
         }
-        if (!p->served) {
+        if (rc == 0 && c->req.type == CODEC_WF2_GETCREDS)
+            wf2_log_login(p);
+        else if (!p->served) {
             p->served = true;
             log_info("%s: attached: the gateway's first request came", p->fs_name);
             provider_mark_serving(p);

@@ -308,6 +308,17 @@ def webfuse2_provider_user_option_answers_getcreds(env):
                 "file read through the mount")
     check_equal(bad.wait(15), 1, "status of the provider with a wrong token")
     check("authentication failed" in bad.log_text(), "its log: %s" % bad.log_text())
+    check("logs: the gateway asks for a login: logging in as alice" in bad.log_text() and
+          "did not accept the login: check the user (--user) and its password" in bad.log_text(),
+          "its log says what happened: %s" % bad.log_text())
+    check("attached" not in bad.log_text(), "a refused provider said it was attached: %s"
+          % bad.log_text())
+    # Without a login at all: the provider says what is missing.
+    none = env.start_webfuse2_provider(daemon, "logs", src, wait=False)
+    check_equal(none.wait(15), 1, "status of the provider without a login")
+    check("asks for a login and none was given (--user NAME)" in none.log_text() and
+          "did not accept the login: it wants one (--user NAME)" in none.log_text(),
+          "its log: %s" % none.log_text())
 
 
 @suite.test
