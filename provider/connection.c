@@ -376,8 +376,13 @@ static const char *connect_error_hint(const struct provider *p, const char *reas
                  tls_refusal);
     else if (tls_refusal[0])
         snprintf(buf, cap, "the gateway's certificate was refused (%s)", tls_refusal);
+    else if (p->url.tls && strncmp(reason, "connect SSL", 11) == 0)
+        snprintf(buf, cap, "the TLS handshake failed (is the port for plain ws://?)");
     else if (!p->url.tls && strcmp(reason, "read failed") == 0)
-        snprintf(buf, cap, "%s (does the gateway take only wss://?)", reason);
+        snprintf(buf, cap,
+                 "%s: the handshake was cut off (a port for wss:// only, or not a webfuse "
+                 "gateway's provider port?)",
+                 reason);
     else
         return reason;
     return buf;

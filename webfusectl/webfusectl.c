@@ -57,15 +57,17 @@ static const char usage_text[] =
     "Commands:\n"
     "  sessions [--all] [--limit N] [--offset N]\n"
     "                         live provider sessions; --all adds closed ones from history\n"
+    "                         (--limit 1-1000, 100 by default with --all)\n"
     "  session ID             one live session with its filesystems\n"
     "  filesystems            mounted filesystems\n"
     "  detach NAME [--reason TEXT]\n"
-    "                         unmount filesystem NAME (readers get EIO; the provider is told)\n"
+    "                         unmount filesystem NAME (readers get EIO; the provider is told\n"
+    "                         the reason, 1-120 bytes)\n"
     "  disconnect ID [--reason TEXT]\n"
     "                         close session ID and unmount its filesystems\n"
     "  events [--since ID] [--limit N]\n"
     "                         history of attaches, detaches, disconnects and errors (the newest\n"
-    "                         N, or those after event ID)\n"
+    "                         N, 1-1000, or those after event ID)\n"
     "  health                 whether the daemon answers (needs no token)\n"
     "  metrics                the Prometheus metrics, as they are\n"
     "  passwd NAME [--fs LIST]\n"
@@ -588,7 +590,9 @@ static int http_request(const struct options *opt, const struct target *t, const
     free(request);
     conn_close(&c);
     if (rc != 0) {
-        error_message("no answer from %s port %s: %s", t->host, t->port, strerror(-rc));
+        /* A TLS server drops a plain request unanswered. */
+        error_message("no answer from %s port %s: %s%s", t->host, t->port, strerror(-rc),
+                      !t->tls && rc == -ECONNRESET ? " (does the admin API take https://?)" : "");
         return EXIT_UNREACHABLE;
     }
     if (raw_len == 0) {
@@ -875,6 +879,10 @@ static bool name_ok(const char *text)
 }
 
 /* Parses the command and its own options from argv[0..argc). */
+/* The admin API's bounds, checked here too so that a slip is a usage error (status 2). */
+#define API_LIMIT_MAX 1000
+#define API_REASON_MAX 120
+
 static int parse_command(int argc, char **argv, struct command *cmd)
 {
     static const struct option sub_options[] = {
@@ -914,6 +922,10 @@ static int parse_command(int argc, char **argv, struct command *cmd)
     if ((limit && !is_number(limit)) || (offset && !is_number(offset)) ||
         (since && !is_number(since)))
         return usage_error("--limit, --offset and --since take a number");
+    if (limit && (strtoll(limit, NULL, 10) < 1 || strtoll(limit, NULL, 10) > API_LIMIT_MAX))
+        return usage_error("--limit takes 1 to %d", API_LIMIT_MAX);
+    if (reason && (reason[0] == '\0' || strlen(reason) > API_REASON_MAX))
+        return usage_error("--reason takes 1 to %d bytes", API_REASON_MAX);
     cmd->method = "GET";
     cmd->needs_token = true;
     bool takes_arg = false;
@@ -1009,8 +1021,11 @@ static int report_error(const struct options *opt, const struct response *resp)
         error_message("the daemon refused the token (%s); check --token-file",
                       message ? message : "401 Unauthorized");
         status = EXIT_AUTH;
-    } else {
-        error_message("%s (HTTP %d)", message ? message : "the daemon answered with an error",
+    } else if (message) {
+        error_message("%s (HTTP %d)", message, resp->status);
+    } else { /* webfused's admin API always says what is wrong: this is another server */
+        error_message("HTTP %d, not an answer of webfused's admin API: is --url its admin port "
+                      "(--admin-port, 8082 by default)?",
                       resp->status);
     }
     free(message);

@@ -90,7 +90,8 @@ def provider_refuses_an_untrusted_or_misnamed_certificate(env):
               "it nor its CA" % CERT["other"][0]),
              ("other", "wss", ["--ca", CERT["other"][0]],
               "the gateway's certificate does not name 127.0.0.1 (IP address mismatch)"),
-             ("device", "ws", [], "read failed (does the gateway take only wss://?)"))
+             ("device", "ws", [], "read failed: the handshake was cut off (a port for wss:// "
+              "only, or not a webfuse gateway's provider port?)"))
     for served, scheme, extra, why in cases:
         cert, key = CERT[served]
         daemon = env.start_daemon(extra=["--cert", cert, "--key", key])
@@ -103,6 +104,12 @@ def provider_refuses_an_untrusted_or_misnamed_certificate(env):
         check("SSL err" not in p.log_text(), "libwebsockets' own text: %s" % p.log_text())
         check(not harness.is_mounted(daemon.mount_path("secure")), "mounted anyway")
         daemon.stop()
+    plain = env.start_daemon()
+    p = env.start_webfuse2_provider(plain, "secure", src, wait=False,
+                                    url="wss://127.0.0.1:%d/secure" % plain.port)
+    check_equal(p.wait(15), 1, "provider status for wss:// to a plain gateway")
+    check("the TLS handshake failed (is the port for plain ws://?)" in p.log_text(),
+          "provider log: %s" % p.log_text())
 
 
 @suite.test
@@ -183,6 +190,7 @@ def admin_api_speaks_https(env):
     plain = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % daemon.admin_port, "health"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     check_equal(plain.returncode, 3, "plain http to the https admin port")
+    check(b"(does the admin API take https://?)" in plain.stderr, "its message: %r" % plain.stderr)
     check(daemon.alive(), "webfused died")
 
 

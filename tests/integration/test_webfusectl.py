@@ -168,7 +168,9 @@ def exit_codes(env):
     # 2: usage
     for args in ([], ["bogus"], ["detach"], ["detach", "a", "b"], ["detach", "bad/name"],
                  ["disconnect", "x"], ["disconnect", "0"], ["sessions", "--since", "3"],
-                 ["events", "--limit", "many"], ["--timeout", "0", "health"]):
+                 ["events", "--limit", "many"], ["events", "--limit", "0"],
+                 ["sessions", "--limit", "5000"], ["detach", "a", "--reason", ""],
+                 ["detach", "a", "--reason", "x" * 121], ["--timeout", "0", "health"]):
         rc, out, err = ctl(daemon, *args)
         check_equal(rc, 2, "webfusectl %s: exit status (stderr %r)" % (" ".join(args), err))
         check(err.strip(), "no message for webfusectl %s" % " ".join(args))
@@ -194,7 +196,9 @@ def exit_codes(env):
     check_equal(rc, 3, "nothing listening: exit status")
     check("cannot connect" in err, "nothing listening: message %r" % err)
     rc, out, err = ctl(daemon, "sessions", url="http://127.0.0.1:%d" % daemon.port)
-    check(rc in (1, 3), "the provider port is not the admin API: exit status %d (%r)" % (rc, err))
+    check_equal(rc, 1, "the provider port is not the admin API: exit status (%r)" % err)
+    check("not an answer of webfused's admin API: is --url its admin port" in err,
+          "the provider port: message %r" % err)
     # Something that accepts and never answers: the timeout.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
