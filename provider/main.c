@@ -1,6 +1,8 @@
 /* webfuse-provider: command line. Exit status 2 for bad arguments, else what provider_run says. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +123,28 @@ static int usage_error(const char *fmt, const char *arg)
     return -EINVAL;
 }
 
+/* --ca must hold a PEM certificate: libwebsockets would only log that it could not load it and
+ * then refuse the gateway's certificate, which points the wrong way. */
+static int cli_check_ca(const char *path)
+{
+    char why[PATH_MAX + 100];
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(why, sizeof(why), "cannot read --ca %s: %s", path, strerror(errno));
+        return usage_error("%s", why);
+    }
+    char line[256];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strncmp(line, "-----BEGIN CERTIFICATE-----", 27) == 0;
+    fclose(f);
+    if (found)
+        return 0;
+    snprintf(why, sizeof(why), "--ca %s holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+             path);
+    return usage_error("%s", why);
+}
+
 static int cli_check_dir(const char *dir)
 {
     struct stat st;
@@ -222,8 +246,8 @@ static int cli_check(const struct cli *cli)
         return usage_error("bad url '%s': expected ws[s]://HOST[:PORT][/PATH]", cli->url);
     if (cli->ca_file && !url.tls)
         return usage_error("--ca is for wss:// URLs, not '%s'", cli->url);
-    if (cli->ca_file && access(cli->ca_file, R_OK) != 0)
-        return usage_error("cannot read --ca %s", cli->ca_file);
+    if (cli->ca_file && cli_check_ca(cli->ca_file) != 0)
+        return -EINVAL;
     if (cli->user && cli->token_given)
         return usage_error("%s", "--user and --token exclude each other");
     if (cli->user && !auth_name_valid(cli->user))

@@ -283,6 +283,7 @@ def test_bad_arguments_exit_2(ctx):
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--ca", notdir],  # ca: wss only
         ["--url", "wss://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--ca", ctx.tree + "/missing"],
+        ["--url", "wss://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--ca", notdir],  # not PEM
         ["--url", "http://127.0.0.1:1/", "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:99999/", "--fs", "a=" + ctx.tree],
         ["--url", "ws://127.0.0.1:1/", "--fs", "a=" + ctx.tree, "--protocol", "nope"],
@@ -298,6 +299,12 @@ def test_bad_arguments_exit_2(ctx):
         out = subprocess.run([PROVIDER] + args, capture_output=True, timeout=TIMEOUT)
         check_eq(out.returncode, 2, "exit status for %r" % args)
         check(out.stderr.strip(), "an error message for %r" % args)
+    out = subprocess.run([PROVIDER, "--url", "wss://127.0.0.1:1/x", "--path", ctx.tree, "--ca",
+                          notdir], capture_output=True, timeout=TIMEOUT)
+    check(b"holds no PEM certificate" in out.stderr, "--ca of a text file: %r" % out.stderr)
+    out = subprocess.run([PROVIDER, "--url", "wss://127.0.0.1:1/x", "--path", ctx.tree, "--ca",
+                          ctx.tree + "/missing"], capture_output=True, timeout=TIMEOUT)
+    check(b"No such file or directory" in out.stderr, "--ca of no file: %r" % out.stderr)
 
 
 def test_connection_refused_exits_1(ctx):
