@@ -561,8 +561,11 @@ static void wf2_close_tree(struct provider *p)
  * the reason. */
 static void wf2_on_connected(struct provider *p)
 {
-    log_info("%s: offering %s%s", p->fs_name, tree_dir(p->tree),
-             tree_read_only(p->tree) ? " read-only" : "");
+    log_info("%s: offering %s%s%s", p->fs_name, tree_dir(p->tree),
+             tree_read_only(p->tree) ? " read-only" : "",
+             strcmp(p->fs_name, "/") == 0 ? " (the URL names no filesystem: the gateway picks a "
+                                            "name, see webfusectl filesystems on the device)"
+                                          : "");
 }
 
 static void wf2_on_disconnected(struct provider *p)
