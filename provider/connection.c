@@ -377,7 +377,7 @@ static const char *connect_error_hint(const struct provider *p, const char *reas
     else if (tls_refusal[0])
         snprintf(buf, cap, "the gateway's certificate was refused (%s)", tls_refusal);
     else if (p->url.tls && strncmp(reason, "connect SSL", 11) == 0)
-        snprintf(buf, cap, "the TLS handshake failed (is the port for plain ws://?)");
+        snprintf(buf, cap, "the TLS handshake failed (is the port for plain ws://?): %s", reason);
     else if (!p->url.tls && strcmp(reason, "read failed") == 0)
         snprintf(buf, cap,
                  "%s: the handshake was cut off (a port for wss:// only, or not a webfuse "
@@ -420,6 +420,16 @@ static void provider_on_established(struct provider *p, struct lws *wsi)
     p->protocol->on_connected(p);
 }
 
+/* What to check when the gateway refused the login. */
+static const char *wf2_login_hint(const char *token)
+{
+    if (!token || !token[0])
+        return ": it wants one (--user NAME)";
+    if (!strchr(token, ':'))
+        return ": webfused takes USER:PASSWORD as the token (or use --user NAME)";
+    return ": check the user and its password (--user, or --token / $WEBFUSE_TOKEN)";
+}
+
 /* Logs the close code and reason the gateway sent. */
 static void provider_on_peer_close(struct provider *p, const unsigned char *in, size_t len)
 {
@@ -433,10 +443,7 @@ static void provider_on_peer_close(struct provider *p, const unsigned char *in, 
     static const char refused[] = "authentication failed";
     if (code == 1008 && reason_len == sizeof(refused) - 1 &&
         memcmp(in + 2, refused, sizeof(refused) - 1) == 0)
-        log_error("the gateway did not accept the login%s",
-                  p->options->token && p->options->token[0]
-                      ? ": check the user (--user) and its password"
-                      : ": it wants one (--user NAME)");
+        log_error("the gateway did not accept the login%s", wf2_login_hint(p->options->token));
 }
 
 static void provider_on_closed(struct provider *p)

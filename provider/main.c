@@ -1,5 +1,6 @@
 /* webfuse-provider: command line. Exit status 2 for bad arguments, else what provider_run says. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -83,7 +84,8 @@ static const char usage_text[] =
     "logged and the others are still served. webfuse2: a gateway that refuses the filesystem\n"
     "(name in use, bad name) closes the connection with the reason, which is logged.\n"
     "\n"
-    "Exit status: 0 after a clean stop, or when the gateway ended the connection with status 1000;\n"
+    "Exit status: 0 after a clean stop, or when the gateway ended the connection with status "
+    "1000;\n"
     "1 when the connection could not be made or ended otherwise (without --reconnect), or when\n"
     "the gateway refused a filesystem (json); 2 for bad arguments.\n";
 
@@ -125,19 +127,26 @@ static int usage_error(const char *fmt, const char *arg)
 }
 
 /* --ca must hold a PEM certificate: libwebsockets would only log that it could not load it and
- * then refuse the gateway's certificate, which points the wrong way. */
+ * then refuse the gateway's certificate, which points the wrong way. A regular file: a FIFO or
+ * /dev/zero would never end. */
 static int cli_check_ca(const char *path)
 {
     char why[PATH_MAX + 100];
-    FILE *f = fopen(path, "re");
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO would block the open */
+    struct stat st;
+    int err = fd < 0 ? errno : fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    FILE *f = err ? NULL : fdopen(fd, "r");
     if (!f) {
-        snprintf(why, sizeof(why), "cannot read --ca %s: %s", path, strerror(errno));
+        snprintf(why, sizeof(why), "cannot read --ca %s: %s", path,
+                 err == EINVAL ? "not a regular file" : strerror(err ? err : errno));
+        if (fd >= 0)
+            close(fd);
         return usage_error("%s", why);
     }
     char line[256];
     bool found = false;
     while (!found && fgets(line, sizeof(line), f))
-        found = strncmp(line, "-----BEGIN CERTIFICATE-----", 27) == 0;
+        found = strncmp(line, "-----BEGIN ", 11) == 0 && strstr(line, "CERTIFICATE-----");
     fclose(f);
     if (found)
         return 0;

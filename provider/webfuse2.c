@@ -286,11 +286,11 @@ static void wf2_log_login(const struct provider *p)
     const char *colon = strchr(token, ':');
     if (!token[0])
         log_warn("%s: the gateway asks for a login and none was given (--user NAME)", p->fs_name);
-    else if (colon)
+    else if (colon && colon != token)
         log_info("%s: the gateway asks for a login: logging in as %.*s", p->fs_name,
                  (int)(colon - token), token);
     else
-        log_info("%s: the gateway asks for a login: sending the --token", p->fs_name);
+        log_info("%s: the gateway asks for a login: sending the token", p->fs_name);
 }
 
 static int wf2_getcreds(struct provider *p, struct wf2_call *c)

@@ -62,9 +62,10 @@ static const char usage_text[] =
     "  filesystems            mounted filesystems\n"
     "  detach NAME [--reason TEXT]\n"
     "                         unmount filesystem NAME (readers get EIO; the provider is told\n"
-    "                         the reason, 1-120 bytes)\n"
+    "                         the reason, 1-120 bytes; a webfuse2 provider is disconnected)\n"
     "  disconnect ID [--reason TEXT]\n"
-    "                         close session ID and unmount its filesystems\n"
+    "                         close session ID and unmount its filesystems (a provider with\n"
+    "                         --reconnect takes it as final)\n"
     "  events [--since ID] [--limit N]\n"
     "                         history of attaches, detaches, disconnects and errors (the newest\n"
     "                         N, 1-1000, or those after event ID)\n"
@@ -597,7 +598,8 @@ static int http_request(const struct options *opt, const struct target *t, const
     }
     if (raw_len == 0) {
         free(raw);
-        error_message("%s port %s closed the connection without an answer", t->host, t->port);
+        error_message("%s port %s closed the connection without an answer%s", t->host, t->port,
+                      t->tls ? "" : " (does the admin API take https://?)");
         return EXIT_UNREACHABLE;
     }
     rc = parse_response(raw, raw_len, resp);
@@ -878,11 +880,11 @@ static bool name_ok(const char *text)
            strcmp(text, ".") != 0 && strcmp(text, "..") != 0;
 }
 
-/* Parses the command and its own options from argv[0..argc). */
 /* The admin API's bounds, checked here too so that a slip is a usage error (status 2). */
 #define API_LIMIT_MAX 1000
 #define API_REASON_MAX 120
 
+/* Parses the command and its own options from argv[0..argc). */
 static int parse_command(int argc, char **argv, struct command *cmd)
 {
     static const struct option sub_options[] = {
@@ -922,10 +924,7 @@ static int parse_command(int argc, char **argv, struct command *cmd)
     if ((limit && !is_number(limit)) || (offset && !is_number(offset)) ||
         (since && !is_number(since)))
         return usage_error("--limit, --offset and --since take a number");
-    if (limit && (strtoll(limit, NULL, 10) < 1 || strtoll(limit, NULL, 10) > API_LIMIT_MAX))
-        return usage_error("--limit takes 1 to %d", API_LIMIT_MAX);
-    if (reason && (reason[0] == '\0' || strlen(reason) > API_REASON_MAX))
-        return usage_error("--reason takes 1 to %d bytes", API_REASON_MAX);
+
     cmd->method = "GET";
     cmd->needs_token = true;
     bool takes_arg = false;
@@ -973,6 +972,10 @@ static int parse_command(int argc, char **argv, struct command *cmd)
     if ((all && !allowed_all) || ((limit || offset) && !allowed_paging) ||
         (since && !allowed_since) || (reason && !allowed_reason))
         return usage_error("that option does not go with '%s'", name);
+    if (limit && (strtoll(limit, NULL, 10) < 1 || strtoll(limit, NULL, 10) > API_LIMIT_MAX))
+        return usage_error("--limit takes 1 to %d", API_LIMIT_MAX);
+    if (reason && (reason[0] == '\0' || strlen(reason) > API_REASON_MAX))
+        return usage_error("--reason takes 1 to %d bytes", API_REASON_MAX);
     if (nargs != (takes_arg ? 1 : 0))
         return usage_error(takes_arg ? "'%s' takes one argument" : "'%s' takes no argument", name);
     if (!takes_arg)

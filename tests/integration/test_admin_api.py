@@ -578,7 +578,8 @@ def an_operators_detach_or_disconnect_is_not_undone_by_reconnecting_providers(en
         check_equal(p.wait(10), 0, "exit status of a provider the operator sent away")
         check("the gateway ended the connection on purpose: not reconnecting" in p.log_text(),
               "its log: %s" % p.log_text())
-    check_equal(daemon.api_ok("GET", "/api/v1/filesystems")["total"], 0, "filesystems left")
+    harness.wait_until(lambda: daemon.api_ok("GET", "/api/v1/filesystems")["total"] == 0, 10,
+                       what="the detached filesystems to be gone")
 
 
 # ---- history through the API --------------------------------------------------------------------

@@ -309,7 +309,7 @@ def webfuse2_provider_user_option_answers_getcreds(env):
     check_equal(bad.wait(15), 1, "status of the provider with a wrong token")
     check("authentication failed" in bad.log_text(), "its log: %s" % bad.log_text())
     check("logs: the gateway asks for a login: logging in as alice" in bad.log_text() and
-          "did not accept the login: check the user (--user) and its password" in bad.log_text(),
+          "did not accept the login: check the user and its password" in bad.log_text(),
           "its log says what happened: %s" % bad.log_text())
     check("attached" not in bad.log_text(), "a refused provider said it was attached: %s"
           % bad.log_text())

@@ -305,6 +305,15 @@ def test_bad_arguments_exit_2(ctx):
     out = subprocess.run([PROVIDER, "--url", "wss://127.0.0.1:1/x", "--path", ctx.tree, "--ca",
                           ctx.tree + "/missing"], capture_output=True, timeout=TIMEOUT)
     check(b"No such file or directory" in out.stderr, "--ca of no file: %r" % out.stderr)
+    fifo = os.path.join(ctx.tree, "..", "ca-fifo")
+    os.mkfifo(fifo)
+    try:  # opening a FIFO without a writer would block for good
+        out = subprocess.run([PROVIDER, "--url", "wss://127.0.0.1:1/x", "--path", ctx.tree,
+                              "--ca", fifo], capture_output=True, timeout=TIMEOUT)
+    finally:
+        os.unlink(fifo)
+    check_eq(out.returncode, 2, "exit status for --ca of a FIFO")
+    check(b"not a regular file" in out.stderr, "--ca of a FIFO: %r" % out.stderr)
 
 
 def test_connection_refused_exits_1(ctx):

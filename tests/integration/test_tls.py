@@ -108,7 +108,7 @@ def provider_refuses_an_untrusted_or_misnamed_certificate(env):
     p = env.start_webfuse2_provider(plain, "secure", src, wait=False,
                                     url="wss://127.0.0.1:%d/secure" % plain.port)
     check_equal(p.wait(15), 1, "provider status for wss:// to a plain gateway")
-    check("the TLS handshake failed (is the port for plain ws://?)" in p.log_text(),
+    check("the TLS handshake failed (is the port for plain ws://?): connect SSL" in p.log_text(),
           "provider log: %s" % p.log_text())
 
 

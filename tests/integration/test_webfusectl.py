@@ -170,7 +170,8 @@ def exit_codes(env):
                  ["disconnect", "x"], ["disconnect", "0"], ["sessions", "--since", "3"],
                  ["events", "--limit", "many"], ["events", "--limit", "0"],
                  ["sessions", "--limit", "5000"], ["detach", "a", "--reason", ""],
-                 ["detach", "a", "--reason", "x" * 121], ["--timeout", "0", "health"]):
+                 ["detach", "a", "--reason", "x" * 121], ["sessions", "--reason", ""],
+                 ["--timeout", "0", "health"]):
         rc, out, err = ctl(daemon, *args)
         check_equal(rc, 2, "webfusectl %s: exit status (stderr %r)" % (" ".join(args), err))
         check(err.strip(), "no message for webfusectl %s" % " ".join(args))
