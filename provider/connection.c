@@ -421,7 +421,7 @@ static void provider_on_established(struct provider *p, struct lws *wsi)
 }
 
 /* What to check when the gateway refused the login. */
-static const char *wf2_login_hint(const char *token)
+static const char *login_hint(const char *token)
 {
     if (!token || !token[0])
         return ": it wants one (--user NAME)";
@@ -443,7 +443,7 @@ static void provider_on_peer_close(struct provider *p, const unsigned char *in, 
     static const char refused[] = "authentication failed";
     if (code == 1008 && reason_len == sizeof(refused) - 1 &&
         memcmp(in + 2, refused, sizeof(refused) - 1) == 0)
-        log_error("the gateway did not accept the login%s", wf2_login_hint(p->options->token));
+        log_error("the gateway did not accept the login%s", login_hint(p->options->token));
 }
 
 static void provider_on_closed(struct provider *p)

@@ -84,10 +84,9 @@ static const char usage_text[] =
     "logged and the others are still served. webfuse2: a gateway that refuses the filesystem\n"
     "(name in use, bad name) closes the connection with the reason, which is logged.\n"
     "\n"
-    "Exit status: 0 after a clean stop, or when the gateway ended the connection with status "
-    "1000;\n"
-    "1 when the connection could not be made or ended otherwise (without --reconnect), or when\n"
-    "the gateway refused a filesystem (json); 2 for bad arguments.\n";
+    "Exit status: 0 after a clean stop, or when the gateway ended the connection with\n"
+    "status 1000; 1 when the connection could not be made or ended otherwise (without\n"
+    "--reconnect), or when the gateway refused a filesystem (json); 2 for bad arguments.\n";
 
 struct cli {
     const char *url;
@@ -134,11 +133,14 @@ static int cli_check_ca(const char *path)
     char why[PATH_MAX + 100];
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO would block the open */
     struct stat st;
-    int err = fd < 0 ? errno : fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
-    FILE *f = err ? NULL : fdopen(fd, "r");
+    FILE *f = NULL;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        f = fdopen(fd, "r");
+    else if (fd >= 0)
+        errno = EINVAL; /* not a regular file */
     if (!f) {
         snprintf(why, sizeof(why), "cannot read --ca %s: %s", path,
-                 err == EINVAL ? "not a regular file" : strerror(err ? err : errno));
+                 errno == EINVAL ? "not a regular file" : strerror(errno));
         if (fd >= 0)
             close(fd);
         return usage_error("%s", why);
