@@ -378,6 +378,11 @@ static const char *connect_error_hint(const struct provider *p, const char *reas
         snprintf(buf, cap, "the gateway's certificate was refused (%s)", tls_refusal);
     else if (p->url.tls && strncmp(reason, "connect SSL", 11) == 0)
         snprintf(buf, cap, "the TLS handshake failed (is the port for plain ws://?): %s", reason);
+    else if (!p->url.port_given && strcmp(reason, "Unable to connect") == 0)
+        snprintf(buf, cap,
+                 "%s to port %d (the URL names no port; webfused listens on 8081 unless its "
+                 "--port says otherwise)",
+                 reason, p->url.port);
     else if (!p->url.tls && strcmp(reason, "read failed") == 0)
         snprintf(buf, cap,
                  "%s: the handshake was cut off (a port for wss:// only, or not a webfuse "

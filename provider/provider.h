@@ -23,6 +23,7 @@ struct provider_url {
     char buffer[1024];
     const char *host; /* without brackets for an IPv6 literal */
     int port;         /* 80 (ws) or 443 (wss) when the URL names none */
+    bool port_given;  /* the URL names the port */
     const char *path; /* starts with '/'; "/" when the URL names none */
     bool tls;         /* wss:// */
 };

@@ -66,6 +66,7 @@ static int url_parse_authority(char *authority, struct provider_url *url)
     if (url->host[0] == '\0' || strpbrk(url->host, "@?#") != NULL)
         return -EINVAL;
     url->port = url->tls ? 443 : 80;
+    url->port_given = port != NULL;
     return port ? url_parse_port(port, &url->port) : 0;
 }
 

@@ -327,6 +327,14 @@ def test_connection_refused_exits_1(ctx):
     check_eq(out.returncode, 1, "exit status")
     check("cannot connect to " + url in out.stderr.decode(), "message names the url: %r"
           % out.stderr.decode())
+    # A URL without a port goes to 80, where webfused does not listen: the message says so.
+    with socket.socket() as probe:
+        port_80_free = probe.connect_ex(("127.0.0.1", 80)) != 0
+    if port_80_free:
+        out = subprocess.run([PROVIDER, "--url", "ws://127.0.0.1/x", "--path", ctx.tree],
+                             capture_output=True, timeout=TIMEOUT)
+        check("to port 80 (the URL names no port; webfused listens on 8081" in
+              out.stderr.decode(), "without a port: %r" % out.stderr.decode())
 
 
 def test_handshake_and_add_filesystem(ctx):
