@@ -313,6 +313,13 @@ def webfuse2_provider_user_option_answers_getcreds(env):
           "its log says what happened: %s" % bad.log_text())
     check("attached" not in bad.log_text(), "a refused provider said it was attached: %s"
           % bad.log_text())
+    # A token that is not USER:PASSWORD: the provider says what form webfused takes.
+    bare = env.start_webfuse2_provider(daemon, "logs", src, extra=["--token", "secret"],
+                                       wait=False)
+    check_equal(bare.wait(15), 1, "status of the provider with a bare token")
+    check("sending the token" in bare.log_text() and
+          "webfused takes USER:PASSWORD as the token" in bare.log_text(),
+          "its log: %s" % bare.log_text())
     # Without a login at all: the provider says what is missing.
     none = env.start_webfuse2_provider(daemon, "logs", src, wait=False)
     check_equal(none.wait(15), 1, "status of the provider without a login")
