@@ -2,7 +2,7 @@
 # Measures webfuse against the FUSE limit (bindfs of the same directory) and the disk itself, in
 # one run on one machine, and writes a Markdown table to $BUILD_DIR/bench/results.md.
 #
-#   scripts/bench.sh            full run (512 MiB reads, 3 runs per figure; several minutes)
+#   scripts/bench.sh            full run (512 MiB reads, 5 runs per figure; a few minutes)
 #   scripts/bench.sh --quick    smaller sizes and one run per figure, for development and smoke
 #                               tests (also BENCH_QUICK=1)
 #
@@ -22,7 +22,7 @@ if [ "$quick" = 1 ]; then
   runs=${BENCH_RUNS:-1} read_mib=64 write_mib=32 files=1000 random_reads=2000 stats=2000
   streams=(1 4 8) idle_sessions=16
 else
-  runs=${BENCH_RUNS:-3} read_mib=512 write_mib=256 files=10000 random_reads=20000 stats=10000
+  runs=${BENCH_RUNS:-5} read_mib=512 write_mib=256 files=10000 random_reads=20000 stats=10000
   streams=(1 8 64) idle_sessions=256
 fi
 
