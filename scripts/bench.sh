@@ -68,11 +68,11 @@ make_data() {
   fi
   local n
   for n in "${streams[@]}"; do # the big file cut in n parts, one for each of n streams
-    [ "$n" -eq 1 ] || [ -d "$data/parts-$n" ] && continue
-    rm -rf "$data/parts-$n.tmp"
-    mkdir "$data/parts-$n.tmp"
-    split -n "$n" -d -a 3 "$data/$big" "$data/parts-$n.tmp/part-"
-    mv "$data/parts-$n.tmp" "$data/parts-$n"
+    [ "$n" -eq 1 ] || [ -d "$data/$big-parts-$n" ] && continue
+    rm -rf "$data/$big-parts-$n.tmp"
+    mkdir "$data/$big-parts-$n.tmp"
+    split -n "$n" -d -a 3 "$data/$big" "$data/$big-parts-$n.tmp/part-"
+    mv "$data/$big-parts-$n.tmp" "$data/$big-parts-$n"
   done
   python3 - "$data" "$files" <<'EOF'
 import os, sys
@@ -403,7 +403,7 @@ concurrent_read() { # n, mount i is the directory "$2$i"
   local n=$1 i files=("$big") paths=()
   if [ "$n" -gt 1 ]; then
     files=()
-    for i in $(seq 0 $((n - 1))); do files+=("$(printf 'parts-%d/part-%03d' "$n" "$i")"); done
+    for i in $(seq 0 $((n - 1))); do files+=("$(printf '%s-parts-%d/part-%03d' "$big" "$n" "$i")"); done
   fi
   drop_caches
   (cd "$data" && cat "${files[@]}") >/dev/null
@@ -442,8 +442,8 @@ per_mount=$(awk -v a="$threads_idle" -v b="$threads_sessions" -v n="$idle_sessio
   echo "# webfuse benchmark"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)'), ${runs} run(s) per figure$([ "$quick" = 1 ] && echo ', quick mode')."
-  echo "Figures: median (min–max). Page caches dropped before each run (concurrency: the provider's"
-  echo "source file is cached again before the streams start). \"ours\" is webfused with webfuse-provider"
+  echo "Figures: median (min–max). Page caches dropped before each run (concurrency: the providers'"
+  echo "source files are cached again before the streams start). \"ours\" is webfused with webfuse-provider"
   echo "(webfuse2 unless the row says JSON). Ratios are ours ÷ bindfs and ours ÷ direct of the figure"
   echo "itself: higher is better for MB/s and IOPS, lower is better for ms and µs."
   echo
