@@ -75,8 +75,7 @@ static void queue_wake(struct session_hub *hub)
             q->read_turn_since = uv_now(hub->loop);
             turns_watch(hub);
         }
-        if (q->wsi)
-            lws_callback_on_writable(q->wsi);
+        session_want_writeable(q);
         ahead += q->read_need;
     }
 }

@@ -15,6 +15,7 @@
 #endif
 #include <math.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "log.h"
@@ -37,6 +38,25 @@ static bool pending_has_room(const struct session *s)
 
 static void pending_tick(uv_timer_t *timer);
 
+/* The tick runs while requests are in flight or a writeable callback is awaited; it stops
+ * itself once neither is. */
+static void tick_keep(struct session *s)
+{
+    if (!uv_is_active((uv_handle_t *)&s->tick))
+        uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
+}
+
+void session_want_writeable(struct session *s)
+{
+    if (!s->wsi)
+        return;
+    if (!s->write_wanted_since) {
+        s->write_wanted_since = uv_now(s->hub->loop);
+        tick_keep(s);
+    }
+    lws_callback_on_writable(s->wsi);
+}
+
 /* Returns the new request's id; the caller checked pending_has_room. */
 static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fusebridge_op *op)
 {
@@ -58,8 +78,8 @@ static uint32_t pending_add(struct session *s, struct filesystem *fs, struct fus
         p->read_bytes = fusebridge_op_request(op)->size;
         session_read_sent(s, fs, p->read_bytes);
     }
-    if (s->pending_count++ == 0)
-        uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
+    s->pending_count++;
+    tick_keep(s);
     session_busy_poll(s);
     return id;
 }
@@ -71,10 +91,8 @@ static struct fusebridge_op *pending_remove(struct session *s, struct pending *p
     memset(p, 0, sizeof(*p));
     if (read_bytes)
         session_read_ended(s->hub, read_bytes);
-    if (--s->pending_count == 0)
-        uv_timer_stop(&s->tick);
-    if (s->wsi)
-        lws_callback_on_writable(s->wsi); /* a slot is free: queued ops may go now */
+    s->pending_count--;
+    session_want_writeable(s); /* a slot is free: queued ops may go now */
     return op;
 }
 
@@ -151,10 +169,30 @@ static void pending_fail(struct session *s, const struct filesystem *fs, int err
     }
 }
 
+/* A writeable callback asked for a request timeout ago has not come: the provider stopped
+ * reading its socket (or its network is gone), so nothing reaches it any more, not even a close
+ * frame, and the requests queued behind would wait forever. The connection is cut;
+ * session_on_closed fails what is pending and detaches the filesystems. */
+static void stalled_drop(struct session *s)
+{
+    log_warn("session %llu: the provider has taken no data for %u ms: dropping the connection",
+             (unsigned long long)s->id, s->hub->config.timeout_ms);
+    session_emit(s, SESSION_EVENT_ERROR, NULL, NULL, "provider stopped taking data");
+    s->write_wanted_since = 0;
+    /* Shut down first: libwebsockets would otherwise wait seconds to flush what it holds. */
+    int fd = lws_get_socket_fd(s->wsi);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
 static void pending_tick(uv_timer_t *timer)
 {
     struct session *s = container_of(timer, struct session, tick);
     uint64_t now = uv_now(s->hub->loop);
+    if (s->write_wanted_since && s->wsi &&
+        now - s->write_wanted_since >= s->hub->config.timeout_ms)
+        stalled_drop(s);
     for (size_t i = 0; i < s->hub->config.max_pending && s->pending_count > 0; i++) {
         struct pending *p = &s->pending[i];
         if (p->id != 0 && p->deadline <= now) {
@@ -166,6 +204,8 @@ static void pending_tick(uv_timer_t *timer)
             fusebridge_reply_error(pending_remove(s, p), -EIO);
         }
     }
+    if (s->pending_count == 0 && !s->write_wanted_since)
+        uv_timer_stop(timer);
 }
 
 /* ---- buffers ----------------------------------------------------------------------------------
@@ -203,7 +243,7 @@ int session_send_control(struct session *s, const char *data, size_t len)
         s->control_head = msg;
     s->control_tail = msg;
     s->control_count++;
-    lws_callback_on_writable(s->wsi);
+    session_want_writeable(s);
     return 0;
 }
 
@@ -359,6 +399,7 @@ static void close_frame_write(struct session *s)
 
 int session_on_writeable(struct session *s)
 {
+    s->write_wanted_since = 0;
     if (s->closing) {
         close_frame_write(s);
         return -1;
@@ -374,7 +415,7 @@ int session_on_writeable(struct session *s)
         return -1;
     /* One write per callback, as libwebsockets wants; ask again while work is left. */
     if (work_left(s))
-        lws_callback_on_writable(s->wsi);
+        session_want_writeable(s);
     return 0;
 }
 
@@ -387,7 +428,7 @@ void session_close(struct session *s, enum lws_close_status status, const char *
     session_read_leave(s); /* it sends nothing more: its reservation would only hold others */
     s->close_status = status;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
-    lws_callback_on_writable(s->wsi);
+    session_want_writeable(s);
     /* A provider that stopped reading never makes the socket writeable: drop it after a while,
      * so its mounts still go. */
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SESSION_CLOSE_TIMEOUT_SEC);
@@ -461,8 +502,8 @@ static void fs_on_ready(struct fusebridge_mount *mount, void *user)
     struct filesystem *fs = user;
     fs->ready = true;
     session_busy_poll(fs->session);
-    if (fs->session->wsi && pending_has_room(fs->session))
-        lws_callback_on_writable(fs->session->wsi);
+    if (pending_has_room(fs->session))
+        session_want_writeable(fs->session);
 }
 
 static void fs_unlink(struct session *s, struct filesystem *fs)
@@ -657,6 +698,7 @@ void session_on_closed(struct session *s)
     log_info("session %llu: connection from %s closed", (unsigned long long)s->id, s->remote);
     session_emit(s, SESSION_EVENT_DISCONNECT, NULL, NULL, NULL);
     s->wsi = NULL;
+    s->write_wanted_since = 0;
     session_read_leave(s);
     session_buffer_release(s->hub, &s->rx); /* a message cut off: no more of it comes */
     s->rx_len = 0;

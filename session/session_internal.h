@@ -110,7 +110,8 @@ struct session {
     struct session_hub *hub;
     const struct session_protocol *protocol;
     struct lws *wsi;   /* NULL once the connection is closed */
-    uv_timer_t tick;   /* deadlines of pending requests */
+    uv_timer_t tick;   /* deadlines of pending requests, and of the wait for writeable */
+    uint64_t write_wanted_since; /* uv_now when a writeable callback was asked for; 0: none */
     bool answers_slow; /* the last answer took longer than busy polling lasts */
     /* read_budget.c: while queued, the READ of read_fs that waits for room, and its size */
     const struct filesystem *read_fs;
@@ -227,6 +228,9 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
 void session_on_closed(struct session *s);
 int session_on_receive(struct session *s, const void *in, size_t len);
 int session_on_writeable(struct session *s);
+/* Asks for a writeable callback; one that does not come within the request timeout means the
+ * provider stopped reading, and the connection is dropped. */
+void session_want_writeable(struct session *s);
 /* Closes the connection with a close frame at the next chance. */
 void session_close(struct session *s, enum lws_close_status status, const char *reason);
 /* Queues a message for the provider; takes nothing (copies data). Returns 0 or negative errno. */

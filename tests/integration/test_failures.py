@@ -261,6 +261,66 @@ def silent_provider_request_fails_with_eio_after_timeout(env):
     check_bystander(daemon)
 
 
+@suite.test
+def provider_that_stops_reading_is_dropped_and_its_writers_get_eio(env):
+    """A provider that keeps its connection but stops reading it (hung, or its network gone)
+    fills the socket: requests queued behind it could never be sent, so their timeout never
+    started and their callers waited in the kernel for good, unkillable. Once the socket has taken
+    nothing for --timeout, the gateway drops the connection: every caller gets an error and the
+    mount goes."""
+    daemon = env.start_daemon(timeout=2)
+    env.start_provider(daemon, [("bystander", DATA["bystander"])])
+    src = env.mkdir("src-stuck")
+    fake = FakeWebfuse2(daemon.port, "stuck", src)
+    stop_reading = threading.Event()
+    release = threading.Event()
+
+    def write(f, req):
+        if stop_reading.is_set():
+            release.wait(60)  # the fake reads its socket on this thread: nothing more is read
+        return DEFAULT
+
+    fake.handlers["write"] = write
+    try:
+        mp = daemon.mount_path("stuck")
+        harness.wait_mounted(mp)
+        fds = [os.open(os.path.join(mp, "w%d" % i), os.O_WRONLY | os.O_CREAT, 0o644)
+               for i in range(16)]
+        stop_reading.set()
+        chunk = b"x" * MIB
+        outcome = {}
+
+        def writer(i):
+            try:
+                for k in range(16):
+                    os.pwrite(fds[i], chunk, k * MIB)
+                os.fsync(fds[i])
+                outcome[i] = "written"
+            except OSError as e:
+                outcome[i] = errno.errorcode.get(e.errno, e.errno)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(16)]
+        for t in threads:
+            t.start()
+        harness.wait_until(lambda: len(outcome) == len(threads), 15,
+                           what="every writer to end (got %r)" % outcome)
+        elapsed = time.monotonic() - started
+        check(all(v in ("EIO", "ENOTCONN") for v in outcome.values()),
+              "writers to a provider that stopped reading: %r" % outcome)
+        check(elapsed <= 10, "the writers ended only after %.1f s (--timeout 2)" % elapsed)
+        harness.wait_unmounted(mp, timeout=5)
+        check("has taken no data" in daemon.log_text(), "the log does not say why the "
+              "connection was dropped")
+        for fd in fds:
+            close_quietly(fd)
+        check(daemon.alive(), "webfused died")
+        check_bystander(daemon)
+    finally:
+        release.set()
+        fake.abort()
+
+
 # ---- SIGTERM to the daemon ----------------------------------------------------------------------
 
 
