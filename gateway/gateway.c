@@ -749,6 +749,7 @@ int gateway_run(const struct gateway_options *opt)
         .idle_timeout_ms = opt->idle_timeout_sec * 1000,
         .busy_poll_us = opt->busy_poll_us,
         .read_budget = opt->read_budget,
+        .slow_read_ms = opt->slow_read_ms,
         .allow_other = opt->allow_other,
         .users = gw.users,
         .auth_header = opt->auth_header,

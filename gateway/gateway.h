@@ -52,6 +52,7 @@ struct gateway_options {
     unsigned idle_timeout_sec;
     unsigned busy_poll_us;
     size_t read_budget;    /* bytes */
+    unsigned slow_read_ms;
     bool allow_other;      /* mounts are open to every user of the device */
     const char *run_user;  /* drop to this user once the sockets are open; NULL = stay */
     const char *run_group; /* ... and this group (default: the user's) */

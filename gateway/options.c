@@ -105,6 +105,10 @@ static void usage(FILE *out)
             "                          more wait their turn. Smaller keeps many local streams\n"
             "                          within the CPU caches, larger suits slow, distant\n"
             "                          providers (%u to %u, default %u)\n"
+            "      --slow-read MS      a read unanswered after MS milliseconds stops counting\n"
+            "                          against --read-budget, so a slow provider does not\n"
+            "                          hold other providers' reads back (1 to 600000,\n"
+            "                          default %d)\n"
             "      --allow-other       let every user of the device use the mounts (file\n"
             "                          modes still apply); by default only webfused's user can\n"
             "      --user NAME         after opening the ports, run as this user (mounts then\n"
@@ -127,7 +131,7 @@ static void usage(FILE *out)
             SESSION_DEFAULT_AUTH_HEADER, SESSION_DEFAULT_MAX_SESSIONS,
             SESSION_DEFAULT_MAX_FILESYSTEMS, SESSION_DEFAULT_MAX_PENDING, SESSION_DEFAULT_MAX_PATH,
             SESSION_DEFAULT_IDLE_TIMEOUT_SEC, SESSION_DEFAULT_BUSY_POLL_US, READ_BUDGET_MIN,
-            READ_BUDGET_MAX, SESSION_DEFAULT_READ_BUDGET);
+            READ_BUDGET_MAX, SESSION_DEFAULT_READ_BUDGET, SESSION_DEFAULT_SLOW_READ_MS);
 }
 
 static int parse_number(const char *origin, const char *text, unsigned long long min,
@@ -185,6 +189,7 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_BUSY_POLL,
     OPT_READ_BUDGET,
+    OPT_SLOW_READ,
     OPT_ALLOW_OTHER,
     OPT_USER,
     OPT_GROUP,
@@ -224,6 +229,7 @@ static const struct option long_options[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"busy-poll", required_argument, NULL, OPT_BUSY_POLL},
     {"read-budget", required_argument, NULL, OPT_READ_BUDGET},
+    {"slow-read", required_argument, NULL, OPT_SLOW_READ},
     {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
@@ -380,6 +386,10 @@ static int apply_security_option(int c, const char *origin, const char *arg,
     case OPT_READ_BUDGET:
         rc = parse_number(origin, arg, READ_BUDGET_MIN, READ_BUDGET_MAX, &v);
         opt->read_budget = (size_t)v;
+        return rc;
+    case OPT_SLOW_READ:
+        rc = parse_number(origin, arg, 1, 600000, &v);
+        opt->slow_read_ms = (unsigned)v;
         return rc;
     case OPT_ALLOW_OTHER:
         opt->allow_other = true;
@@ -593,6 +603,7 @@ static void options_defaults(struct gateway_options *opt)
         .idle_timeout_sec = SESSION_DEFAULT_IDLE_TIMEOUT_SEC,
         .busy_poll_us = SESSION_DEFAULT_BUSY_POLL_US,
         .read_budget = SESSION_DEFAULT_READ_BUDGET,
+        .slow_read_ms = SESSION_DEFAULT_SLOW_READ_MS,
     };
 }
 

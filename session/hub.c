@@ -113,6 +113,8 @@ static void hub_config_defaults(struct session_hub_config *c)
         c->idle_timeout_ms = SESSION_DEFAULT_IDLE_TIMEOUT_SEC * 1000;
     if (c->read_budget == 0)
         c->read_budget = SESSION_DEFAULT_READ_BUDGET;
+    if (c->slow_read_ms == 0)
+        c->slow_read_ms = SESSION_DEFAULT_SLOW_READ_MS;
 }
 
 int session_hub_new(uv_loop_t *loop, const struct session_hub_config *config,

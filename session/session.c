@@ -186,15 +186,29 @@ static void stalled_drop(struct session *s)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
+/* A READ unanswered for config.slow_read_ms leaves the read budget (SESSION_DEFAULT_SLOW_READ_MS
+ * says why); its answer then frees nothing. */
+static void pending_read_slow(struct session *s, struct pending *p, uint64_t now_ns)
+{
+    if (p->read_bytes && now_ns - p->started >= (uint64_t)s->hub->config.slow_read_ms * 1000000) {
+        uint32_t bytes = p->read_bytes;
+        p->read_bytes = 0;
+        session_read_ended(s->hub, bytes);
+    }
+}
+
 static void pending_tick(uv_timer_t *timer)
 {
     struct session *s = container_of(timer, struct session, tick);
     uint64_t now = uv_now(s->hub->loop);
+    uint64_t now_ns = uv_hrtime();
     if (s->write_wanted_since && s->wsi &&
         now - s->write_wanted_since >= s->hub->config.timeout_ms)
         stalled_drop(s);
     for (size_t i = 0; i < s->hub->config.max_pending && s->pending_count > 0; i++) {
         struct pending *p = &s->pending[i];
+        if (p->id != 0)
+            pending_read_slow(s, p, now_ns);
         if (p->id != 0 && p->deadline <= now) {
             log_warn("session %llu: request %u to %s timed out", (unsigned long long)s->id, p->id,
                      p->fs->name);

@@ -164,6 +164,10 @@ struct auth_users;
  * their mounts. Many streams at once then share a working set that fits the caches, instead of
  * each keeping its own read-ahead in flight. One stream (4 MiB of read-ahead) never reaches it. */
 #define SESSION_DEFAULT_READ_BUDGET (8u * 1024 * 1024)
+/* A READ unanswered this long (ms) stops counting against the budget: the budget is for data
+ * about to arrive, and a slow provider (a distant one, or one that hangs) would otherwise hold
+ * every other provider's reads back until it answers. */
+#define SESSION_DEFAULT_SLOW_READ_MS 100
 #define SESSION_DEFAULT_AUTH_HEADER "X-Auth-Token"
 /* libwebsockets hands received data over in pieces of at most this size (the gateway reads its
  * sockets in buffers of it too): a whole answer to the largest read the kernel asks for (1 MiB)
@@ -192,6 +196,7 @@ struct session_hub_config {
      * instead of sleeping (busy_poll.c); 0: never. */
     unsigned busy_poll_us;
     size_t read_budget; /* bytes of READs in flight to all providers together (read_budget.c) */
+    unsigned slow_read_ms; /* a READ unanswered this long no longer counts against the budget */
     bool allow_other;   /* mounts are open to every user of the device, not only ours */
     /* NULL: anyone may attach any name. Else providers must authenticate as one of these users
      * and attach only the names listed for them. Borrowed: must outlive the hub. */

@@ -78,7 +78,7 @@ struct pending {
     uint8_t wire_type;
     uint64_t started;    /* uv_hrtime(), ns */
     uint64_t deadline;   /* uv_now() in ms */
-    uint32_t read_bytes; /* READ: bytes asked, counted in the hub's reads in flight */
+    uint32_t read_bytes; /* READ: bytes asked, counted in the hub's reads in flight until slow */
 };
 
 struct control_msg {

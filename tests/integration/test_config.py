@@ -145,6 +145,7 @@ def errors_name_the_key_and_the_file(env):
         ({"busy-poll": 10001}, ['key "busy-poll"', "from 0 to 10000"]),
         ({"busy-poll": -1}, ['key "busy-poll"', "from 0 to 10000"]),
         ({"read-budget": 1000}, ['key "read-budget"', "from 65536 to 1073741824"]),
+        ({"slow-read": 0}, ['key "slow-read"', "from 1 to 600000"]),
         ({"max-message": 10}, ['key "max-message"']),
         ({"log-level": "loud"}, ['key "log-level"', "error, warn, info or debug"]),
         ({"log": "relative.log"}, ['key "log"', "stderr, syslog or an absolute path"]),
@@ -330,7 +331,7 @@ def valid_values(env):
         "no-admin": True, "cert": cert, "key": key, "admin-cert": cert, "admin-key": key,
         "auth-file": users, "auth-header": "X-Device-Token", "max-sessions": 3,
         "max-filesystems": 2, "max-pending": 16, "max-path": 256, "idle-timeout": 5,
-        "busy-poll": 0, "read-budget": 4194304, "allow-other": True, "user": "nobody", "group": "nogroup",
+        "busy-poll": 0, "read-budget": 4194304, "slow-read": 500, "allow-other": True, "user": "nobody", "group": "nogroup",
         "filesystem": ["firmware=" + env.path("fw"), "logs"],
     }
 

@@ -24,6 +24,8 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
 BUSY = 4
+# The read budget's tests hold READs at their providers for seconds: they must keep counting.
+HOLD_READS = ["--slow-read", "600000"]
 
 
 def read(path):
@@ -185,78 +187,109 @@ def idle_connection_that_never_attaches_is_closed(env):
 def reads_in_flight_are_bounded_across_sessions(env):
     """Many streams at once share one budget of read bytes in flight (8 MiB): further reads wait
     in their mounts until answers come, then go on; every byte arrives."""
-    check_reads_bounded(env, env.start_daemon(), 8 << 20)
+    check_reads_bounded(env, env.start_daemon(extra=HOLD_READS), 8 << 20)
 
 
 @suite.test
 def read_budget_sets_that_bound(env):
     """--read-budget 2 MiB: the streams keep at most 2 MiB of reads in flight between them."""
-    check_reads_bounded(env, env.start_daemon(extra=["--read-budget", str(2 << 20)]), 2 << 20)
+    check_reads_bounded(env, env.start_daemon(extra=["--read-budget", str(2 << 20)] + HOLD_READS),
+                        2 << 20)
+
+
+class HeldStreams:
+    """One session per name streams an 8 MiB file through its mount while its provider holds
+    every READ until release_and_check()."""
+
+    def __init__(self, env, daemon, names):
+        self.daemon = daemon
+        self.data = os.urandom(8 << 20)
+        self.held = []
+        self.lock = threading.Lock()
+        self.released = False
+        self.results = {}
+        self.names = names
+        for name in names:
+            fake = env.fake(daemon)
+            fake.attach(name, {"f": File(self.data)})
+            fake.handlers["read"] = self.hold
+        self.threads = [threading.Thread(target=self.reader, args=(n,), daemon=True)
+                        for n in names]
+        for t in self.threads:
+            t.start()
+
+    def hold(self, fake_, msg):
+        with self.lock:
+            if self.released:
+                return DEFAULT
+            self.held.append((fake_, msg))
+        return NO_REPLY
+
+    def reader(self, name):
+        try:
+            self.results[name] = read(os.path.join(self.daemon.mount_path(name), "f"))
+        except OSError as e:
+            self.results[name] = e
+
+    def held_reads(self):
+        """(bytes of the READs held, how many streams they are of)."""
+        with self.lock:
+            return (sum(msg["params"][4] for _, msg in self.held),
+                    len({msg["params"][0] for _, msg in self.held}))
+
+    def release_and_check(self):
+        """Answers every READ held; every byte must arrive and the gauges go back to 0."""
+        with self.lock:
+            self.released = True
+            waiting = list(self.held)
+        for fake, msg in waiting:
+            fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
+        for t in self.threads:
+            t.join(60)
+        for name in self.names:
+            got = self.results.get(name)
+            check(isinstance(got, bytes) and got == self.data, "%s read %r" % (
+                name, got if not isinstance(got, bytes) else "%d other bytes" % len(got)))
+        metrics = harness.parse_metrics(self.daemon.api("GET", "/metrics").body.decode())
+        check_equal((metrics[("webfuse_read_in_flight_bytes", ())], reads_waiting(self.daemon)),
+                    (0, 0), "read bytes in flight and sessions waiting once every read is done")
+        check(self.daemon.alive(), "webfused died")
+
+
+@suite.test
+def a_slow_provider_does_not_hold_back_the_reads_of_others(env):
+    """READs a provider leaves unanswered stop counting against the read budget after
+    --slow-read (100 ms by default): providers that hold the whole budget (slow, distant or hung)
+    do not make another provider's reads wait for their answers."""
+    daemon = env.start_daemon(timeout=30)
+    streams = HeldStreams(env, daemon, ["slow%d" % i for i in range(4)])
+    harness.wait_until(lambda: streams.held_reads()[0] >= 7 << 20, 10, what="7 MiB of reads held")
+    fast = witness(env, daemon, "fast")
+    _, took = harness.timed(lambda: check_witness(daemon, fast, "fast"))
+    check(took < 2.0, "a read of another provider took %.1f s behind the held ones" % took)
+    streams.release_and_check()
 
 
 def check_reads_bounded(env, daemon, budget):
     """Twelve sessions stream 8 MiB each while their providers hold every READ: the READs held
     add up to the budget (less than one more READ short of it); once answered, every byte
     arrives and the gauges go back to 0."""
-    data = os.urandom(8 << 20)
-    held = []
-    lock = threading.Lock()
-    release = threading.Event()
-
-    def hold(fake_, msg):
-        with lock:
-            if release.is_set():
-                return DEFAULT
-            held.append((fake_, msg))
-        return NO_REPLY
-
-    names = ["s%d" % i for i in range(12)]
-    for name in names:
-        fake = env.fake(daemon)
-        fake.attach(name, {"f": File(data)})
-        fake.handlers["read"] = hold
-    results = {}
-
-    def reader(name):
-        try:
-            with open(os.path.join(daemon.mount_path(name), "f"), "rb") as f:
-                results[name] = f.read()
-        except OSError as e:
-            results[name] = e
-
-    threads = [threading.Thread(target=reader, args=(n,), daemon=True) for n in names]
-    for t in threads:
-        t.start()
-    harness.wait_until(lambda: len(held) > 0, 10, what="reads at the providers")
+    streams = HeldStreams(env, daemon, ["s%d" % i for i in range(12)])
+    harness.wait_until(lambda: streams.held_reads()[0] > 0, 10, what="reads at the providers")
     time.sleep(1.0)  # nothing more may come: the budget is spent
-    with lock:
-        in_flight = sum(msg["params"][4] for _, msg in held)
-        streams = len({msg["params"][0] for _, msg in held})
-        waiting = list(held)
-        release.set()
+    in_flight, count = streams.held_reads()
     check(in_flight <= budget, "%d bytes of reads in flight at %d providers, over %d"
-          % (in_flight, streams, budget))
+          % (in_flight, count, budget))
     check(in_flight >= budget - (1 << 20), "only %d bytes of reads in flight: the budget of %d "
           "was not used" % (in_flight, budget))
-    for fake, msg in waiting:
-        fake.reply(msg, fake.filesystems[msg["params"][0]].answer("read", msg["params"]))
-    for t in threads:
-        t.join(60)
-    for name in names:
-        got = results.get(name)
-        check(isinstance(got, bytes) and got == data, "%s read %r" % (
-            name, got if not isinstance(got, bytes) else "%d other bytes" % len(got)))
-    metrics = harness.parse_metrics(daemon.api("GET", "/metrics").body.decode())
-    check_equal((metrics[("webfuse_read_in_flight_bytes", ())], reads_waiting(daemon)), (0, 0),
-                "read bytes in flight and sessions waiting once every read is done")
-    check(daemon.alive(), "webfused died")
+    streams.release_and_check()
 
 
 @suite.test
 def a_large_read_is_not_starved_by_small_ones(env):
     """Reads wait for the budget in turn: a 1 MiB READ waiting for room goes before the small
     READs that came after it, instead of watching them take each bit of room it frees."""
-    daemon = env.start_daemon()
+    daemon = env.start_daemon(extra=HOLD_READS)
     data = os.urandom(8 << 20)
     nibblers = ["nibble%d" % i for i in range(4)]
     lock = threading.Lock()
@@ -352,7 +385,7 @@ class StuckSessions:
     send nothing more. seconds_until_streams_read() then answers the four streams' READs."""
 
     def __init__(self, env, count):
-        self.daemon = env.start_daemon(timeout=30, extra=["--max-pending", "2"])  # no timeouts
+        self.daemon = env.start_daemon(timeout=30, extra=["--max-pending", "2"] + HOLD_READS)
         data = os.urandom(8 << 20)
         self.lock = threading.Lock()
         self.held = []  # (fake, msg) of READs and LOOKUPs not answered yet, oldest first
