@@ -88,6 +88,8 @@ static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         return *slot ? session_on_receive(*slot, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return *slot ? session_on_writeable(*slot) : -1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return *slot ? session_on_peer_close(*slot) : 0;
     case LWS_CALLBACK_CLOSED:
         if (*slot) {
             session_on_closed(*slot);

@@ -396,8 +396,8 @@ static int op_write(struct session *s, struct filesystem *fs, struct fusebridge_
 }
 
 /* libwebsockets 4.1 drops the socket without a close frame when a writeable callback returns -1
- * after lws_close_reason, so the frame is written here first. Its public header hides the write
- * type for close frames; the value is the websocket opcode it uses internally. */
+ * after lws_close_reason, so the frame is written here. Its public header hides the write type
+ * for close frames; the value is the websocket opcode it uses internally. */
 #define SESSION_WRITE_CLOSE ((enum lws_write_protocol)4)
 
 static void close_frame_write(struct session *s)
@@ -415,8 +415,15 @@ int session_on_writeable(struct session *s)
 {
     s->write_wanted_since = 0;
     if (s->closing) {
-        close_frame_write(s);
-        return -1;
+        /* Then the connection stays until the provider's close comes (session_on_peer_close):
+         * dropping it now, while the provider's data is still arriving, makes the kernel answer
+         * with a reset, and a provider busy writing fails and never reads the close frame. */
+        if (!s->close_sent) {
+            close_frame_write(s);
+            s->close_sent = true;
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, SESSION_CLOSE_TIMEOUT_SEC);
+        }
+        return 0;
     }
     int rc = 0;
     struct filesystem *fs;
@@ -431,6 +438,11 @@ int session_on_writeable(struct session *s)
     if (work_left(s))
         session_want_writeable(s);
     return 0;
+}
+
+int session_on_peer_close(struct session *s)
+{
+    return s->close_sent ? -1 : 0; /* ours went first: this is the answer, nothing to echo */
 }
 
 void session_close(struct session *s, enum lws_close_status status, const char *reason)

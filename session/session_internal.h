@@ -145,7 +145,8 @@ struct session {
     size_t rx_len;
     struct session_buffer scratch; /* decoded read data */
 
-    bool closing; /* a close frame is due at the next writeable callback */
+    bool closing;    /* a close frame is due at the next writeable callback */
+    bool close_sent; /* ... and was written: the provider's own close ends the connection */
     enum lws_close_status close_status;
     char close_reason[124];
 
@@ -228,6 +229,8 @@ struct session *session_open(struct session_hub *hub, struct lws *wsi,
 void session_on_closed(struct session *s);
 int session_on_receive(struct session *s, const void *in, size_t len);
 int session_on_writeable(struct session *s);
+/* The provider's close frame came: -1 ends the connection at once (it answers ours). */
+int session_on_peer_close(struct session *s);
 /* Asks for a writeable callback; one that does not come within the request timeout means the
  * provider stopped reading, and the connection is dropped. */
 void session_want_writeable(struct session *s);

@@ -562,6 +562,57 @@ def webfuse2_detach_closes_the_connection_with_the_reason(env):
 
 
 @suite.test
+def a_detach_reaches_a_provider_whose_data_is_still_arriving(env):
+    """The gateway closes after an operator's detach with a close frame and then waits for the
+    provider's own. It used to drop the socket at once: the kernel answered the provider's data
+    still arriving with a reset, and a provider busy sending never read the close frame (a
+    --reconnect provider came back, a JSON one exited 1)."""
+    daemon = env.start_daemon()
+    ws, _ = wstest.connect("127.0.0.1", daemon.port, "/busy", subprotocol="webfuse2")
+    stop = threading.Event()
+    send_failed = []
+
+    def keep_sending():  # pongs nobody asked for: the gateway reads and ignores them
+        while not stop.is_set():
+            try:
+                ws.sock.sendall(b"".join(ws.encode_frame(wstest.OP_PONG, b"p" * 125)
+                                         for _ in range(64)))
+            except OSError as e:
+                send_failed.append(repr(e))
+                return
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    try:
+        harness.wait_mounted(daemon.mount_path("busy"))
+        sender.start()
+        time.sleep(0.2)
+        r = daemon.api("DELETE", "/api/v1/filesystems/busy", body={"reason": "go now"})
+        check_equal(r.status, 202, "DELETE status (%r)" % r.body)
+        got = None
+        deadline = time.monotonic() + 5
+        try:
+            while got is None:
+                _, opcode, payload = ws.recv_frame(max(0.1, deadline - time.monotonic()))
+                if opcode == wstest.OP_CLOSE:
+                    got = (int.from_bytes(payload[:2], "big"), payload[2:].decode())
+        except (OSError, wstest.Closed) as e:
+            got = "no close frame: %r" % e
+        stop.set()
+        sender.join(5)
+        check_equal(got, (1000, "go now"), "what the provider still sending got")
+        check_equal(send_failed, [], "the provider's writes until it read the close frame")
+        try:
+            ws.send_close(1000)
+        except OSError as e:
+            fail("the provider's close frame could not be sent: %r" % e)
+        ws.wait_closed(5)  # the gateway ends the connection once it has the provider's close
+        harness.wait_unmounted(daemon.mount_path("busy"), 5)
+    finally:
+        stop.set()
+        ws.abort()
+
+
+@suite.test
 def an_operators_detach_or_disconnect_is_not_undone_by_reconnecting_providers(env):
     """A detach (webfuse2) or disconnect (json) closes with 1000: a provider started with
     --reconnect takes it as meant, logs it and exits 0 instead of attaching again at once."""
