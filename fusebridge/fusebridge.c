@@ -147,6 +147,11 @@ static void mount_work(uv_work_t *work)
     int status = mountpoint_prepare(mount);
     if (status == 0)
         status = session_create(mount);
+    /* The end of an earlier mount of the name may remove the directory between the two: once
+     * more, then it stays (that mount is gone). */
+    if (status != 0 && !mount->session && access(mount->mountpoint, F_OK) != 0 &&
+        errno == ENOENT && (status = mountpoint_prepare(mount)) == 0)
+        status = session_create(mount);
     /* Known now, while the mount is visible: aborting may come after the lazy unmount. */
     if (status == 0)
         mount->connection_known = connection_of(mount->mountpoint, &mount->connection) == 0;
@@ -462,6 +467,7 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     mount->user = user;
     mount->read_only = options->read_only;
     mount->allow_other = options->allow_other;
+    mount->made_mountpoint = options->own_mountpoint;
     mount->mountpoint = strdup(options->mountpoint);
     mount->fsname = strdup(options->fsname);
     int rc = -ENOMEM;
@@ -496,6 +502,20 @@ fail:
     free(mount->fsname);
     free(mount);
     return rc;
+}
+
+bool fusebridge_mount_in_place(const struct fusebridge_mount *mount)
+{
+    switch (mount->state) {
+    case MOUNT_MOUNTING:
+    case MOUNT_MOUNTED:
+        return true;
+    case MOUNT_UNMOUNTING:
+        return mount->unmount_running;
+    case MOUNT_GONE:
+        return mount->pool_running || mount->unmount_running;
+    }
+    return true;
 }
 
 void fusebridge_mount_close(struct fusebridge_mount *mount)

@@ -121,6 +121,10 @@ struct fusebridge_options {
     /* The provider names files by path (webfuse2), not by inode (JSON): the bridge keeps the
      * inode table, and every kernel request the provider can serve is forwarded. */
     bool path_based;
+    /* The mount point is the gateway's own (under its mount root): removed at the end although
+     * it existed, as when an earlier mount of the name made it and could not remove it while
+     * this one was on it. Without it, only a mount point made by this mount is removed. */
+    bool own_mountpoint;
 };
 
 /* Starts mounting on the thread pool; returns at once. On success *out is the mount, owned by the
@@ -134,6 +138,11 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
  * more, the session is torn down and on_closed runs. The caller must already have replied to every
  * op it popped. Idempotent. */
 void fusebridge_mount_close(struct fusebridge_mount *mount);
+
+/* Loop thread. Whether the mount may still be at its mount point: until its lazy unmount (or, for
+ * a connection that ended by itself, its teardown) has run. The path names it until then, so
+ * another mount there would be taken for it. */
+bool fusebridge_mount_in_place(const struct fusebridge_mount *mount);
 
 /* Loop thread. Like fusebridge_mount_close, and also aborts the FUSE connection (through fusectl),
  * so the mount ends even while processes hold files in it; they get ENOTCONN from then on. For

@@ -13,9 +13,10 @@ bool session_hub_name_taken(const struct session_hub *hub, const char *name)
     for (const struct session *s = hub->sessions; s; s = s->next)
         for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next)
             /* A detached mount may linger while a process holds a file in it; its name is free
-             * again, and a new mount at the same place hides nothing (the old one is lazily
-             * unmounted). */
-            if (fs->state != FS_CLOSING && strcmp(fs->name, name) == 0)
+             * again once it is off its mount point (lazily unmounted), so that a new mount there
+             * hides nothing and nothing done by path to the old one reaches the new one. */
+            if (strcmp(fs->name, name) == 0 &&
+                (fs->state != FS_CLOSING || fusebridge_mount_in_place(fs->mount)))
                 return true;
     return false;
 }

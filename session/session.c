@@ -661,6 +661,7 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         .read_only = !s->protocol->path_based,
         .path_based = s->protocol->path_based,
         .allow_other = hub->config.allow_other,
+        .own_mountpoint = !fixed_mountpoint,
     };
     int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
     if (rc != 0) {

@@ -321,6 +321,62 @@ def provider_that_stops_reading_is_dropped_and_its_writers_get_eio(env):
         fake.abort()
 
 
+@suite.test
+def a_name_attached_again_at_once_gets_a_mount_of_its_own(env):
+    """A provider that comes back under the same name while the gateway is still unmounting the
+    last one (a connection dropped right after it opened): the old unmount by path used to take
+    the new mount away ("went away"), or the new mount failed on the dying one (EIO). Now the
+    name is taken until the old mount is off its mount point; the new connection is either
+    refused cleanly or gets a mount that stays, and nothing is left at the end."""
+    daemon = env.start_daemon()
+    src = env.mkdir("src-again")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"again\n")
+    for i in range(40):
+        fake = FakeWebfuse2(daemon.port, "again", src)
+        time.sleep(0.002 * (i % 10))
+        fake.abort()
+    fake = FakeWebfuse2(daemon.port, "again", src)
+    try:
+        harness.wait_until(lambda: harness.is_mounted(daemon.mount_path("again")) or
+                           fake.closed.is_set(), 10, what="the last connection's mount")
+        wrong = [line for line in daemon.log_text().splitlines()
+                 if "went away" in line or ("mount" in line and "failed" in line)]
+        check_equal(wrong, [], "mounts taken away or failed")
+    finally:
+        fake.abort()
+    harness.wait_until(lambda: not os.path.exists(daemon.mount_path("again")), 10,
+                       what="the mount point of 'again' to go")
+    check(daemon.alive(), "webfused died")
+
+
+@suite.test
+def a_name_attached_again_while_the_old_mount_is_held_leaves_no_directory(env):
+    """A program holds a file of a mount whose provider died; the name is attached again and
+    used. Once both mounts are over, the mount point is gone: the old mount's removal of the
+    directory failed under the new mount, and the new one had not made it, so it stayed."""
+    daemon = env.start_daemon()
+    src = env.mkdir("src-held")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"held\n")
+    mp = daemon.mount_path("held")
+    first = FakeWebfuse2(daemon.port, "held", src)
+    harness.wait_mounted(mp)
+    held = os.open(os.path.join(mp, "f"), os.O_RDONLY)
+    try:
+        first.abort()
+        harness.wait_until(lambda: not harness.is_mounted(mp), 5, what="the old mount to go")
+        second = FakeWebfuse2(daemon.port, "held", src)
+        harness.wait_mounted(mp)
+        check_equal(read_file(os.path.join(mp, "f")), b"held\n", "content through the new mount")
+    finally:
+        close_quietly(held)
+    second.abort()
+    harness.wait_until(lambda: not harness.is_mounted(mp), 5, what="the new mount to go")
+    harness.wait_until(lambda: not os.path.exists(mp), 5, what="the mount point %s to go" % mp)
+    check(daemon.alive(), "webfused died")
+
+
 # ---- SIGTERM to the daemon ----------------------------------------------------------------------
 
 
