@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,10 +455,33 @@ static void mount_work_done(uv_work_t *work, int status)
         mount->callbacks.on_mounted(mount, 0, mount->user);
 }
 
+/* libfuse reports its own failures (a mount point it cannot reach, a device read that fails)
+ * through fuse_log, to stderr unless told otherwise: they go where the gateway's lines go. */
+static void fuse_log_forward(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    enum log_level ours = level <= FUSE_LOG_ERR       ? LOG_LEVEL_ERROR
+                          : level == FUSE_LOG_WARNING ? LOG_LEVEL_WARN
+                          : level <= FUSE_LOG_INFO    ? LOG_LEVEL_INFO
+                                                      : LOG_LEVEL_DEBUG;
+    if (ours > log_get_level())
+        return;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t len = strlen(line);
+    while (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+    log_write(ours, "%s", line);
+}
+
 int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *options,
                            const struct fusebridge_callbacks *callbacks, void *user,
                            struct fusebridge_mount **out)
 {
+    static bool log_forwarded; /* before the first mount: no pool thread uses libfuse yet */
+    if (!log_forwarded) {
+        fuse_set_log_func(fuse_log_forward);
+        log_forwarded = true;
+    }
     struct fusebridge_mount *mount = calloc(1, sizeof(*mount));
     if (!mount)
         return -ENOMEM;
