@@ -94,7 +94,8 @@ char *admin_metrics_text(struct admin *admin, size_t *len)
     single(&t, "webfuse_protocol_errors_total", "counter",
            "Malformed messages and other protocol errors of providers.", m->protocol_errors);
     single(&t, "webfuse_read_in_flight_bytes", "gauge",
-           "Bytes of reads sent to providers and not answered yet (bounded by the read budget).",
+           "Bytes of reads sent to providers and not answered yet, for at most --slow-read "
+           "(bounded by the read budget).",
            session_hub_reads_in_flight(admin->hub));
     single(&t, "webfuse_read_waiting_sessions", "gauge",
            "Sessions whose next read waits for room among the reads in flight.",

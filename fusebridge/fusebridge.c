@@ -542,6 +542,11 @@ bool fusebridge_mount_in_place(const struct fusebridge_mount *mount)
     return true;
 }
 
+bool fusebridge_mount_made_mountpoint(const struct fusebridge_mount *mount)
+{
+    return mount->state != MOUNT_MOUNTING && mount->made_mountpoint; /* set on the pool till then */
+}
+
 void fusebridge_mount_close(struct fusebridge_mount *mount)
 {
     mount->closing = true;

@@ -121,9 +121,9 @@ struct fusebridge_options {
     /* The provider names files by path (webfuse2), not by inode (JSON): the bridge keeps the
      * inode table, and every kernel request the provider can serve is forwarded. */
     bool path_based;
-    /* The mount point is the gateway's own (under its mount root): removed at the end although
-     * it existed, as when an earlier mount of the name made it and could not remove it while
-     * this one was on it. Without it, only a mount point made by this mount is removed. */
+    /* An earlier mount made the mount point and cannot remove it while this one is on it: this
+     * one removes it at the end although it existed. Without it, only a mount point made by this
+     * mount is removed. */
     bool own_mountpoint;
 };
 
@@ -143,6 +143,10 @@ void fusebridge_mount_close(struct fusebridge_mount *mount);
  * a connection that ended by itself, its teardown) has run. The path names it until then, so
  * another mount there would be taken for it. */
 bool fusebridge_mount_in_place(const struct fusebridge_mount *mount);
+
+/* Loop thread. Whether the end of the mount removes its mount point (it made it, or took it over
+ * with own_mountpoint); false while it is still being mounted. */
+bool fusebridge_mount_made_mountpoint(const struct fusebridge_mount *mount);
 
 /* Loop thread. Like fusebridge_mount_close, and also aborts the FUSE connection (through fusectl),
  * so the mount ends even while processes hold files in it; they get ENOTCONN from then on. For

@@ -109,8 +109,8 @@ struct fusebridge_mount {
     struct fuse_buf request; /* the kernel request being handled; its memory is reused */
     int mount_status;        /* the mount attempt's result, for the loop thread */
     bool aborted_outside;    /* teardown found the connection aborted by someone else */
-    bool made_mountpoint;    /* the mount point did not exist, or is the gateway's own: teardown
-                              * removes it */
+    bool made_mountpoint;    /* the mount point did not exist, or an earlier mount of the name
+                              * made it (own_mountpoint): teardown removes it */
 
     /* Loop thread only, like everything from here on. */
     enum mount_state state;

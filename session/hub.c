@@ -21,6 +21,16 @@ bool session_hub_name_taken(const struct session_hub *hub, const char *name)
     return false;
 }
 
+bool session_hub_mountpoint_made(const struct session_hub *hub, const char *name)
+{
+    for (const struct session *s = hub->sessions; s; s = s->next)
+        for (const struct filesystem *fs = s->filesystems; fs; fs = fs->next)
+            if (fs->state == FS_CLOSING && strcmp(fs->name, name) == 0 &&
+                fusebridge_mount_made_mountpoint(fs->mount))
+                return true;
+    return false;
+}
+
 static void hub_add(struct session_hub *hub, struct session *s)
 {
     s->prev = hub->last;

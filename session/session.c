@@ -42,8 +42,10 @@ static void pending_tick(uv_timer_t *timer);
  * itself once neither is. */
 static void tick_keep(struct session *s)
 {
-    if (!uv_is_active((uv_handle_t *)&s->tick))
-        uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
+    if (uv_is_active((uv_handle_t *)&s->tick))
+        return;
+    s->tick_last = uv_now(s->hub->loop);
+    uv_timer_start(&s->tick, pending_tick, SESSION_TICK_MS, SESSION_TICK_MS);
 }
 
 void session_want_writeable(struct session *s)
@@ -202,7 +204,12 @@ static void pending_tick(uv_timer_t *timer)
     struct session *s = container_of(timer, struct session, tick);
     uint64_t now = uv_now(s->hub->loop);
     uint64_t now_ns = uv_hrtime();
-    if (s->write_wanted_since && s->wsi &&
+    /* A tick far behind its time means the loop itself was held up (the process stopped, the
+     * machine swapping): libuv runs timers before it looks at the sockets, so a writeable
+     * callback may be waiting right now. The next tick decides. */
+    bool loop_held = now - s->tick_last > 10 * SESSION_TICK_MS;
+    s->tick_last = now;
+    if (s->write_wanted_since && s->wsi && !loop_held &&
         now - s->write_wanted_since >= s->hub->config.timeout_ms)
         stalled_drop(s);
     for (size_t i = 0; i < s->hub->config.max_pending && s->pending_count > 0; i++) {
@@ -415,15 +422,16 @@ int session_on_writeable(struct session *s)
 {
     s->write_wanted_since = 0;
     if (s->closing) {
-        /* Then the connection stays until the provider's close comes (session_on_peer_close):
-         * dropping it now, while the provider's data is still arriving, makes the kernel answer
-         * with a reset, and a provider busy writing fails and never reads the close frame. */
+        /* Then the connection stays until the provider's close comes (session_on_peer_close),
+         * within the time session_close gave it: dropping it now, while the provider's data is
+         * still arriving, makes the kernel answer with a reset, and a provider busy writing
+         * fails and never reads the close frame. Not when the gateway stops: its grace is for
+         * unmounting, and the provider is told to come back anyway. */
         if (!s->close_sent) {
             close_frame_write(s);
             s->close_sent = true;
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, SESSION_CLOSE_TIMEOUT_SEC);
         }
-        return 0;
+        return s->hub->shutting_down ? -1 : 0;
     }
     int rc = 0;
     struct filesystem *fs;
@@ -473,6 +481,8 @@ static int message_handled(struct session *s, int rc)
 
 int session_on_receive(struct session *s, const void *in, size_t len)
 {
+    if (s->close_sent)
+        return 0; /* what still comes before the provider's close is dropped, as it was closed */
     size_t max = s->hub->config.max_message;
     bool whole = lws_is_final_fragment(s->wsi) && lws_remaining_packet_payload(s->wsi) == 0;
     if (s->rx_len == 0 && whole && len <= max) {
@@ -661,7 +671,7 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         .read_only = !s->protocol->path_based,
         .path_based = s->protocol->path_based,
         .allow_other = hub->config.allow_other,
-        .own_mountpoint = !fixed_mountpoint,
+        .own_mountpoint = !fixed_mountpoint && session_hub_mountpoint_made(hub, name),
     };
     int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
     if (rc != 0) {

@@ -112,6 +112,7 @@ struct session {
     struct lws *wsi;   /* NULL once the connection is closed */
     uv_timer_t tick;   /* deadlines of pending requests, and of the wait for writeable */
     uint64_t write_wanted_since; /* uv_now when a writeable callback was asked for; 0: none */
+    uint64_t tick_last;          /* uv_now of the last tick (or of its start) */
     bool answers_slow; /* the last answer took longer than busy polling lasts */
     /* read_budget.c: while queued, the READ of read_fs that waits for room, and its size */
     const struct filesystem *read_fs;
@@ -324,6 +325,9 @@ int session_limits_check_paths(const struct session *s, const struct fusebridge_
 
 /* hub.c */
 bool session_hub_name_taken(const struct session_hub *hub, const char *name);
+/* Whether a mount of `name` that is still ending made its mount point: a new mount there takes
+ * over removing it, which the old one cannot do while the new one is on it. */
+bool session_hub_mountpoint_made(const struct session_hub *hub, const char *name);
 void session_hub_remove(struct session_hub *hub, struct session *s);
 
 #endif

@@ -605,7 +605,9 @@ def a_detach_reaches_a_provider_whose_data_is_still_arriving(env):
             ws.send_close(1000)
         except OSError as e:
             fail("the provider's close frame could not be sent: %r" % e)
-        ws.wait_closed(5)  # the gateway ends the connection once it has the provider's close
+        _, took = harness.timed(lambda: ws.wait_closed(5))
+        check(took < 1.0, "the gateway ended the connection %.1f s after the provider's close "
+              "(it waits 3 s for one that does not come)" % took)
         harness.wait_unmounted(daemon.mount_path("busy"), 5)
     finally:
         stop.set()

@@ -366,7 +366,13 @@ def a_name_attached_again_while_the_old_mount_is_held_leaves_no_directory(env):
     try:
         first.abort()
         harness.wait_until(lambda: not harness.is_mounted(mp), 5, what="the old mount to go")
-        second = FakeWebfuse2(daemon.port, "held", src)
+        for _ in range(3):  # refused in the moment between the unmount and the gateway seeing it
+            second = FakeWebfuse2(daemon.port, "held", src)
+            if harness.bounded(lambda: harness.wait_until(
+                    lambda: harness.is_mounted(mp) or second.closed.is_set(), 5,
+                    what="the new mount or a refusal"), 6) and harness.is_mounted(mp):
+                break
+            time.sleep(0.1)
         harness.wait_mounted(mp)
         check_equal(read_file(os.path.join(mp, "f")), b"held\n", "content through the new mount")
     finally:
