@@ -528,6 +528,8 @@ static void fs_on_mounted(struct fusebridge_mount *mount, int status, void *user
         session_emit_at(s, SESSION_EVENT_ATTACH, fs->mounted_ms, fs->name, fs->mountpoint, NULL);
         log_info("session %llu: attached %s at %s (remote %s)", (unsigned long long)s->id, fs->name,
                  fs->mountpoint, s->remote);
+    } else {
+        fs->mount_failed = true;
     }
     s->protocol->on_attached(s, fs, status);
 }
@@ -597,10 +599,15 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
         log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
                  s->remote);
         session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, fs->detach_reason);
-    } else { /* it never was attached */
+    } else if (fs->mount_failed) {
         log_warn("session %llu: attaching %s at %s failed (remote %s)", (unsigned long long)s->id,
                  fs->name, fs->mountpoint, s->remote);
         session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint, "mount failed");
+    } else { /* detached, or its provider gone, while the mount was being made */
+        log_info("session %llu: %s was detached before its mount was done (remote %s)",
+                 (unsigned long long)s->id, fs->name, s->remote);
+        session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint,
+                     "detached before the mount was done");
     }
     fs_unlink(s, fs);
     free(fs);

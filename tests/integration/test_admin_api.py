@@ -488,6 +488,11 @@ def detach_while_mounting_answers_the_add_filesystem(env):
     harness.wait_until(lambda: [f["name"] for f in daemon.api_ok(
         "GET", "/api/v1/filesystems")["filesystems"]] == ["slow"], 10, what="late to go")
     check(not harness.is_mounted(os.path.join(root, "slow", "late")), "mounted anyway")
+    # The history says what happened: not a mount that failed.
+    events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+    check_equal([(e["kind"], e["detail"]) for e in events
+                 if e.get("filesystem") == "late" and e["kind"] != "admin"],
+                [("attach_failed", "detached before the mount was done")], "history of late")
 
 
 @suite.test
