@@ -422,16 +422,19 @@ int session_on_writeable(struct session *s)
 {
     s->write_wanted_since = 0;
     if (s->closing) {
-        /* Then the connection stays until the provider's close comes (session_on_peer_close),
-         * within the time session_close gave it: dropping it now, while the provider's data is
-         * still arriving, makes the kernel answer with a reset, and a provider busy writing
-         * fails and never reads the close frame. Not when the gateway stops: its grace is for
-         * unmounting, and the provider is told to come back anyway. */
+        /* After an operator's detach or disconnect (1000, which ends a provider for good) the
+         * connection stays until the provider's close comes (session_on_peer_close), within the
+         * time session_close gave it: dropping it now, while the provider's data is still
+         * arriving, makes the kernel answer with a reset, and a provider busy writing fails and
+         * never reads the close frame. Other closes drop at once: a refused or misbehaving
+         * peer must not hold a socket for seconds, and at shutdown the grace is for
+         * unmounting. */
         if (!s->close_sent) {
             close_frame_write(s);
             s->close_sent = true;
         }
-        return s->hub->shutting_down ? -1 : 0;
+        bool wait = s->close_status == LWS_CLOSE_STATUS_NORMAL && !s->hub->shutting_down;
+        return wait ? 0 : -1;
     }
     int rc = 0;
     struct filesystem *fs;

@@ -14,6 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+import wstest  # noqa: E402
 from harness import check, check_equal, check_errno  # noqa: E402
 from fakeprovider import DEFAULT, Dir, File, NO_REPLY  # noqa: E402
 
@@ -63,6 +64,25 @@ def sessions_limit_refuses_the_next_connection(env):
     harness.wait_unmounted(daemon.mount_path("second"), 10)
     again = env.fake(daemon)
     again.attach("again", {"a": File(b"a")})  # a place is free again
+
+
+@suite.test
+def a_refused_connection_is_dropped_without_waiting_for_its_answer(env):
+    """After a refusal the gateway does not wait for the peer's own close frame (it waits only
+    after an operator's detach or disconnect): a flood of clients that never answer cannot hold
+    sockets for seconds each."""
+    daemon = env.start_daemon(extra=["--max-sessions", "1"])
+    first = witness(env, daemon)
+    ws, _ = wstest.connect("127.0.0.1", daemon.port, "/", subprotocol="webfuse-adapter-server")
+    try:
+        _, opcode, payload = ws.recv_frame(5)
+        check_equal((opcode, int.from_bytes(payload[:2], "big")),
+                    (wstest.OP_CLOSE, CLOSE_TRY_AGAIN_LATER), "the refusal")
+        _, took = harness.timed(lambda: ws.wait_closed(5))  # never answered
+        check(took < 1.0, "the refused connection stayed %.1f s after its close frame" % took)
+    finally:
+        ws.abort()
+    check_witness(daemon, first)
 
 
 @suite.test
