@@ -571,8 +571,10 @@ def a_detach_reaches_a_provider_whose_data_is_still_arriving(env):
     """The gateway closes after an operator's detach with a close frame and then waits for the
     provider's own. It used to drop the socket at once: the kernel answered the provider's data
     still arriving with a reset, and a provider busy sending never read the close frame (a
-    --reconnect provider came back, a JSON one exited 1)."""
-    daemon = env.start_daemon()
+    --reconnect provider came back, a JSON one exited 1). What the provider sends meanwhile is
+    dropped unread: a message over --max-message there made libwebsockets send a second close
+    frame."""
+    daemon = env.start_daemon(max_message=2 * MIB)
     ws, _ = wstest.connect("127.0.0.1", daemon.port, "/busy", subprotocol="webfuse2")
     stop = threading.Event()
     send_failed = []
@@ -607,10 +609,12 @@ def a_detach_reaches_a_provider_whose_data_is_still_arriving(env):
         check_equal(got, (1000, "go now"), "what the provider still sending got")
         check_equal(send_failed, [], "the provider's writes until it read the close frame")
         try:
+            ws.send_binary(b"x" * (2 * MIB + 1))
             ws.send_close(1000)
         except OSError as e:
-            fail("the provider's close frame could not be sent: %r" % e)
-        _, took = harness.timed(lambda: ws.wait_closed(5))
+            fail("the provider's last message and close frame could not be sent: %r" % e)
+        code, took = harness.timed(lambda: ws.wait_closed(5))
+        check_equal(code, None, "what came after the provider's close (no second close frame)")
         check(took < 1.0, "the gateway ended the connection %.1f s after the provider's close "
               "(it waits 3 s for one that does not come)" % took)
         harness.wait_unmounted(daemon.mount_path("busy"), 5)
