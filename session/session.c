@@ -177,7 +177,8 @@ static void pending_fail(struct session *s, const struct filesystem *fs, int err
  * session_on_closed fails what is pending and detaches the filesystems. */
 static void stalled_drop(struct session *s)
 {
-    log_warn("session %llu: the provider has taken no data for %u ms: dropping the connection",
+    log_warn("session %llu: the connection has stayed too full to take a request for %u ms: "
+             "dropping it",
              (unsigned long long)s->id, s->hub->config.timeout_ms);
     session_emit(s, SESSION_EVENT_ERROR, NULL, NULL, "provider stopped taking data");
     s->write_wanted_since = 0;
