@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,15 +60,60 @@ void mount_submit(struct fusebridge_mount *mount, struct fusebridge_op *op, bool
 
 /* ---- mounting (thread pool) ------------------------------------------------------------------ */
 
+const char *fusebridge_mount_error(int status)
+{
+    switch (status) {
+    case -ELOOP:
+        return "its mount point is a symbolic link";
+    case -EEXIST:
+        return "its mount point exists and is not a directory";
+    case -ENOTEMPTY:
+        return "its mount point is a directory that holds files";
+    default:
+        return strerror(-status);
+    }
+}
+
+/* 0 when the directory `path` has no entries but . and .., else -ENOTEMPTY or another error. */
+static int directory_empty(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+    if (!dir) {
+        int rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    int rc = 0;
+    const struct dirent *entry;
+    while (rc == 0 && (entry = readdir(dir)))
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
+            rc = -ENOTEMPTY;
+    closedir(dir);
+    return rc;
+}
+
 /* Makes the mount point unless it exists; teardown removes only one made here (a directory an
- * administrator made for --filesystem NAME=DIR stays). */
+ * administrator made for --filesystem NAME=DIR stays). One that exists is checked: whoever put a
+ * symbolic link, a file or a directory of files in the mount root did not mean the mount to go
+ * there (a link to /etc would have it mount over /etc). */
 static int mountpoint_prepare(struct fusebridge_mount *mount)
 {
     if (mkdir(mount->mountpoint, 0755) == 0) {
         mount->made_mountpoint = true;
         return 0;
     }
-    return errno == EEXIST ? 0 : -errno;
+    if (errno != EEXIST)
+        return -errno;
+    struct stat st;
+    if (lstat(mount->mountpoint, &st) != 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode))
+        return -ELOOP;
+    if (!S_ISDIR(st.st_mode))
+        return -EEXIST;
+    return mount->mountpoint_configured ? 0 : directory_empty(mount->mountpoint);
 }
 
 static int session_create(struct fusebridge_mount *mount)
@@ -435,7 +482,7 @@ static void mount_work_done(uv_work_t *work, int status)
     if (rc == 0)
         rc = polling_start(mount);
     if (rc != 0) {
-        log_error("mount %s failed: %s", mount->mountpoint, strerror(-rc));
+        log_error("mount %s failed: %s", mount->mountpoint, fusebridge_mount_error(rc));
         mount->state = MOUNT_GONE;
         if (!mount->close_requested)
             mount->callbacks.on_mounted(mount, rc, mount->user);
@@ -473,13 +520,18 @@ static void fuse_log_forward(enum fuse_log_level level, const char *fmt, va_list
     log_write(ours, "%s", line);
 }
 
+void mount_log_forward(void)
+{
+    fuse_set_log_func(fuse_log_forward);
+}
+
 int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *options,
                            const struct fusebridge_callbacks *callbacks, void *user,
                            struct fusebridge_mount **out)
 {
     static bool log_forwarded; /* before the first mount: no pool thread uses libfuse yet */
     if (!log_forwarded) {
-        fuse_set_log_func(fuse_log_forward);
+        mount_log_forward();
         log_forwarded = true;
     }
     struct fusebridge_mount *mount = calloc(1, sizeof(*mount));
@@ -492,6 +544,7 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     mount->read_only = options->read_only;
     mount->allow_other = options->allow_other;
     mount->made_mountpoint = options->own_mountpoint;
+    mount->mountpoint_configured = options->mountpoint_configured;
     mount->mountpoint = strdup(options->mountpoint);
     mount->fsname = strdup(options->fsname);
     int rc = -ENOMEM;

@@ -125,7 +125,16 @@ struct fusebridge_options {
      * one removes it at the end although it existed. Without it, only a mount point made by this
      * mount is removed. */
     bool own_mountpoint;
+    /* The mount point was configured (--filesystem NAME=DIR): it may hold files, which the mount
+     * hides. One of the mount root must be empty (see fusebridge_mount_error). */
+    bool mountpoint_configured;
 };
+
+/* What a mount's failure status means, for people: an existing mount point that is a symbolic
+ * link (ELOOP: the mount would land where it points), not a directory (EEXIST), or, under the
+ * mount root, a directory that holds files (ENOTEMPTY: not ours, and the mount would hide them);
+ * strerror otherwise. */
+const char *fusebridge_mount_error(int status);
 
 /* Starts mounting on the thread pool; returns at once. On success *out is the mount, owned by the
  * fusebridge until on_closed. Returns 0 or a negative errno (nothing was started then). */

@@ -111,6 +111,7 @@ struct fusebridge_mount {
     bool aborted_outside;    /* teardown found the connection aborted by someone else */
     bool made_mountpoint;    /* the mount point did not exist, or an earlier mount of the name
                               * made it (own_mountpoint): teardown removes it */
+    bool mountpoint_configured; /* --filesystem NAME=DIR: it may hold files */
 
     /* Loop thread only, like everything from here on. */
     enum mount_state state;
@@ -145,6 +146,10 @@ bool op_changes_files(const struct fusebridge_op *op);
 
 /* After FUSE's init: lets the kernel keep several large reads in flight. */
 void mount_readahead_raise(struct fusebridge_mount *mount);
+
+/* Sends libfuse's own messages to our log, at our levels and without their newline. Done before
+ * the first mount (no thread uses libfuse yet). */
+void mount_log_forward(void);
 
 /* ---- operations (ops.c) ---- */
 

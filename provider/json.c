@@ -385,12 +385,20 @@ static const char *json_status_meaning(int status)
     }
 }
 
-/* Refusing add_filesystem, 102 is about the name or the missing login, not a password. */
-static const char *json_attach_refusal(int status)
+/* Why add_filesystem was refused: 102 without --user means a login is wanted; otherwise the
+ * gateway's own message when it says more than the code (webfused says which name is taken, or
+ * why the mount failed), else what the code means (102 is then about the name, not a
+ * password). */
+static const char *json_attach_refusal(const struct provider *p, const struct codec_json_msg *msg)
 {
+    int status = codec_json_msg_error_status(msg);
+    const char *message = codec_json_msg_error_message(msg);
+    if (status == CODEC_JSON_BAD_ACCESS_DENIED && !p->options->user)
+        return "access denied: the gateway wants a login (--user)";
+    if (message && *message && strcmp(message, codec_json_status_message(status)) != 0)
+        return message;
     if (status == CODEC_JSON_BAD_ACCESS_DENIED)
-        return "access denied: the gateway wants a login (--user), or this user may not attach "
-               "this name";
+        return "access denied: this user may not attach this name";
     return json_status_meaning(status);
 }
 
@@ -449,7 +457,7 @@ static void json_on_response(struct provider *p, const struct codec_json_msg *ms
         fs->state = PROVIDER_FS_REFUSED;
         p->any_refused = true;
         log_error("%s: the gateway refused the filesystem: code %d (%s)", export_name(fs->export),
-                  status, json_attach_refusal(status));
+                  status, json_attach_refusal(p, msg));
     }
     json_check_attached(p);
 }

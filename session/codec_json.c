@@ -27,11 +27,12 @@
 struct codec_json_msg {
     json_t *root; /* owned; every borrowed pointer below points into it */
     enum codec_json_kind kind;
-    int64_t id;           /* 0 for a notification */
-    const char *method;   /* request and notification */
-    const json_t *params; /* request and notification: an array */
-    const json_t *result; /* result */
-    int error_status;     /* error */
+    int64_t id;                /* 0 for a notification */
+    const char *method;        /* request and notification */
+    const json_t *params;      /* request and notification: an array */
+    const json_t *result;      /* result */
+    int error_status;          /* error */
+    const char *error_message; /* error: its message if it has one (a string), else NULL */
     /* result.data of a read result, borrowed from the parsed bytes (see data_span_find); NULL
      * when it is in the tree. */
     const char *data;
@@ -85,7 +86,7 @@ int codec_json_errno_to_status(int neg_errno)
 
 /* The "message" member of the errors we send; providers read only "code", so this is for people
  * reading traffic. */
-static const char *status_message(int status)
+const char *codec_json_status_message(int status)
 {
     switch (status) {
     case CODEC_JSON_GOOD:
@@ -198,6 +199,7 @@ static int classify_error(struct codec_json_msg *msg, const json_t *error)
         return -EBADMSG;
     msg->kind = CODEC_JSON_ERROR;
     msg->error_status = (int)code;
+    msg->error_message = json_string_value(json_object_get(error, "message"));
     return 0;
 }
 
@@ -474,6 +476,11 @@ const char *codec_json_msg_method(const struct codec_json_msg *msg)
 int codec_json_msg_error_status(const struct codec_json_msg *msg)
 {
     return msg->kind == CODEC_JSON_ERROR ? msg->error_status : 0;
+}
+
+const char *codec_json_msg_error_message(const struct codec_json_msg *msg)
+{
+    return msg->kind == CODEC_JSON_ERROR ? msg->error_message : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1016,12 +1023,19 @@ int codec_json_encode_add_filesystem_result(char *buf, size_t cap, size_t *len, 
 
 int codec_json_encode_error(char *buf, size_t cap, size_t *len, int64_t id, int status)
 {
+    return codec_json_encode_error_message(buf, cap, len, id, status,
+                                           codec_json_status_message(status));
+}
+
+int codec_json_encode_error_message(char *buf, size_t cap, size_t *len, int64_t id, int status,
+                                    const char *message)
+{
     int rc = 0;
     json_t *root = new_container(json_object, &rc);
     json_t *error = new_container(json_object, &rc);
 
     add(error, "code", new_int(status, &rc), &rc);
-    add(error, "message", new_string(status_message(status), &rc), &rc);
+    add(error, "message", new_string(message, &rc), &rc);
     add(root, "error", error, &rc);
     add(root, "id", new_int(id, &rc), &rc);
     return dump(root, rc, buf, cap, len);

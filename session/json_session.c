@@ -25,13 +25,21 @@ static int json_encode(struct session *s, const struct filesystem *fs, uint32_t 
 /* ---- answering the provider -------------------------------------------------------------------
  */
 
-static void json_send_error(struct session *s, int64_t id, int status)
+/* An error answer; `message` says more than the status, or is NULL. */
+static void json_send_error_message(struct session *s, int64_t id, int status, const char *message)
 {
     char buf[JSON_CONTROL_MAX];
     size_t len;
-    if (codec_json_encode_error(buf, sizeof(buf), &len, id, status) == 0 &&
+    if (!message)
+        message = codec_json_status_message(status);
+    if (codec_json_encode_error_message(buf, sizeof(buf), &len, id, status, message) == 0 &&
         session_send_control(s, buf, len) != 0)
         session_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many requests");
+}
+
+static void json_send_error(struct session *s, int64_t id, int status)
+{
+    json_send_error_message(s, id, status, NULL);
 }
 
 static void json_send_empty_result(struct session *s, int64_t id)
@@ -48,7 +56,9 @@ static void json_on_attached(struct session *s, struct filesystem *fs, int statu
     if (!s->wsi)
         return;
     if (status != 0) {
-        json_send_error(s, fs->reply_id, CODEC_JSON_BAD);
+        char why[120];
+        snprintf(why, sizeof(why), "cannot mount %s: %s", fs->name, fusebridge_mount_error(status));
+        json_send_error_message(s, fs->reply_id, CODEC_JSON_BAD, why);
         return;
     }
     char buf[JSON_CONTROL_MAX];
@@ -97,6 +107,10 @@ static void json_add_filesystem(struct session *s, const struct codec_json_msg *
     else if (error == -EMFILE)
         snprintf(why, sizeof(why), "too many filesystems (limit %zu)",
                  s->hub->config.max_filesystems);
+    else if (error == -EEXIST)
+        snprintf(why, sizeof(why), "filesystem name \"%.64s\" is taken", name);
+    else if (error == -EINVAL)
+        snprintf(why, sizeof(why), "invalid filesystem name");
     else
         snprintf(why, sizeof(why), "%s", strerror(-error));
     log_warn("session %llu: refused filesystem \"%.64s\" (remote %s): %s",
@@ -104,7 +118,7 @@ static void json_add_filesystem(struct session *s, const struct codec_json_msg *
     bool denied = error == -EACCES || error == -EPERM || error == -ENOENT;
     session_emit(s, denied ? SESSION_EVENT_ATTACH_DENIED : SESSION_EVENT_ATTACH_FAILED, name, NULL,
                  why);
-    json_send_error(s, id, attach_error_status(error));
+    json_send_error_message(s, id, attach_error_status(error), why);
 }
 
 static void json_authenticate(struct session *s, const struct codec_json_msg *msg)

@@ -533,7 +533,7 @@ static void fs_on_mounted(struct fusebridge_mount *mount, int status, void *user
         log_info("session %llu: attached %s at %s (remote %s)", (unsigned long long)s->id, fs->name,
                  fs->mountpoint, s->remote);
     } else {
-        fs->mount_failed = true;
+        fs->mount_error = status;
     }
     s->protocol->on_attached(s, fs, status);
 }
@@ -603,10 +603,13 @@ static void fs_on_closed(struct fusebridge_mount *mount, void *user)
         log_info("session %llu: detached %s (remote %s)", (unsigned long long)s->id, fs->name,
                  s->remote);
         session_emit(s, SESSION_EVENT_DETACH, fs->name, fs->mountpoint, fs->detach_reason);
-    } else if (fs->mount_failed) {
-        log_warn("session %llu: attaching %s at %s failed (remote %s)", (unsigned long long)s->id,
-                 fs->name, fs->mountpoint, s->remote);
-        session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint, "mount failed");
+    } else if (fs->mount_error) {
+        char why[96];
+        snprintf(why, sizeof(why), "mount failed: %s", fusebridge_mount_error(fs->mount_error));
+        log_warn("session %llu: attaching %s at %s failed (remote %s): %s",
+                 (unsigned long long)s->id, fs->name, fs->mountpoint, s->remote,
+                 fusebridge_mount_error(fs->mount_error));
+        session_emit(s, SESSION_EVENT_ATTACH_FAILED, fs->name, fs->mountpoint, why);
     } else { /* detached, or its provider gone, while the mount was being made */
         log_info("session %llu: %s was detached before its mount was done (remote %s)",
                  (unsigned long long)s->id, fs->name, s->remote);
@@ -683,6 +686,7 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         .path_based = s->protocol->path_based,
         .allow_other = hub->config.allow_other,
         .own_mountpoint = !fixed_mountpoint && session_hub_mountpoint_made(hub, name),
+        .mountpoint_configured = fixed_mountpoint != NULL,
     };
     int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
     if (rc != 0) {

@@ -63,6 +63,10 @@ int64_t codec_json_msg_id(const struct codec_json_msg *msg);
 const char *codec_json_msg_method(const struct codec_json_msg *msg);
 /* The error code of an error response, else 0. */
 int codec_json_msg_error_status(const struct codec_json_msg *msg);
+/* The message of an error response (borrowed from msg), or NULL when it has none. */
+const char *codec_json_msg_error_message(const struct codec_json_msg *msg);
+/* The message the gateway sends with a status when it has nothing more to say ("no entry"). */
+const char *codec_json_status_message(int status);
 
 /* All decoders borrow strings from msg: valid until codec_json_msg_free. They return 0, or
  * -EBADMSG when the message does not have the expected shape or types. */
@@ -104,6 +108,10 @@ int codec_json_encode_result_empty(char *buf, size_t cap, size_t *len, int64_t i
 int codec_json_encode_add_filesystem_result(char *buf, size_t cap, size_t *len, int64_t id,
                                             const char *name);
 int codec_json_encode_error(char *buf, size_t cap, size_t *len, int64_t id, int status);
+/* The same with a message of its own (UTF-8), saying more than the status: why a name was
+ * refused. */
+int codec_json_encode_error_message(char *buf, size_t cap, size_t *len, int64_t id, int status,
+                                    const char *message);
 /* Our extension: the notification {"method":"filesystem_detached","params":[NAME]} tells a
  * provider that an operator detached NAME; its session stays up. Old providers ignore it. */
 int codec_json_encode_filesystem_detached(char *buf, size_t cap, size_t *len, const char *name);

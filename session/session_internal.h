@@ -40,7 +40,7 @@ struct filesystem {
     /* Why it was detached, for the history, when the event does not say it (static). */
     const char *detach_reason;
     bool gone_on_device;    /* unmounted (or its connection aborted) on the device */
-    bool mount_failed;      /* the mount itself failed (not detached before it was done) */
+    int mount_error;        /* why the mount itself failed (not detached before it was done) */
     const char *mountpoint; /* in the same allocation, after name */
     char name[];
 };

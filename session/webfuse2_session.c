@@ -312,7 +312,8 @@ static void wf2_on_attached(struct session *s, struct filesystem *fs, int status
     if (status == 0)
         return;
     char reason[96];
-    snprintf(reason, sizeof(reason), "cannot mount %s: %s", fs->name, strerror(-status));
+    snprintf(reason, sizeof(reason), "cannot mount %s: %s", fs->name,
+             fusebridge_mount_error(status));
     session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, reason);
 }
 

@@ -467,11 +467,13 @@ def detach_fails_pending_reads_with_eio_and_json_session_stays(env):
 def detach_while_mounting_answers_the_add_filesystem(env):
     """A filesystem detached before its mount is done: the JSON provider's add_filesystem gets
     an error answer (it once got none, ever). The mount is held up by its mount point, which
-    lies in another mount whose provider does not answer."""
+    lies in another mount whose provider does not answer. (That one's mount point is configured
+    too: the start makes late's inside it, and only a configured one may hold files.)"""
     slow_src = env.mkdir("slow-src")
     root = env.path("root")
     daemon = env.start_daemon(timeout=3, mount_root=root, extra=[
-        "--filesystem", "slow", "--filesystem", "late=" + os.path.join(root, "slow", "late")])
+        "--filesystem", "slow=" + os.path.join(root, "slow"),
+        "--filesystem", "late=" + os.path.join(root, "slow", "late")])
     slow = FakeWebfuse2(daemon.port, "slow", slow_src)
     env.add_cleanup(slow.abort)
     harness.wait_mounted(daemon.mount_path("slow"))

@@ -177,7 +177,8 @@ def json_provider_user_option_attaches(env):
 
 @suite.test
 def json_provider_explains_a_name_the_user_may_not_attach(env):
-    """Code 102 for a filesystem after a good login is about the name, not the password."""
+    """Code 102 for a filesystem after a good login is about the name, not the password: the
+    provider shows the gateway's reason; without a login, that one is wanted."""
     daemon = start(env)
     os.environ["WEBFUSE_PASSWORD"] = "pw-alice"
     try:
@@ -186,9 +187,13 @@ def json_provider_explains_a_name_the_user_may_not_attach(env):
     finally:
         del os.environ["WEBFUSE_PASSWORD"]
     check_equal(p.wait(15), 1, "provider exit status")
-    check("other: the gateway refused the filesystem: code 102 (access denied: the gateway wants "
-          "a login (--user), or this user may not attach this name)" in p.log_text(),
-          "provider log: %s" % p.log_text())
+    check('other: the gateway refused the filesystem: code 102 (user "alice" may not attach it)'
+          in p.log_text(), "provider log: %s" % p.log_text())
+    # Without --user, 102 means the gateway wants a login.
+    p = env.start_provider(daemon, [("firmware", env.mkdir("src2"))], wait=False)
+    check_equal(p.wait(15), 1, "exit status of a provider without --user")
+    check("firmware: the gateway refused the filesystem: code 102 (access denied: the gateway "
+          "wants a login (--user))" in p.log_text(), "provider log: %s" % p.log_text())
 
 
 def without_password_variables():
@@ -472,7 +477,7 @@ def parallel_attempts_from_one_address_queue_up(env):
 LOG_LINES = [
     ("attach", re.compile(r"session (\d+): attached (\S+) at \S+ \(remote ([^)]+)\)$")),
     ("detach", re.compile(r"session (\d+): detached (\S+) \(remote ([^)]+)\)$")),
-    ("attach_failed", re.compile(r"session (\d+): attaching (\S+) at \S+ failed \(remote ([^)]+)\)$")),
+    ("attach_failed", re.compile(r"session (\d+): attaching (\S+) at \S+ failed \(remote ([^)]+)\): ")),
     ("auth_failed", re.compile(r"session (\d+): authentication failed (?:for (\S+) )?from (\S+): ")),
 ]
 

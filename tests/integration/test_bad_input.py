@@ -353,12 +353,15 @@ def hostile_names_are_refused_with_code_5(env):
 
 @suite.test
 def taken_name_is_refused_with_code_1(env):
+    """Code 1, and a message that says why: the code alone also means a mount that failed."""
     daemon, witness = start(env)
     owner = env.fake(daemon)
     owner.attach("shared", {"who": File(b"owner\n")})
     other = env.fake(daemon)
     answer = other.add_filesystem("shared", {"who": File(b"intruder\n")}, request_id=31)
     check_error(answer, 31, 1, "name mounted by another session")
+    check_equal(answer["error"].get("message"), 'filesystem name "shared" is taken',
+                "the error's message")
     answer = owner.add_filesystem("shared", request_id=32)
     check_error(answer, 32, 1, "name mounted by the same session")
     answer = other.add_filesystem("witness", request_id=33)

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import check, check_equal, fail  # noqa: E402
-from fakeprovider import File  # noqa: E402
+from fakeprovider import FakeWebfuse2, File  # noqa: E402
 
 suite = harness.Suite("test_hardening")
 
@@ -262,6 +262,83 @@ def allow_other_with_user_needs_fusermounts_consent(env):
     fake.attach("shared", {"open.txt": File(b"for everyone\n", mode=0o644)})
     check_equal(read_as(reader, os.path.join(daemon.mount_path("shared"), "open.txt")),
                 (0, b"for everyone\n"), "reading as another user")
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@suite.test
+def what_is_left_under_a_name_in_the_mount_root_is_not_mounted_on(env):
+    """Something in the mount root under a filesystem's name that is not an empty directory is
+    not mounted on: a symbolic link (the mount went where it pointed: over /etc, for one, and
+    the gateway hung on its own mount), a file (a mount every access to failed with EIO) or a
+    directory of files (hidden by the mount). The provider and the history are told why, and
+    what was there stays as it was. An empty directory (left by a crash) is mounted on."""
+    daemon = env.start_daemon()
+    src = env.mkdir("src")
+    write(os.path.join(src, "f"), b"served\n")
+    elsewhere = env.mkdir("elsewhere")
+    write(os.path.join(elsewhere, "keep"), b"elsewhere\n")
+    os.symlink(elsewhere, daemon.mount_path("link"))
+    write(daemon.mount_path("file"), b"a file\n")
+    os.mkdir(daemon.mount_path("full"))
+    write(os.path.join(daemon.mount_path("full"), "keep"), b"full\n")
+    refused = {"link": "its mount point is a symbolic link",
+               "file": "its mount point exists and is not a directory",
+               "full": "its mount point is a directory that holds files"}
+    for name, why in refused.items():
+        fake = FakeWebfuse2(daemon.port, name, src)
+        check(fake.closed.wait(10), "%s: the connection was not closed" % name)
+        check_equal(fake.close_reason, "cannot mount %s: %s" % (name, why),
+                    "close reason for %s" % name)
+    answer = env.fake(daemon).add_filesystem("full", {})
+    check_equal(answer.get("error", {}).get("message"),
+                "cannot mount full: " + refused["full"], "JSON answer %r" % answer)
+    check_equal(harness.mounts_under(env.dir), [], "mounts")
+    check_equal(os.readlink(daemon.mount_path("link")), elsewhere, "the symbolic link")
+    check_equal(os.listdir(elsewhere), ["keep"], "where the link points")
+    check_equal(read(daemon.mount_path("file")), b"a file\n", "the file")
+    check_equal(read(os.path.join(daemon.mount_path("full"), "keep")), b"full\n",
+                "the directory's file")
+    events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
+    failed = sorted((e["filesystem"], e["detail"]) for e in events if e["kind"] == "attach_failed")
+    check_equal(failed, sorted([(n, "mount failed: " + why) for n, why in refused.items()] +
+                               [("full", "mount failed: " + refused["full"])]), "history")
+    os.mkdir(daemon.mount_path("empty"))
+    fake = FakeWebfuse2(daemon.port, "empty", src)
+    try:
+        harness.wait_mounted(daemon.mount_path("empty"))
+        check_equal(read(os.path.join(daemon.mount_path("empty"), "f")), b"served\n",
+                    "read through a mount on an empty directory")
+    finally:
+        fake.abort()
+    check(daemon.alive(), "webfused died")
+
+
+@suite.test
+def a_configured_mount_point_may_hold_files(env):
+    """--filesystem NAME=DIR is the administrator's choice: DIR is mounted on even when it holds
+    files (the mount hides them until it ends), as mount(8) would."""
+    fixed = env.mkdir("fixed")
+    write(os.path.join(fixed, "under"), b"hidden\n")
+    daemon = env.start_daemon(extra=["--filesystem", "fw=" + fixed])
+    src = env.mkdir("src")
+    write(os.path.join(src, "f"), b"served\n")
+    fake = FakeWebfuse2(daemon.port, "fw", src)
+    try:
+        harness.wait_mounted(fixed)
+        check_equal(os.listdir(fixed), ["f"], "the mount's files")
+    finally:
+        fake.abort()
+    harness.wait_until(lambda: not harness.is_mounted(fixed), 10, what="the mount to go")
+    check_equal(read(os.path.join(fixed, "under")), b"hidden\n", "the file under the mount")
 
 
 if __name__ == "__main__":

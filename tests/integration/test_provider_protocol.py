@@ -161,8 +161,9 @@ class Gateway:
             if answers[name] is None:
                 self.send({"result": {"id": name}, "id": msg["id"]})
             else:
-                self.send({"error": {"code": answers[name], "message": "refused"},
-                           "id": msg["id"]})
+                code, message = answers[name] if isinstance(answers[name], tuple) else (
+                    answers[name], "bad")  # webfused's message when it has nothing to add
+                self.send({"error": {"code": code, "message": message}, "id": msg["id"]})
         return ids
 
     def call(self, method, params, timeout=TIMEOUT):
@@ -563,14 +564,19 @@ def test_handle_limit(ctx):
 
 
 def test_refused_filesystem_logged_others_served(ctx):
-    s = Session(ctx, names=("a", "b"), refuse={"b": BAD})
+    s = Session(ctx, names=("a", "b", "c"),
+                refuse={"b": BAD, "c": (BAD, 'filesystem name "c" is taken')})
     check_eq(lookup(s.gw, ROOT, "hello.txt", fs="a")["size"], 13, "a is served")
     check(s.gw.error_code("getattr", ["b", ROOT]) != GOOD, "b is not served")
     code, status = s.stop()
     check_eq(code, 1000, "close code")
     check_eq(status, 1, "exit status when a filesystem was refused")
     log = s.provider.output()
-    check("b: the gateway refused the filesystem: code 1" in log, "refusal logged: %s" % log)
+    # The gateway's message when it says more than the code, else what the code means.
+    check("b: the gateway refused the filesystem: code 1 (name already in use or mount failed)"
+          in log, "refusal logged: %s" % log)
+    check('c: the gateway refused the filesystem: code 1 (filesystem name "c" is taken)' in log,
+          "refusal with the gateway's reason logged: %s" % log)
 
 
 def test_all_refused_exits_1(ctx):

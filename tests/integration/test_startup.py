@@ -328,23 +328,6 @@ def a_connection_aborted_on_the_device_leaves_no_dead_mount(env):
 
 
 @suite.test
-def libfuses_own_messages_go_to_the_log(env):
-    """libfuse reports some failures itself (here, a mount point it cannot reach: a symbolic link
-    to itself); with --log FILE its lines go to the file like the gateway's own, not to stderr."""
-    log_file = env.path("webfused-file.log")
-    daemon = env.start_daemon(extra=["--log", log_file])
-    os.symlink("loop", daemon.mount_path("loop"))
-    fake = env.fake(daemon)
-    answer = fake.add_filesystem("loop", {})
-    check("error" in answer, "the attach on a looping mount point: %r" % answer)
-    harness.wait_until(lambda: "fuse: failed to access mountpoint" in open(log_file).read(), 5,
-                       what="libfuse's line in the log file")
-    check_equal([line for line in daemon.log_text().splitlines() if "fuse:" in line], [],
-                "libfuse's lines on stderr")
-    check(daemon.alive(), "webfused died")
-
-
-@suite.test
 def a_mount_root_with_a_space_still_finds_each_mounts_connection(env):
     """The mount table writes a space in a path as \\040: under a mount root with a space the
     gateway still finds each mount's FUSE connection, so read-ahead is raised (4 MiB) and a mount

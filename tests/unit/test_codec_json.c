@@ -444,6 +444,33 @@ static void encode_error_writes_code_and_message_and_parses_back(void **state)
     codec_json_msg_free(msg);
 }
 
+static void error_message_of_its_own_is_sent_and_read_back(void **state)
+{
+    struct wire w;
+    struct codec_json_msg *msg;
+
+    (void)state;
+    assert_wire(codec_json_encode_error_message(w.buf, WIRE_CAP, &w.len, 7, CODEC_JSON_BAD,
+                                                "filesystem name \"fw\" is taken"),
+                &w,
+                "{\"error\":{\"code\":1,\"message\":\"filesystem name \\\"fw\\\" is taken\"},"
+                "\"id\":7}");
+    msg = parse_wire(&w);
+    assert_string_equal(codec_json_msg_error_message(msg), "filesystem name \"fw\" is taken");
+    codec_json_msg_free(msg);
+    /* Without a message, or one that is not a string: none. A result has none either. */
+    static const char *const none[] = {
+        "{\"error\":{\"code\":1},\"id\":7}",
+        "{\"error\":{\"code\":1,\"message\":5},\"id\":7}",
+        "{\"result\":{},\"id\":7}",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(none); i++) {
+        assert_int_equal(codec_json_parse(none[i], strlen(none[i]), &msg), 0);
+        assert_null(codec_json_msg_error_message(msg));
+        codec_json_msg_free(msg);
+    }
+}
+
 static void encode_error_round_trips_every_status(void **state)
 {
     struct wire w;
@@ -1882,6 +1909,7 @@ int main(void)
         cmocka_unit_test(encode_add_filesystem_result_echoes_the_name),
         cmocka_unit_test(encode_error_writes_code_and_message_and_parses_back),
         cmocka_unit_test(encode_error_round_trips_every_status),
+        cmocka_unit_test(error_message_of_its_own_is_sent_and_read_back),
         cmocka_unit_test(encode_request_writes_each_method_in_its_wire_form),
         cmocka_unit_test(release_is_encoded_as_close_notification_without_id),
         cmocka_unit_test(encoded_requests_decode_back_to_the_same_request),
