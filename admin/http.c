@@ -355,6 +355,12 @@ int admin_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     const struct lws_protocols *protocol = lws_get_protocol(wsi);
     /* libwebsockets keeps its own copy of the protocol table: `user` is what we set, the admin. */
     struct admin *admin = protocol ? protocol->user : NULL;
+    /* No websockets and no HTTP/2 on the admin port. libwebsockets asks before a connection has
+     * its per-request data (slot is NULL then), so this is answered first: an upgrade let
+     * through held the connection with no timeout, and an h2c one reached an assertion of
+     * libwebsockets with a body of no length. */
+    if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
+        return -1;
     if (!admin || !slot)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
 
@@ -371,8 +377,6 @@ int admin_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!*slot || !(*slot)->responded)
             return 0; /* nothing to say yet: a registry query is out */
         return http_write(slot);
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return -1; /* no websockets on the admin port */
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         http_release(slot);

@@ -204,6 +204,9 @@ static void tls_set(struct lws_context_creation_info *vhost, const char *cert, c
     vhost->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     vhost->ssl_cert_filepath = cert;
     vhost->ssl_private_key_filepath = key;
+    /* HTTP/1.1 only, as without TLS (where upgrades to HTTP/2 are refused): nothing here needs
+     * HTTP/2, and libwebsockets' HTTP/2 paths could be reached by anyone who connects. */
+    vhost->alpn = "http/1.1";
 }
 
 /* libwebsockets 4.1 with IPv6 on listens on every address of both families when given an IPv4

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -93,6 +94,10 @@ static int hub_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     struct session_hub *hub = protocol ? protocol->user : NULL;
 
     switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* Websockets only: an HTTP/2 upgrade (h2c) would give anyone who can connect paths of
+         * libwebsockets no provider needs. */
+        return in && strcasecmp(in, "websocket") == 0 ? 0 : -1;
     case LWS_CALLBACK_ESTABLISHED:
         return hub_on_established(hub, wsi, protocol, slot);
     case LWS_CALLBACK_RECEIVE:

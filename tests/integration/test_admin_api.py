@@ -806,5 +806,39 @@ def admin_port_in_use_fails_the_start_with_a_message(env):
               "the log does not say what is wrong:\n%s" % daemon.log_text())
 
 
+H2C_UPGRADE = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+WS_UPGRADE = (b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+              b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+
+def upgrade_answer(port, request):
+    """The first bytes the gateway answers `request` with (b"" when it closes at once)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        try:
+            return sock.recv(200)
+        except ConnectionResetError:
+            return b""
+
+
+@suite.test
+def upgrades_to_other_protocols_are_refused(env):
+    """No websockets on the admin port and HTTP/2 (h2c) on neither port, without a token: an
+    upgrade the admin port let through held its connection with no timeout, and an h2c one
+    followed by a body of no length stopped webfused on an assertion of libwebsockets. The
+    provider port still upgrades to websockets."""
+    daemon = env.start_daemon()
+    for port, request, what in ((daemon.admin_port, WS_UPGRADE, "websocket on the admin port"),
+                                (daemon.admin_port, H2C_UPGRADE, "h2c on the admin port"),
+                                (daemon.port, H2C_UPGRADE, "h2c on the provider port")):
+        answer = upgrade_answer(port, request)
+        check(b" 101 " not in answer.split(b"\r\n")[0], "%s answered %r" % (what, answer))
+    answer = upgrade_answer(daemon.port, WS_UPGRADE)
+    check(answer.startswith(b"HTTP/1.1 101 "), "websocket on the provider port: %r" % answer)
+    check_equal(daemon.api_ok("GET", "/healthz").get("status"), "ok", "the admin API after")
+    check(daemon.alive(), "webfused died")
+
+
 if __name__ == "__main__":
     suite.main()

@@ -266,5 +266,19 @@ def check_config_names_a_pair_that_cannot_serve(env):
     check_equal(bad.wait(10), 2, "status of a start with a key of another certificate")
     check("is not the key of" in bad.log_text(), "its log: %s" % bad.log_text())
 
+@suite.test
+def both_ports_speak_http_1_1_only(env):
+    """Over TLS neither port offers HTTP/2 (ALPN): as without TLS, where upgrades to it are
+    refused, no client reaches libwebsockets' HTTP/2 paths."""
+    daemon = start(env)
+    ctx = client_context(CERT["device"][0])
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    for port in (daemon.port, daemon.admin_port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                check_equal(tls.selected_alpn_protocol(), "http/1.1", "ALPN of port %d" % port)
+    check(daemon.alive(), "webfused died")
+
+
 if __name__ == "__main__":
     suite.main()
