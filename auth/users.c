@@ -109,7 +109,7 @@ bool auth_user_may_attach(const struct auth_user *user, const char *fs_name)
  */
 
 struct parser {
-    const char *origin;
+    const char *origin; /* NULL: a line being made, not read from a file */
     unsigned line;
     char *err;
     size_t err_cap;
@@ -120,7 +120,7 @@ static int parse_error(struct parser *p, const char *fmt, ...)
 
 static int parse_error(struct parser *p, const char *fmt, ...)
 {
-    int n = snprintf(p->err, p->err_cap, "%s:%u: ", p->origin, p->line);
+    int n = p->origin ? snprintf(p->err, p->err_cap, "%s:%u: ", p->origin, p->line) : 0;
     if (n >= 0 && (size_t)n < p->err_cap) {
         va_list ap;
         va_start(ap, fmt);
@@ -357,7 +357,7 @@ int auth_line_format(const char *name, const char *hash, const char *fs_list, ch
     }
     struct auth_users scratch = {0};
     struct auth_user user = {0};
-    struct parser p = {.origin = "the new line", .line = 1, .err = err, .err_cap = err_cap};
+    struct parser p = {.origin = NULL, .line = 1, .err = err, .err_cap = err_cap};
     char copy[sizeof(line)];
     memcpy(copy, line, (size_t)n + 1);
     int rc = parse_user(&p, &scratch, copy, &user);

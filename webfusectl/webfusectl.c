@@ -1128,7 +1128,7 @@ static int new_password(const char *name, char *password, size_t cap)
     explicit_bzero(again, sizeof(again));
     if (!same) {
         error_message("the passwords differ");
-        return EXIT_DAEMON;
+        return EXIT_USAGE;
     }
     return EXIT_OK;
 }
@@ -1164,14 +1164,14 @@ static int passwd_command(int argc, char **argv)
     char hash[512];
     if (rc == EXIT_OK && auth_password_hash(password, hash, sizeof(hash)) != 0) {
         error_message("cannot hash the password");
-        rc = EXIT_DAEMON;
+        rc = EXIT_USAGE;
     }
     explicit_bzero(password, sizeof(password));
     if (rc != EXIT_OK)
         return rc;
     if (auth_line_format(name, hash, list, line, sizeof(line), err, sizeof(err)) != 0) {
         error_message("%s", err);
-        return EXIT_DAEMON;
+        return EXIT_USAGE;
     }
     printf("%s\n", line);
     return EXIT_OK;

@@ -287,7 +287,8 @@ def passwd_on_terminal(env, first, second):
 @suite.test
 def passwd_asks_twice_on_the_terminal(env):
     status, shown = passwd_on_terminal(env, "first-secret", "other-secret")
-    check(status != 0, "passwords that differ were accepted: %r" % shown)
+    # 2, not 1 (which says the daemon answered with an error: passwd asks no daemon).
+    check_equal(status, 2, "exit status when the passwords differ (%r)" % shown)
     check("the passwords differ" in shown, "the refusal says why: %r" % shown)
     check("carol:$" not in shown, "a users line was printed anyway: %r" % shown)
 
@@ -304,6 +305,18 @@ def passwd_asks_twice_on_the_terminal(env):
     answer = env.fake(daemon).call("authenticate", ["username", {"username": "carol",
                                                                  "password": "same-secret"}])
     check_equal(answer.get("result"), {}, "carol logs in with the typed password")
+
+
+@suite.test
+def passwd_says_what_is_wrong_with_a_filesystem_list(env):
+    """A bad --fs is bad usage (2), told without a file name and line number: there is no file."""
+    done = subprocess.run([harness.binary("WEBFUSECTL", "webfusectl"), "passwd", "dave", "--fs",
+                           "a/b"], capture_output=True, text=True, timeout=20,
+                          env=dict(os.environ, WEBFUSE_PASSWORD="pw"))
+    check_equal(done.returncode, 2, "exit status (%r)" % done.stderr)
+    first = done.stderr.splitlines()[0] if done.stderr else ""
+    check(first.startswith("webfusectl: ") and ":1:" not in first and "a/b" in first,
+          "the message: %r" % done.stderr)
 
 
 if __name__ == "__main__":
