@@ -65,6 +65,11 @@ uint64_t inode_table_rename(struct inode_table *t, uint64_t parent, const char *
 
 /* Remembers the provider's latest attributes of `ino` (st_ino: the provider's inode number). */
 void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat *attr);
+/* Whether an open of `ino` may keep the pages the kernel cached: only when the provider's file
+ * is the one of the last open, with the same inode number and ctime. Size and mtime, which the
+ * kernel compares itself, miss a file replaced by one of the same size with its mtime set (a
+ * reproducible build); ctime cannot be set. Records the file as opened now. */
+bool inode_table_open_keeps_cache(struct inode_table *t, uint64_t ino);
 /* A write through `ino` reached `end`: a remembered size below it grows. */
 void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end);
 /* The remembered attributes of `ino` if it was unlinked (its path is gone, but a process may

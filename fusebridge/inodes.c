@@ -25,6 +25,11 @@ struct inode_node {
     bool has_attr;
     bool linked; /* has had other names: a name may be gone while a process still has it open */
     struct stat attr;             /* as the provider last described it (st_ino: the provider's) */
+    /* The provider's file as it was at the last open (inode number and ctime), so the next open
+     * can tell whether the pages the kernel cached still belong to it. */
+    bool opened;
+    uint64_t opened_ino;
+    struct timespec opened_ctime;
     struct inode_node *hash_next; /* in the name index, unless unlinked */
     /* In the provider inode index once it has attributes (see ino_indexed). */
     struct inode_node *ino_next;
@@ -519,6 +524,21 @@ void inode_table_set_attr(struct inode_table *t, uint64_t ino, const struct stat
         node_take_attr(t, node, attr);
         node_for_aliases(t, node, alias_take_attr, (void *)attr);
     }
+}
+
+bool inode_table_open_keeps_cache(struct inode_table *t, uint64_t ino)
+{
+    struct inode_node *node = node_get(t, ino);
+    if (!node || !node->has_attr)
+        return false;
+    const struct stat *now = &node->attr;
+    bool same = node->opened && node->opened_ino == (uint64_t)now->st_ino &&
+                node->opened_ctime.tv_sec == now->st_ctim.tv_sec &&
+                node->opened_ctime.tv_nsec == now->st_ctim.tv_nsec;
+    node->opened = true;
+    node->opened_ino = (uint64_t)now->st_ino;
+    node->opened_ctime = now->st_ctim;
+    return same;
 }
 
 void inode_table_grow(struct inode_table *t, uint64_t ino, uint64_t end)

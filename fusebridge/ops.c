@@ -996,12 +996,13 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
         break;
     }
     case REPLY_OPEN: {
-        /* Pages read before stay for the next open: the kernel drops them itself when fresh
-         * attributes show another size or mtime (auto_inval_data, asked for in init). Not for
-         * JSON providers: their mtimes have whole seconds, so a file rewritten within one at the
-         * same size would stay stale. */
-        struct fuse_file_info fi = {
-            .fh = op->fh, .flags = op->open_flags, .keep_cache = op->mount->path_based};
+        /* Pages read before stay for the next open of the same file: the kernel also drops them
+         * itself when fresh attributes show another size or mtime (auto_inval_data, asked for in
+         * init). Not for JSON providers: their mtimes have whole seconds, so a file rewritten
+         * within one at the same size would stay stale, and they send no ctime. */
+        bool keep = op->mount->path_based &&
+                    inode_table_open_keeps_cache(&op->mount->inodes, op->steps[0].ino);
+        struct fuse_file_info fi = {.fh = op->fh, .flags = op->open_flags, .keep_cache = keep};
         handle_delivered(op, fuse_reply_open(op->req, &fi));
         break;
     }

@@ -401,5 +401,36 @@ def reopened_file_is_read_from_the_page_cache_until_it_changes(env):
     check(read_requests(daemon) > asked, "the changed file was asked for again")
 
 
+@suite.test
+def a_file_replaced_with_the_same_size_and_mtime_is_read_afresh(env):
+    """A firmware image rebuilt reproducibly (the same padded size, mtime from
+    SOURCE_DATE_EPOCH) and put in place of the old one, or written over it and its mtime set
+    back: size and mtime say nothing changed, but the file's inode or ctime do. The next open
+    must not serve the old file's cached pages."""
+    daemon = env.start_daemon()
+    source = env.mkdir("replaced")
+    path = os.path.join(source, "fw.img")
+    contents = [os.urandom(256 * 1024) for _ in range(3)]
+
+    def put(data, in_place):
+        target = path if in_place else path + ".new"
+        with open(target, "r+b" if in_place else "wb") as f:
+            f.write(data)
+        os.utime(target, (1600000000, 1600000000))
+        if not in_place:
+            os.rename(target, path)
+
+    put(contents[0], in_place=False)
+    env.start_webfuse2_provider(daemon, "fw", source, read_only=True)
+    through = os.path.join(daemon.mount_path("fw"), "fw.img")
+    check(open(through, "rb").read() == contents[0], "the first image")
+    for i, in_place in ((1, False), (2, True)):
+        time.sleep(0.05)  # a ctime of its own
+        put(contents[i], in_place)
+        time.sleep(1.1)  # attributes are cached for one second
+        check(open(through, "rb").read() == contents[i],
+              "image %d (%s) read through the mount" % (i, "written over" if in_place else "renamed in"))
+
+
 if __name__ == "__main__":
     suite.main()

@@ -133,6 +133,26 @@ static void files_without_a_number_have_no_aliases(void **state)
     assert_int_equal(inode_table_aliases(t, 0, found, 8), 0);
 }
 
+/* An open keeps the kernel's cached pages only for the file of the last open: same provider
+ * inode and ctime (size and mtime the kernel compares itself). */
+static void an_open_keeps_the_cache_only_for_the_same_file(void **state)
+{
+    struct inode_table *t = &((struct table_state *)*state)->table;
+    uint64_t ino = file(t, "fw", 42, 1, 10);
+    assert_false(inode_table_open_keeps_cache(t, ino)); /* the first open: nothing cached yet */
+    assert_true(inode_table_open_keeps_cache(t, ino));
+    struct stat attr = {.st_ino = 42, .st_mode = S_IFREG | 0644, .st_nlink = 1, .st_size = 10};
+    attr.st_ctim.tv_nsec = 1; /* written over, its mtime set back */
+    inode_table_set_attr(t, ino, &attr);
+    assert_false(inode_table_open_keeps_cache(t, ino));
+    assert_true(inode_table_open_keeps_cache(t, ino));
+    attr.st_ino = 43; /* another file renamed over it */
+    inode_table_set_attr(t, ino, &attr);
+    assert_false(inode_table_open_keeps_cache(t, ino));
+    assert_true(inode_table_open_keeps_cache(t, ino));
+    assert_false(inode_table_open_keeps_cache(t, 9999)); /* unknown: nothing to keep */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +166,8 @@ int main(void)
                                         table_teardown),
         cmocka_unit_test_setup_teardown(files_without_a_number_have_no_aliases, table_setup,
                                         table_teardown),
+        cmocka_unit_test_setup_teardown(an_open_keeps_the_cache_only_for_the_same_file,
+                                        table_setup, table_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
