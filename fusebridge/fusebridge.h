@@ -190,6 +190,12 @@ int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answe
  * FUSEBRIDGE_ERRNO_MAX becomes EIO); frees it. */
 void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno);
 
+/* An OPEN or CREATE the provider did not answer in time: the program gets neg_errno now, but the
+ * provider may still open a handle, which nobody would release. The op stays, for the owner to
+ * hand a late answer to (fusebridge_op_answer then releases the handle) or to fail (freed
+ * quietly). Returns false, and does nothing, for any other op or one abandoned already. */
+bool fusebridge_op_abandon(struct fusebridge_op *op, int neg_errno);
+
 /* READDIR: add the provider's entries one by one, then finish. "." and ".." from the provider are
  * dropped (the bridge adds its own); names that cannot be a directory entry (empty, containing
  * '/', longer than 255 bytes) are dropped with -EINVAL returned. `ino` is an inode-based

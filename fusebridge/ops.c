@@ -103,6 +103,7 @@ struct fusebridge_op {
     unsigned step;
     uint64_t fh;           /* from OPEN / CREATE, for the final reply */
     bool fh_open;          /* the provider opened fh and the kernel does not hold it yet */
+    bool abandoned;        /* failed to the kernel; waits only for a late handle to release */
     int open_flags;        /* OPEN / CREATE: the kernel's flags, echoed in the reply */
     uint64_t entry_parent; /* REPLY_ENTRY / CREATE, EFFECT_*: the entry's directory ... */
     char *entry_name;      /* ... and name (owned) */
@@ -1027,12 +1028,34 @@ static void op_reply(struct fusebridge_op *op, const struct fusebridge_answer *a
     }
 }
 
-int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answer *answer)
+static bool opens_a_handle(const struct fusebridge_op *op)
 {
     enum fusebridge_kind kind = op->steps[op->step].kind;
-    if (kind == FUSEBRIDGE_OPEN || kind == FUSEBRIDGE_CREATE) {
+    return kind == FUSEBRIDGE_OPEN || kind == FUSEBRIDGE_CREATE;
+}
+
+bool fusebridge_op_abandon(struct fusebridge_op *op, int neg_errno)
+{
+    if (!opens_a_handle(op) || op->abandoned)
+        return false;
+    if (neg_errno > 0 || neg_errno < -FUSEBRIDGE_ERRNO_MAX)
+        neg_errno = -EIO;
+    if (op->req)
+        fuse_reply_err(op->req, -neg_errno);
+    op->req = NULL;
+    op->abandoned = true;
+    return true;
+}
+
+int fusebridge_op_answer(struct fusebridge_op *op, const struct fusebridge_answer *answer)
+{
+    if (opens_a_handle(op)) {
         op->fh = answer->fh;
         op->fh_open = true;
+    }
+    if (op->abandoned) { /* nobody takes the handle: op_free releases it */
+        op_free(op);
+        return 0;
     }
     if (++op->step < op->nsteps) {
         mount_submit(op->mount, op, true);

@@ -80,6 +80,7 @@ struct pending {
     uint64_t started;    /* uv_hrtime(), ns */
     uint64_t deadline;   /* uv_now() in ms */
     uint32_t read_bytes; /* READ: bytes asked, counted in the hub's reads in flight until slow */
+    bool abandoned;      /* OPEN/CREATE failed to the kernel, waiting for a handle to release */
 };
 
 struct control_msg {

@@ -322,6 +322,36 @@ def provider_that_stops_reading_is_dropped_and_its_writers_get_eio(env):
 
 
 @suite.test
+def a_handle_opened_after_the_timeout_is_released(env):
+    """An OPEN or CREATE answered after --timeout: the program got EIO, and nobody held the
+    handle the provider opened late; it stayed open at the provider until the connection
+    ended, one per slow open. The gateway releases it now."""
+    daemon = env.start_daemon(timeout=1)
+    src = env.mkdir("src-late")
+    with open(os.path.join(src, "f"), "wb") as f:
+        f.write(b"late\n")
+    fake = FakeWebfuse2(daemon.port, "late", src)
+    env.add_cleanup(fake.abort)
+    mp = daemon.mount_path("late")
+    harness.wait_mounted(mp)
+    held = []
+    for kind, name, flags in (("open", "f", os.O_RDONLY),
+                              ("create", "new", os.O_WRONLY | os.O_CREAT | os.O_EXCL)):
+        fake.handlers[kind] = lambda f, req: held.append(req) or NO_REPLY
+        harness.check_errno(lambda: os.open(os.path.join(mp, name), flags, 0o644), errno.EIO,
+                            "%s past the timeout" % kind)
+        fake.handlers.pop(kind)
+        fake.reply(held[-1], DEFAULT)  # the provider opens it now
+        harness.wait_until(lambda: not fake.provider.handles, 5,
+                           what="the late %s's handle to be released (open: %r)"
+                           % (kind, fake.provider.handles))
+    check_equal(len(fake.requests_of("release")), 2, "RELEASE requests")
+    with open(os.path.join(mp, "f"), "rb") as f:
+        check_equal(f.read(), b"late\n", "the file read afterwards")
+    check(daemon.alive(), "webfused died")
+
+
+@suite.test
 def a_name_attached_again_at_once_gets_a_mount_of_its_own(env):
     """A provider that comes back under the same name while the gateway is still unmounting the
     last one (a connection dropped right after it opened): the old unmount by path used to take
