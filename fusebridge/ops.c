@@ -49,6 +49,15 @@ enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
 #define FUSEBRIDGE_LISTING_MAX (1u << 18)
 #define FUSEBRIDGE_LISTING_NAME_BYTES (16u << 20)
 
+/* What the listings of all open directories of all mounts may hold together. Each opendir has a
+ * listing of its own, so programs holding many directories open (a large one each time) could
+ * otherwise take all the device's memory; past this, a listing fails with ENOMEM. One listing of
+ * the largest size still fits. */
+#define FUSEBRIDGE_LISTINGS_BYTES (64u << 20)
+
+/* Bytes the open listings hold (their buffers' capacity). Loop thread only. */
+static size_t listings_bytes;
+
 /* How long after it was asked for a listing's attributes are still handed to the kernel: long
  * enough for `ls -l` of a large directory, short enough that a directory held open for long does
  * not serve old attributes as fresh. */
@@ -122,11 +131,22 @@ struct fusebridge_op **op_next(struct fusebridge_op *op)
     return &op->next;
 }
 
+/* Gives the listing's buffers back (to the budget too); it is empty afterwards. */
+static void listing_drop(struct dir_listing *listing)
+{
+    listings_bytes -= listing->cap * sizeof(*listing->entries) + listing->names_cap;
+    free(listing->entries);
+    free(listing->names);
+    listing->entries = NULL;
+    listing->names = NULL;
+    listing->count = listing->cap = listing->names_len = listing->names_cap = 0;
+    listing->received = 0;
+}
+
 static void listing_unref(struct dir_listing *listing)
 {
     if (--listing->refs == 0) {
-        free(listing->entries);
-        free(listing->names);
+        listing_drop(listing);
         free(listing);
     }
 }
@@ -813,7 +833,7 @@ static void handle_delivered(struct fusebridge_op *op, int rc)
 void fusebridge_reply_error(struct fusebridge_op *op, int neg_errno)
 {
     if (op->listing)
-        listing_clear(op->listing); /* a failed listing is asked again from scratch next time */
+        listing_drop(op->listing); /* a failed listing is asked again from scratch next time */
     if (neg_errno > 0 || neg_errno < -FUSEBRIDGE_ERRNO_MAX)
         neg_errno = -EIO;
     if (op->req)
@@ -1110,6 +1130,7 @@ static const char *entry_name(const struct dir_listing *listing, const struct li
     return listing->names + e->name;
 }
 
+/* Grows a listing's buffer to hold `need` units, within FUSEBRIDGE_LISTINGS_BYTES. */
 static int grow(void **buf, size_t *cap, size_t need, size_t unit)
 {
     if (need <= *cap)
@@ -1117,9 +1138,13 @@ static int grow(void **buf, size_t *cap, size_t need, size_t unit)
     size_t next = *cap ? *cap * 2 : 64;
     while (next < need)
         next *= 2;
+    size_t more = (next - *cap) * unit;
+    if (listings_bytes + more > FUSEBRIDGE_LISTINGS_BYTES)
+        return -ENOMEM;
     void *grown = realloc(*buf, next * unit);
     if (!grown)
         return -ENOMEM;
+    listings_bytes += more;
     *buf = grown;
     *cap = next;
     return 0;

@@ -287,5 +287,38 @@ def a_new_listing_sees_what_changed_since_the_last(env):
     check_equal(os.stat(os.path.join(mount, "new.txt")).st_size, 22, "size from the listing")
 
 
+@suite.test(budget=200)
+def directories_held_open_cannot_take_all_memory(env):
+    """Each opendir keeps a listing of its own until it is closed: a program holding a large
+    directory open many times made the gateway grow by a full listing each time (about 7 MiB
+    here), until the device ran out of memory. Past the listings' budget (64 MiB for all
+    mounts) a listing fails with ENOMEM; once directories are closed, listing works again."""
+    source = env.mkdir("wide")
+    names = ["%0200d" % i for i in range(20000)]
+    for name in names:
+        open(os.path.join(source, name), "w").close()
+    daemon = env.start_daemon()
+    env.start_webfuse2_provider(daemon, "wide", source, read_only=True)
+    mount = daemon.mount_path("wide")
+    held, failed = [], None
+    try:
+        for _ in range(12):
+            fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY)
+            held.append(fd)
+            try:
+                check_equal(len(os.listdir(fd)), len(names), "entries of listing %d" % len(held))
+            except OSError as e:
+                failed = e.errno
+                break
+        check_equal(failed and harness.errno_name(failed), harness.errno_name(errno.ENOMEM),
+                    "a listing past the budget")
+        check(len(held) > 5, "listings held before the budget ran out: %d" % (len(held) - 1))
+    finally:
+        for fd in held:
+            os.close(fd)
+    check_equal(len(os.listdir(mount)), len(names), "a listing once the directories are closed")
+    check(daemon.alive(), "webfused died")
+
+
 if __name__ == "__main__":
     suite.main()
