@@ -307,13 +307,17 @@ static int http_on_request(struct admin *admin, struct lws *wsi, struct admin_re
         snprintf(req->remote, sizeof(req->remote), "?");
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, ADMIN_QUERY_TIMEOUT_S);
 
-    char length[32], authorization[ADMIN_TOKEN_MAX + 32];
+    /* Any length a body can have fits 20 digits. A longer value (leading zeros) is bad: the
+     * request would wait for a body libwebsockets does not read (it takes no value over 30). */
+    char length[21], authorization[ADMIN_TOKEN_MAX + 32];
     struct admin_headers headers = {
         .content_length = header_value(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, length, sizeof(length)),
         .chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0,
         .authorization =
             header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, authorization, sizeof(authorization)),
     };
+    if (!headers.content_length && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        headers.content_length = ""; /* too long: refused as bad */
     /* A header too long to be ours is still a token presented. */
     if (!headers.authorization && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
         headers.authorization = "";
