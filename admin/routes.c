@@ -147,11 +147,16 @@ struct session_page {
     int64_t skip; /* sessions still to pass over (offset) */
     int64_t take; /* sessions still to list (limit) */
     int64_t total;
+    /* The history is listed too: it has the sessions whose connection is closed (whose mounts
+     * programs still hold), which would otherwise be listed twice. */
+    bool closed_from_history;
 };
 
 static void add_session(void *user, const struct session_info *info)
 {
     struct session_page *page = user;
+    if (page->closed_from_history && strcmp(info->state, "closed") == 0)
+        return;
     page->total++;
     if (page->skip > 0) {
         page->skip--;
@@ -270,7 +275,8 @@ static void list_sessions(struct admin_req *req)
         !int_param(req, &params[2], 0, INT32_MAX, &offset))
         return;
 
-    struct session_page page = {.admin = admin, .array = json_array(), .skip = 0, .take = 0};
+    struct session_page page = {
+        .admin = admin, .array = json_array(), .closed_from_history = history};
     if (!page.array) {
         admin_respond_error(req, 500, "out of memory");
         return;

@@ -732,6 +732,22 @@ def state_all_pages_through_live_then_closed(env):
                 "past the end")
     active = daemon.api_ok("GET", "/api/v1/sessions")
     check_equal((active["total"], len(active["sessions"])), (2, 2), "active only by default")
+    # A session whose provider left while a program holds one of its files is still live (its
+    # mount drains), and closed in the history: state=all lists it once.
+    held_fake = env.fake(daemon)
+    held_fake.attach("held", {"a": File(b"a")})
+    held = os.open(os.path.join(daemon.mount_path("held"), "a"), os.O_RDONLY)
+    try:
+        held_fake.abort()
+        harness.wait_until(lambda: any(
+            s["state"] == "closed" for s in daemon.api_ok("GET", "/api/v1/sessions")["sessions"]),
+            5, what="the held session to be closed and still live")
+        whole = daemon.api_ok("GET", "/api/v1/sessions?state=all")
+        ids = [s["id"] for s in whole["sessions"]]
+        check_equal(sorted(set(ids)), sorted(ids), "sessions of state=all")
+        check_equal(whole["total"], 6, "total of state=all with the held session")
+    finally:
+        os.close(held)
 
 
 @suite.test
