@@ -114,10 +114,13 @@ void auth_throttle_free(struct auth_throttle *t);
  * the wait would exceed AUTH_THROTTLE_MAX_DELAY_MS: too many attempts from there at once. */
 int auth_throttle_begin(struct auth_throttle *t, const char *address, uint64_t now_ms,
                         uint64_t *wait_ms);
-/* The attempt failed. */
-void auth_throttle_failure(struct auth_throttle *t, const char *address, uint64_t now_ms);
-/* The attempt succeeded: the failures of `address` are cleared. */
-void auth_throttle_success(struct auth_throttle *t, const char *address, uint64_t now_ms);
+/* The attempt, a login as `user` (NULL: none could be read), failed. */
+void auth_throttle_failure(struct auth_throttle *t, const char *address, const char *user,
+                           uint64_t now_ms);
+/* The attempt, a login as `user`, succeeded: the failures of `address` are cleared if they all
+ * were this user's (mistyped passwords); failures for other users stay. */
+void auth_throttle_success(struct auth_throttle *t, const char *address, const char *user,
+                           uint64_t now_ms);
 /* The attempt ended unanswered (its connection went away): it no longer counts. */
 void auth_throttle_abandon(struct auth_throttle *t, const char *address, uint64_t now_ms);
 

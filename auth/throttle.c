@@ -8,6 +8,7 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,11 @@ struct throttle_entry {
     unsigned pending;   /* attempts begun and not ended yet */
     uint64_t last_ms;   /* the last failure or attempt */
     uint64_t next_turn; /* when the last delayed attempt is (or was) checked */
+    /* Whose logins failed: one user's (failed_user), or several (failed_others). Only that one
+     * user's success clears the failures: a login of one's own account must not wash out
+     * guesses at another's. */
+    char failed_user[AUTH_NAME_MAX + 1];
+    bool failed_others;
 };
 
 struct auth_throttle {
@@ -106,12 +112,19 @@ int auth_throttle_begin(struct auth_throttle *t, const char *address, uint64_t n
     return 0;
 }
 
-void auth_throttle_failure(struct auth_throttle *t, const char *address, uint64_t now_ms)
+void auth_throttle_failure(struct auth_throttle *t, const char *address, const char *user,
+                           uint64_t now_ms)
 {
     /* The entry may be gone (evicted, or cleared by a success): the failure counts anew. */
     struct throttle_entry *e = find_or_add(t, address, now_ms);
     if (e->pending > 0)
         e->pending--;
+    if (!user || strlen(user) > AUTH_NAME_MAX)
+        e->failed_others = true;
+    else if (e->failures == 0 && !e->failed_others)
+        snprintf(e->failed_user, sizeof(e->failed_user), "%s", user);
+    else if (strcmp(e->failed_user, user) != 0)
+        e->failed_others = true;
     if (e->failures < UINT32_MAX)
         e->failures++;
     e->last_ms = now_ms;
@@ -124,16 +137,20 @@ void auth_throttle_abandon(struct auth_throttle *t, const char *address, uint64_
         e->pending--;
 }
 
-void auth_throttle_success(struct auth_throttle *t, const char *address, uint64_t now_ms)
+void auth_throttle_success(struct auth_throttle *t, const char *address, const char *user,
+                           uint64_t now_ms)
 {
     struct throttle_entry *e = find(t, address, now_ms);
     if (!e)
         return;
     if (e->pending > 0)
         e->pending--;
+    if (e->failures > 0 && (e->failed_others || strcmp(e->failed_user, user) != 0))
+        return; /* someone else's failures: they stay */
     /* Attempts still out keep the entry; their failures count from zero. */
     e->failures = 0;
     e->next_turn = 0;
+    e->failed_user[0] = '\0';
     if (e->pending == 0)
         e->address[0] = '\0';
 }

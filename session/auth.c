@@ -180,13 +180,13 @@ static void session_auth_finish(struct session *s, struct auth_job *job)
         s->auth.authenticated = true;
         s->auth.done_once = true;
         snprintf(s->auth.user, sizeof(s->auth.user), "%s", job->user);
-        auth_throttle_success(hub->throttle, job->remote, uv_now(hub->loop));
+        auth_throttle_success(hub->throttle, job->remote, job->user, uv_now(hub->loop));
         log_info("session %llu: authenticated as %s (remote %s)", (unsigned long long)s->id,
                  job->user, s->remote);
         s->protocol->on_authenticated(s, 0);
         return;
     }
-    auth_throttle_failure(hub->throttle, job->remote, uv_now(hub->loop));
+    auth_throttle_failure(hub->throttle, job->remote, job->user, uv_now(hub->loop));
     char detail[160];
     if (job->why)
         snprintf(detail, sizeof(detail), "%s", job->why);

@@ -323,7 +323,7 @@ static uint64_t failed_attempt(struct auth_throttle *t, const char *address, uin
 {
     uint64_t wait = 12345;
     assert_int_equal(auth_throttle_begin(t, address, now, &wait), 0);
-    auth_throttle_failure(t, address, now + wait);
+    auth_throttle_failure(t, address, "alice", now + wait);
     return wait;
 }
 
@@ -362,7 +362,7 @@ static void throttle_delays_after_five_failures_and_grows(void **state)
     for (int i = 0; i < 6; i++)
         failed_attempt(t, "10.0.0.3", now); /* the sixth is answered at now + 1 s */
     assert_int_equal(wait_of(t, "10.0.0.3", now + 1000), 2000);
-    auth_throttle_success(t, "10.0.0.3", now + 3000);
+    auth_throttle_success(t, "10.0.0.3", "alice", now + 3000);
     assert_int_equal(wait_of(t, "10.0.0.3", now + 3000), 0);
     auth_throttle_free(t);
 }
@@ -383,7 +383,7 @@ static void throttle_queues_parallel_attempts_behind_one_another(void **state)
     uint64_t wait;
     assert_int_equal(auth_throttle_begin(t, "10.0.0.1", now, &wait), -EAGAIN);
     for (int i = 0; i < 5; i++)
-        auth_throttle_failure(t, "10.0.0.1", now + 31000);
+        auth_throttle_failure(t, "10.0.0.1", "alice", now + 31000);
     assert_int_equal(wait_of(t, "10.0.0.1", now + 40000), 32000);
     auth_throttle_free(t);
 }
@@ -407,9 +407,41 @@ static void throttle_counts_attempts_in_progress(void **state)
         failed_attempt(t, "10.0.0.2", now);
     assert_int_equal(wait_of(t, "10.0.0.2", now), 1000);        /* A */
     assert_int_equal(wait_of(t, "10.0.0.2", now), 1000 + 2000); /* B */
-    auth_throttle_success(t, "10.0.0.2", now + 1000);           /* A succeeds */
-    auth_throttle_failure(t, "10.0.0.2", now + 3000);           /* B fails */
+    auth_throttle_success(t, "10.0.0.2", "alice", now + 1000);  /* A succeeds */
+    auth_throttle_failure(t, "10.0.0.2", "alice", now + 3000);  /* B fails */
     assert_int_equal(wait_of(t, "10.0.0.2", now + 3000), 0);
+    auth_throttle_free(t);
+}
+
+/* A login of one's own account does not wash out guesses at another's: only the user whose
+ * logins failed clears the failures by logging in. */
+static void throttle_is_cleared_only_by_the_user_who_failed(void **state)
+{
+    (void)state;
+    uint64_t now = 1000000;
+    struct auth_throttle *t;
+    assert_int_equal(auth_throttle_new(&t), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(wait_of(t, "10.0.0.9", now), 0);
+        auth_throttle_failure(t, "10.0.0.9", "admin", now); /* guesses at admin's password */
+    }
+    assert_int_equal(wait_of(t, "10.0.0.9", now), 0);
+    auth_throttle_success(t, "10.0.0.9", "mallory", now); /* mallory's own account */
+    assert_int_equal(wait_of(t, "10.0.0.9", now), 0);     /* the fifth failure's turn: free */
+    auth_throttle_failure(t, "10.0.0.9", "admin", now);
+    assert_int_equal(wait_of(t, "10.0.0.9", now), 1000); /* the sixth waits: nothing was cleared */
+    auth_throttle_failure(t, "10.0.0.9", "root", now + 1000);
+    /* Failures for several users stay even when one of them logs in. */
+    assert_int_equal(wait_of(t, "10.0.0.9", now + 1000), 2000);
+    auth_throttle_success(t, "10.0.0.9", "admin", now + 3000);
+    assert_int_equal(wait_of(t, "10.0.0.9", now + 3000), 2000); /* still six failures */
+    /* Mistyped passwords of the one who then logs in are cleared. */
+    for (int i = 0; i < 4; i++)
+        failed_attempt(t, "10.0.0.8", now); /* alice's */
+    assert_int_equal(wait_of(t, "10.0.0.8", now), 0);
+    auth_throttle_success(t, "10.0.0.8", "alice", now);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(failed_attempt(t, "10.0.0.8", now), 0); /* counted from zero */
     auth_throttle_free(t);
 }
 
@@ -419,16 +451,16 @@ static void throttle_table_is_bounded_and_evicts_the_stalest(void **state)
     struct auth_throttle *t;
     assert_int_equal(auth_throttle_new(&t), 0);
     for (int i = 0; i < 6; i++)
-        auth_throttle_failure(t, "192.168.1.1", 100 + (uint64_t)i);
+        auth_throttle_failure(t, "192.168.1.1", "alice", 100 + (uint64_t)i);
     char address[64];
     for (int i = 0; i < AUTH_THROTTLE_ADDRESSES; i++) {
         snprintf(address, sizeof(address), "10.1.%d.%d", i / 256, i % 256);
-        auth_throttle_failure(t, address, 1000 + (uint64_t)i);
+        auth_throttle_failure(t, address, "alice", 1000 + (uint64_t)i);
     }
     /* The oldest entry made room; the newest are still there. */
     assert_int_equal(wait_of(t, "192.168.1.1", 5000), 0);
     for (int i = 0; i < 4; i++)
-        auth_throttle_failure(t, address, 5000);
+        auth_throttle_failure(t, address, "alice", 5000);
     assert_true(wait_of(t, address, 5000) > 0);
     auth_throttle_free(t);
 }
@@ -450,6 +482,7 @@ int main(void)
         cmocka_unit_test(throttle_delays_after_five_failures_and_grows),
         cmocka_unit_test(throttle_queues_parallel_attempts_behind_one_another),
         cmocka_unit_test(throttle_counts_attempts_in_progress),
+        cmocka_unit_test(throttle_is_cleared_only_by_the_user_who_failed),
         cmocka_unit_test(throttle_table_is_bounded_and_evicts_the_stalest),
     };
     return cmocka_run_group_tests(tests, make_hashes, NULL);
