@@ -383,6 +383,11 @@ static const char *connect_error_hint(const struct provider *p, const char *reas
                  "%s to port %d (the URL names no port; webfused listens on 8081 unless its "
                  "--port says otherwise)",
                  reason, p->url.port);
+    else if (strcmp(reason, "Unable to connect") == 0)
+        snprintf(buf, cap,
+                 "nothing answers on %s port %d (is webfused running there, with this "
+                 "--port?)",
+                 p->url.host, p->url.port);
     else if (!p->url.tls && strcmp(reason, "read failed") == 0)
         snprintf(buf, cap,
                  "%s: the handshake was cut off (a port for wss:// only, or not a webfuse "

@@ -326,8 +326,9 @@ def test_connection_refused_exits_1(ctx):
     out = subprocess.run([PROVIDER, "--protocol", "json", "--url", url, "--fs", "a=" + ctx.tree],
                          capture_output=True, timeout=TIMEOUT)
     check_eq(out.returncode, 1, "exit status")
-    check("cannot connect to " + url in out.stderr.decode(), "message names the url: %r"
-          % out.stderr.decode())
+    check("cannot connect to %s: nothing answers on 127.0.0.1 port %d (is webfused running "
+          "there, with this --port?)" % (url, port) in out.stderr.decode(),
+          "message names the url and says what to check: %r" % out.stderr.decode())
     # A URL without a port goes to 80, where webfused does not listen: the message says so.
     with socket.socket() as probe:
         port_80_free = probe.connect_ex(("127.0.0.1", 80)) != 0
