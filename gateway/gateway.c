@@ -158,8 +158,14 @@ static void lws_log_line(int level, const char *line)
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
-    log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG, "libwebsockets: %.*s", (int)len,
-              line);
+    /* A port that cannot be opened gets a line of ours saying what to do; libwebsockets' own
+     * ("ERROR on binding fd 13 to port 8081 (-1 98)", "init server failed") would only come
+     * before it. */
+    bool said_by_us = strncmp(line, "ERROR on binding", 16) == 0 ||
+                      strncmp(line, "init server failed", 18) == 0;
+    enum log_level ours = level == LLL_ERR && !said_by_us ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
+    if (ours <= log_get_level())
+        log_write(ours, "libwebsockets: %.*s", (int)len, line);
 }
 
 /* Types libwebsockets 4.1 does not know by itself (it refuses to serve a file without one).

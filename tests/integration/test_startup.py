@@ -68,6 +68,7 @@ def a_port_in_use_is_named_and_the_start_leaves_nothing(env):
                                "--filesystem", "fw=" + fixed)
     check_equal(status, 1, "exit status with the port in use")
     check("cannot listen on 127.0.0.1:%d (is the port in use" % port in err, "its error: %r" % err)
+    check("libwebsockets:" not in err, "libwebsockets' own lines before ours: %r" % err)
     check(not os.path.exists(env.path("made")), "the failed start left the mount root it made")
     check(not os.path.exists(env.path("made-fixed")),
           "the failed start left the --filesystem directory it made")
