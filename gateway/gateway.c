@@ -647,8 +647,10 @@ static void prepared_release(struct gateway *gw, bool started)
 static int paths_check(const struct gateway_options *opt)
 {
     struct stat st;
-    if (stat(opt->mount_root, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        log_error("mount root %s is not a directory", opt->mount_root);
+    int found = stat(opt->mount_root, &st) == 0 ? 0 : -errno;
+    if ((found == 0 && !S_ISDIR(st.st_mode)) || found == -ENOTDIR) {
+        log_error("mount root %s is not a directory%s", opt->mount_root,
+                  found ? " (a file is in its path)" : "");
         return -ENOTDIR;
     }
     if (opt->log_target[0] == '/') {

@@ -389,6 +389,8 @@ def check_config_reads_the_files_it_names(env):
     os.chmod(empty_token, 0o600)
     cases = [
         ({"mount-root": a_file, "no-admin": True}, "mount root %s is not a directory" % a_file),
+        ({"mount-root": os.path.join(a_file, "sub"), "no-admin": True},
+         "mount root %s is not a directory (a file is in its path)" % os.path.join(a_file, "sub")),
         ({"log": env.path("no-dir", "x.log"), "no-admin": True},
          "cannot open the log %s" % env.path("no-dir", "x.log")),
         ({"admin-token-file": empty_token, "db": env.path("h.db")},
