@@ -97,7 +97,7 @@ int auth_password_prompt(const char *prompt, char *buf, size_t cap);
  * also the longest any attempt waits, queued behind others from its address or not. */
 #define AUTH_THROTTLE_FIRST_DELAY_MS 1000u
 #define AUTH_THROTTLE_MAX_DELAY_MS 60000u
-/* Addresses quiet for this long are forgotten. */
+/* An address's failures are forgotten this long after the last one. */
 #define AUTH_THROTTLE_FORGET_MS (15u * 60 * 1000)
 /* Addresses remembered at once; when full, the one used least recently is forgotten. */
 #define AUTH_THROTTLE_ADDRESSES 1024

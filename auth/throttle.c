@@ -19,7 +19,9 @@ struct throttle_entry {
     char address[THROTTLE_ADDRESS_MAX]; /* "" = free */
     unsigned failures;
     unsigned pending;   /* attempts begun and not ended yet */
-    uint64_t last_ms;   /* the last failure or attempt */
+    /* The last failure (or the first attempt): failures are forgotten that long after it,
+     * however many logins succeed meanwhile. */
+    uint64_t last_ms;
     uint64_t next_turn; /* when the last delayed attempt is (or was) checked */
     /* Whose logins failed: one user's (failed_user), or several (failed_others). Only that one
      * user's success clears the failures: a login of one's own account must not wash out
@@ -49,7 +51,8 @@ static struct throttle_entry *find(struct auth_throttle *t, const char *address,
         struct throttle_entry *e = &t->entries[i];
         if (e->address[0] == '\0' || strncmp(e->address, address, sizeof(e->address)) != 0)
             continue;
-        if (now_ms > e->last_ms && now_ms - e->last_ms >= AUTH_THROTTLE_FORGET_MS) {
+        if (e->pending == 0 && now_ms > e->last_ms &&
+            now_ms - e->last_ms >= AUTH_THROTTLE_FORGET_MS) {
             e->address[0] = '\0'; /* stale: forgotten */
             return NULL;
         }
@@ -105,9 +108,10 @@ int auth_throttle_begin(struct auth_throttle *t, const char *address, uint64_t n
             return -EAGAIN; /* not counted: nothing is checked */
         e->next_turn = turn;
     }
+    if (e->failures == 0 && e->pending == 0)
+        e->last_ms = now_ms;
     if (e->pending < UINT32_MAX)
         e->pending++;
-    e->last_ms = now_ms;
     *wait_ms = turn - now_ms;
     return 0;
 }

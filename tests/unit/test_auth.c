@@ -442,6 +442,18 @@ static void throttle_is_cleared_only_by_the_user_who_failed(void **state)
     auth_throttle_success(t, "10.0.0.8", "alice", now);
     for (int i = 0; i < 5; i++)
         assert_int_equal(failed_attempt(t, "10.0.0.8", now), 0); /* counted from zero */
+    /* Several users' failures (a shared address) are still forgotten 15 minutes after the last
+     * one, however many logins succeed meanwhile. */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(wait_of(t, "10.0.0.7", now), 0);
+        auth_throttle_failure(t, "10.0.0.7", i % 2 ? "bob" : "carol", now);
+    }
+    uint64_t later = now;
+    for (; later < now + AUTH_THROTTLE_FORGET_MS - 60000; later += 60000) {
+        assert_int_equal(wait_of(t, "10.0.0.7", later), 1000);
+        auth_throttle_success(t, "10.0.0.7", "alice", later + 1000);
+    }
+    assert_int_equal(wait_of(t, "10.0.0.7", now + AUTH_THROTTLE_FORGET_MS), 0);
     auth_throttle_free(t);
 }
 
