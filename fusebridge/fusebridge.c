@@ -87,9 +87,12 @@ static int directory_empty(const char *path)
     }
     int rc = 0;
     const struct dirent *entry;
+    errno = 0;
     while (rc == 0 && (entry = readdir(dir)))
         if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
             rc = -ENOTEMPTY;
+    if (rc == 0 && errno != 0)
+        rc = -errno; /* not read to its end: not known to be empty */
     closedir(dir);
     return rc;
 }

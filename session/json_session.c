@@ -56,7 +56,7 @@ static void json_on_attached(struct session *s, struct filesystem *fs, int statu
     if (!s->wsi)
         return;
     if (status != 0) {
-        char why[120];
+        char why[160];
         snprintf(why, sizeof(why), "cannot mount %s: %s", fs->name, fusebridge_mount_error(status));
         json_send_error_message(s, fs->reply_id, CODEC_JSON_BAD, why);
         return;

@@ -203,24 +203,26 @@ static void pending_read_slow(struct session *s, struct pending *p, uint64_t now
 /* A request past its deadline fails with EIO. An OPEN or CREATE keeps its slot for one more
  * timeout: a late answer's handle is then released, not left open at the provider. After that
  * (or for any other request) the slot is freed, so a late answer finds no request and is
- * dropped. */
+ * dropped. Each request is counted once: an abandoned one by its late answer, or as timed out
+ * when none comes. */
 static void pending_expire(struct session *s, struct pending *p, uint64_t now)
 {
     if (p->abandoned) {
         log_debug("session %llu: request %u to %s: no late answer either",
                   (unsigned long long)s->id, p->id, p->fs->name);
+        session_account(s, p->fs, p->kind, -ETIMEDOUT, 0);
         fusebridge_reply_error(pending_remove(s, p), -EIO);
         return;
     }
     log_warn("session %llu: request %u to %s timed out", (unsigned long long)s->id, p->id,
              p->fs->name);
-    session_account(s, p->fs, p->kind, -ETIMEDOUT, 0);
     session_emit(s, SESSION_EVENT_ERROR, p->fs->name, NULL, "request timed out");
     if (fusebridge_op_abandon(p->op, -EIO)) {
         p->abandoned = true;
         p->deadline = now + s->hub->config.timeout_ms;
         return;
     }
+    session_account(s, p->fs, p->kind, -ETIMEDOUT, 0);
     fusebridge_reply_error(pending_remove(s, p), -EIO);
 }
 

@@ -307,11 +307,14 @@ static int wf2_on_message(struct session *s, const char *data, size_t len)
     return 0;
 }
 
+/* Room for a close reason and its NUL (a close frame carries at most 123 bytes of reason). */
+#define WF2_REASON_SIZE 120
+
 static void wf2_on_attached(struct session *s, struct filesystem *fs, int status)
 {
     if (status == 0)
         return;
-    char reason[96];
+    char reason[WF2_REASON_SIZE];
     snprintf(reason, sizeof(reason), "cannot mount %s: %s", fs->name,
              fusebridge_mount_error(status));
     session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, reason);
@@ -331,9 +334,6 @@ static void name_from_uri(const struct session *s, const char *uri, char *name, 
     else
         snprintf(name, size, "%.*s", (int)(len - start), uri + start);
 }
-
-/* Room for a close reason and its NUL (a close frame carries at most 123 bytes of reason). */
-#define WF2_REASON_SIZE 120
 
 /* Why `name` was refused, for the close frame and the history; returns the kind of event. The name
  * is as the URL had it: a close reason must be UTF-8, and people read it. */

@@ -348,6 +348,15 @@ def a_handle_opened_after_the_timeout_is_released(env):
     check_equal(len(fake.requests_of("release")), 2, "RELEASE requests")
     with open(os.path.join(mp, "f"), "rb") as f:
         check_equal(f.read(), b"late\n", "the file read afterwards")
+    # Each request counted once (the late ones by their answers), and no file left open.
+    samples = harness.parse_metrics(daemon.api("GET", "/metrics").body.decode())
+    counted = {op: sum(v for (name, labels), v in samples.items()
+                       if name == "webfuse_requests_total" and ("op", op) in labels)
+               for op in ("open", "create")}
+    check_equal(counted, {"open": 2, "create": 1}, "requests counted")
+    harness.wait_until(lambda: [f["open_files"] for f in daemon.api_ok(
+        "GET", "/api/v1/filesystems")["filesystems"]] == [0], 5,
+        what="no open files counted on the mount (the last close's RELEASE is asynchronous)")
     check(daemon.alive(), "webfused died")
 
 
