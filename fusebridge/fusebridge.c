@@ -548,6 +548,7 @@ int fusebridge_mount_start(uv_loop_t *loop, const struct fusebridge_options *opt
     mount->allow_other = options->allow_other;
     mount->made_mountpoint = options->own_mountpoint;
     mount->mountpoint_configured = options->mountpoint_configured;
+    mount->listing_bytes = options->listing_bytes;
     mount->mountpoint = strdup(options->mountpoint);
     mount->fsname = strdup(options->fsname);
     int rc = -ENOMEM;

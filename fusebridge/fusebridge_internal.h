@@ -117,6 +117,7 @@ struct fusebridge_mount {
     bool made_mountpoint;    /* the mount point did not exist, or an earlier mount of the name
                               * made it (own_mountpoint): teardown removes it */
     bool mountpoint_configured; /* --filesystem NAME=DIR: it may hold files */
+    size_t *listing_bytes;      /* shared with other mounts (fusebridge_options) */
 
     /* Loop thread only, like everything from here on. */
     enum mount_state state;

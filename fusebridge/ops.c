@@ -49,15 +49,6 @@ enum op_effect { EFFECT_NONE, EFFECT_UNLINK, EFFECT_RENAME };
 #define FUSEBRIDGE_LISTING_MAX (1u << 18)
 #define FUSEBRIDGE_LISTING_NAME_BYTES (16u << 20)
 
-/* What the listings of all open directories of all mounts may hold together. Each opendir has a
- * listing of its own, so programs holding many directories open (a large one each time) could
- * otherwise take all the device's memory; past this, a listing fails with ENOMEM. One listing of
- * the largest size still fits. */
-#define FUSEBRIDGE_LISTINGS_BYTES (64u << 20)
-
-/* Bytes the open listings hold (their buffers' capacity). Loop thread only. */
-static size_t listings_bytes;
-
 /* How long after it was asked for a listing's attributes are still handed to the kernel: long
  * enough for `ls -l` of a large directory, short enough that a directory held open for long does
  * not serve old attributes as fresh. */
@@ -89,6 +80,7 @@ struct dir_listing {
      * readdir lets releasedir arrive while the loop thread still fills the listing. */
     int refs;
     bool loaded;
+    size_t *budget_used;   /* the owner's count of bytes all listings hold (see options) */
     uint64_t dir;          /* the directory's inode */
     uint64_t changes_then; /* the mount's change count when the listing was asked for */
     uint64_t asked_at;     /* uv_hrtime() then */
@@ -134,7 +126,7 @@ struct fusebridge_op **op_next(struct fusebridge_op *op)
 /* Gives the listing's buffers back (to the budget too); it is empty afterwards. */
 static void listing_drop(struct dir_listing *listing)
 {
-    listings_bytes -= listing->cap * sizeof(*listing->entries) + listing->names_cap;
+    *listing->budget_used -= listing->cap * sizeof(*listing->entries) + listing->names_cap;
     free(listing->entries);
     free(listing->names);
     listing->entries = NULL;
@@ -635,6 +627,7 @@ static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         return;
     }
     listing->dir = ino;
+    listing->budget_used = mount_of(req)->listing_bytes;
     struct fusebridge_mount *mount = mount_of(req); /* the reply frees req */
     fi->fh = (uintptr_t)listing;
     if (fuse_reply_open(req, fi) != 0) {
@@ -1130,8 +1123,8 @@ static const char *entry_name(const struct dir_listing *listing, const struct li
     return listing->names + e->name;
 }
 
-/* Grows a listing's buffer to hold `need` units, within FUSEBRIDGE_LISTINGS_BYTES. */
-static int grow(void **buf, size_t *cap, size_t need, size_t unit)
+/* Grows a listing's buffer to hold `need` units, within FUSEBRIDGE_LISTINGS_BYTES for all. */
+static int grow(size_t *used, void **buf, size_t *cap, size_t need, size_t unit)
 {
     if (need <= *cap)
         return 0;
@@ -1139,12 +1132,12 @@ static int grow(void **buf, size_t *cap, size_t need, size_t unit)
     while (next < need)
         next *= 2;
     size_t more = (next - *cap) * unit;
-    if (listings_bytes + more > FUSEBRIDGE_LISTINGS_BYTES)
+    if (*used + more > FUSEBRIDGE_LISTINGS_BYTES)
         return -ENOMEM;
     void *grown = realloc(*buf, next * unit);
     if (!grown)
         return -ENOMEM;
-    listings_bytes += more;
+    *used += more;
     *buf = grown;
     *cap = next;
     return 0;
@@ -1158,9 +1151,10 @@ static int listing_append(struct dir_listing *listing, const char *name, uint64_
     if (listing->count >= FUSEBRIDGE_LISTING_MAX ||
         listing->names_len + len > FUSEBRIDGE_LISTING_NAME_BYTES)
         return -EFBIG;
-    if (grow((void **)&listing->entries, &listing->cap, listing->count + 1,
+    if (grow(listing->budget_used, (void **)&listing->entries, &listing->cap, listing->count + 1,
              sizeof(*listing->entries)) != 0 ||
-        grow((void **)&listing->names, &listing->names_cap, listing->names_len + len, 1) != 0)
+        grow(listing->budget_used, (void **)&listing->names, &listing->names_cap,
+             listing->names_len + len, 1) != 0)
         return -ENOMEM;
     struct listing_entry *e = &listing->entries[listing->count++];
     memset(e, 0, sizeof(*e));

@@ -707,6 +707,7 @@ struct filesystem *session_attach(struct session *s, const char *name, int64_t r
         .allow_other = hub->config.allow_other,
         .own_mountpoint = !fixed_mountpoint && session_hub_mountpoint_made(hub, name),
         .mountpoint_configured = fixed_mountpoint != NULL,
+        .listing_bytes = &hub->listing_bytes,
     };
     int rc = fusebridge_mount_start(hub->loop, &options, &fs_callbacks, fs, &fs->mount);
     if (rc != 0) {

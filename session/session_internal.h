@@ -181,6 +181,7 @@ struct session_hub {
     uint64_t busy_until;    /* ... until then (uv_hrtime) */
     bool busy_ready;        /* `busy` is initialized and not closed */
     size_t reads_in_flight; /* bytes of every session's READs sent and not answered */
+    size_t listing_bytes;   /* held by the directory listings of every mount (fusebridge) */
     struct session *read_queue_head; /* read_budget.c: sessions waiting, oldest first */
     struct session *read_queue_tail;
     size_t read_reserved;  /* their read_need together */
