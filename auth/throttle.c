@@ -155,6 +155,7 @@ void auth_throttle_success(struct auth_throttle *t, const char *address, const c
     e->failures = 0;
     e->next_turn = 0;
     e->failed_user[0] = '\0';
+    e->failed_others = false;
     if (e->pending == 0)
         e->address[0] = '\0';
 }

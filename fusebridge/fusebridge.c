@@ -9,6 +9,7 @@
  */
 #include "fusebridge_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -64,11 +64,11 @@ const char *fusebridge_mount_error(int status)
 {
     switch (status) {
     case -ELOOP:
-        return "its mount point is a symbolic link";
+        return "mount point is a symbolic link";
     case -EEXIST:
-        return "its mount point exists and is not a directory";
+        return "mount point is not a directory";
     case -ENOTEMPTY:
-        return "its mount point is a directory that holds files";
+        return "mount point holds files";
     default:
         return strerror(-status);
     }

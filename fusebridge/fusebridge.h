@@ -128,9 +128,9 @@ struct fusebridge_options {
     /* The mount point was configured (--filesystem NAME=DIR): it may hold files, which the mount
      * hides. One of the mount root must be empty (see fusebridge_mount_error). */
     bool mountpoint_configured;
-    /* Bytes the directory listings of every mount sharing this count hold (owned by the caller,
-     * zero at first, outliving the mounts). Each opendir keeps a listing of its own, so programs
-     * holding many directories open could otherwise take all the device's memory: past
+    /* Required: bytes the directory listings of every mount sharing this count hold (owned by
+     * the caller, zero at first, outliving the mounts). Each opendir keeps a listing of its own, so
+     * programs holding many directories open could otherwise take all the device's memory: past
      * FUSEBRIDGE_LISTINGS_BYTES together a listing fails with ENOMEM. */
     size_t *listing_bytes;
 };

@@ -626,9 +626,9 @@ static void bridge_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    listing->dir = ino;
-    listing->budget_used = mount_of(req)->listing_bytes;
     struct fusebridge_mount *mount = mount_of(req); /* the reply frees req */
+    listing->dir = ino;
+    listing->budget_used = mount->listing_bytes;
     fi->fh = (uintptr_t)listing;
     if (fuse_reply_open(req, fi) != 0) {
         free(listing); /* the kernel will not send releasedir for a failed open */

@@ -290,14 +290,22 @@ def what_is_left_under_a_name_in_the_mount_root_is_not_mounted_on(env):
     write(daemon.mount_path("file"), b"a file\n")
     os.mkdir(daemon.mount_path("full"))
     write(os.path.join(daemon.mount_path("full"), "keep"), b"full\n")
-    refused = {"link": "its mount point is a symbolic link",
-               "file": "its mount point exists and is not a directory",
-               "full": "its mount point is a directory that holds files"}
+    refused = {"link": "mount point is a symbolic link",
+               "file": "mount point is not a directory",
+               "full": "mount point holds files"}
     for name, why in refused.items():
         fake = FakeWebfuse2(daemon.port, name, src)
         check(fake.closed.wait(10), "%s: the connection was not closed" % name)
         check_equal(fake.close_reason, "cannot mount %s: %s" % (name, why),
                     "close reason for %s" % name)
+    # The longest name still gets the whole reason (a close frame holds 123 bytes).
+    longest = "L" * 64
+    os.mkdir(daemon.mount_path(longest))
+    write(os.path.join(daemon.mount_path(longest), "keep"), b"full\n")
+    fake = FakeWebfuse2(daemon.port, longest, src)
+    check(fake.closed.wait(10), "the longest name: the connection was not closed")
+    check_equal(fake.close_reason, "cannot mount %s: %s" % (longest, refused["full"]),
+                "close reason for the longest name")
     answer = env.fake(daemon).add_filesystem("full", {})
     check_equal(answer.get("error", {}).get("message"),
                 "cannot mount full: " + refused["full"], "JSON answer %r" % answer)
@@ -310,7 +318,8 @@ def what_is_left_under_a_name_in_the_mount_root_is_not_mounted_on(env):
     events = daemon.api_ok("GET", "/api/v1/events?limit=1000")["events"]
     failed = sorted((e["filesystem"], e["detail"]) for e in events if e["kind"] == "attach_failed")
     check_equal(failed, sorted([(n, "mount failed: " + why) for n, why in refused.items()] +
-                               [("full", "mount failed: " + refused["full"])]), "history")
+                               [("full", "mount failed: " + refused["full"]),
+                                (longest, "mount failed: " + refused["full"])]), "history")
     os.mkdir(daemon.mount_path("empty"))
     fake = FakeWebfuse2(daemon.port, "empty", src)
     try:
